@@ -1,0 +1,58 @@
+# leadml — every target is a one-liner over the venv's tools or `python -m leadml`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/processed/demo
+
+.PHONY: help install demo test test-fast lint format typecheck bench notebooks browser spark clean
+
+help: ## show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install leadml editable with dev and spark extras
+
+demo: $(STAMP) ## synth CRM data -> train both models -> score -> report (local MLflow on SQLite)
+	$(PY) -m leadml demo --dir $(DEMO_DIR)
+
+test: $(STAMP) browser ## run the whole test suite (slow, browser and spark tests included)
+	$(BIN)/pytest -n 2 --dist loadfile
+
+test-fast: $(STAMP) ## run the tests not marked slow/browser/spark
+	$(BIN)/pytest -m "not slow and not browser and not spark"
+
+lint: $(STAMP) ## ruff check + format check + notebooks stripped of outputs
+	$(BIN)/ruff check leadml tests benchmarks
+	$(BIN)/ruff format --check leadml tests benchmarks
+	$(PY) -m leadml._nbcheck notebooks
+
+format: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix leadml tests benchmarks
+	$(BIN)/ruff format leadml tests benchmarks
+
+typecheck: $(STAMP) ## mypy over the package
+	$(BIN)/mypy
+
+bench: $(STAMP) ## run the benchmarks (minutes; prints ratios against in-run baselines)
+	$(PY) -m benchmarks.run
+
+notebooks: $(STAMP) ## execute every notebook into a temporary directory
+	$(BIN)/pytest tests/test_notebooks.py -p no:xdist
+
+browser: ## install Debian's chromium for the report's browser tests (needs root or sudo)
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+clean: ## remove caches and generated artifacts (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info mlflow.db mlruns mlartifacts
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+	find data/raw data/interim data/processed models -mindepth 1 -not -name README.md -exec rm -rf {} + 2>/dev/null || true

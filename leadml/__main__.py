@@ -1,0 +1,3 @@
+from leadml.cli import main
+
+main()

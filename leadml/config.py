@@ -1,0 +1,219 @@
+"""One typed, frozen configuration tree, loaded once and handed down in pieces.
+
+Every section rejects unknown keys, so a typo in a YAML/TOML file is an error, not a silent default.
+Estimators never see this object: callers unpack the section they need into plain arguments.
+
+Examples
+--------
+>>> cfg = LeadMLConfig()
+>>> cfg.timeline.horizon_days["prospect"], cfg.features.windows_days
+(30, (7, 30, 90))
+>>> cfg.with_overrides({"model": {"num_leaves": 15}}).model.num_leaves
+15
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = [
+    "ColumnsConfig",
+    "ConfigError",
+    "ExplainConfig",
+    "FeaturesConfig",
+    "LeadMLConfig",
+    "ModelConfig",
+    "ScoringConfig",
+    "TimelineConfig",
+    "TrackingConfig",
+    "TrainingConfig",
+    "load_config",
+]
+
+Transition = Literal["prospect", "opportunity"]
+TRANSITIONS: tuple[Transition, ...] = ("prospect", "opportunity")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says which key and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnsConfig(_Section):
+    """Column names of the three input tables (design.md §1 defaults)."""
+
+    lead_id: str = "lead_id"
+    created_at: str = "created_at"
+    event_type: str = "event_type"
+    occurred_at: str = "occurred_at"
+    value: str = "value"
+    stage: str = "stage"
+    changed_at: str = "changed_at"
+    reason: str = "reason"
+
+
+class TimelineConfig(_Section):
+    """Observation points and labels: cadence, horizon per transition, gap before the window."""
+
+    cadence_days: int = Field(7, ge=1)
+    horizon_days: dict[Transition, int] = Field(
+        default_factory=lambda: {"prospect": 30, "opportunity": 60}
+    )
+    gap_days: int = Field(0, ge=0)
+
+    @field_validator("horizon_days")
+    @classmethod
+    def _positive_horizons(cls, v: dict[str, int]) -> dict[str, int]:
+        merged = {"prospect": 30, "opportunity": 60, **v}
+        bad = {k: h for k, h in merged.items() if h < 1}
+        if bad:
+            raise ValueError(f"horizons must be at least 1 day, got {bad}")
+        return merged
+
+
+class FeaturesConfig(_Section):
+    """Lookback windows, decay and which lead columns may never become features."""
+
+    windows_days: tuple[int, ...] = (7, 30, 90)
+    half_life_days: float = Field(14.0, gt=0)
+    trend_days: int = Field(14, ge=1)
+    identifier_columns: tuple[str, ...] = ()
+    exclude_columns: tuple[str, ...] = ()
+    max_category_levels: int = Field(50, ge=2)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _sorted_windows(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(w < 1 for w in v):
+            raise ValueError(f"windows must be a non-empty list of positive day counts, got {v}")
+        return tuple(sorted(set(v)))
+
+
+class ModelConfig(_Section):
+    """LightGBM hyper-parameters (passed as constructor arguments, never as this object)."""
+
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(6, ge=-1)
+    min_child_samples: int = Field(50, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    subsample_freq: int = Field(1, ge=0)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    early_stopping_rounds: int = Field(50, ge=1)
+    seed: int = 42
+    n_jobs: int = 2
+
+
+class TrainingConfig(_Section):
+    """Out-of-time split, calibration and tiers."""
+
+    start: str | None = None
+    end: str | None = None
+    split_date: str | None = None
+    valid_fraction: float = Field(0.3, gt=0, lt=1)
+    calibration: Literal["platt", "isotonic"] = "platt"
+    tier_shares: tuple[float, float, float] = (0.1, 0.2, 0.3)
+    ece_bins: int = Field(10, ge=2)
+
+
+class ExplainConfig(_Section):
+    """How many reasons of each sign a scored lead gets, and which engine computes them."""
+
+    n_positive: int = Field(4, ge=0)
+    n_negative: int = Field(2, ge=0)
+    engine: Literal["leadml", "lightgbm", "shap"] = "leadml"
+
+
+class ScoringConfig(_Section):
+    """Batch scoring job settings."""
+
+    chunk_size: int = Field(50_000, ge=1)
+    format: Literal["parquet", "csv"] = "parquet"
+
+
+class TrackingConfig(_Section):
+    """MLflow: None means MLFLOW_TRACKING_URI or else ``sqlite:///mlflow.db`` in the working dir."""
+
+    tracking_uri: str | None = None
+    experiment: str = "leadml"
+    model_name_prefix: str = "leadml"
+    promotion_tolerance: float = Field(0.005, ge=0)
+    promotion_metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
+
+
+class LeadMLConfig(_Section):
+    """The whole configuration tree."""
+
+    columns: ColumnsConfig = ColumnsConfig()
+    timeline: TimelineConfig = TimelineConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    explain: ExplainConfig = ExplainConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    def dump(self) -> dict[str, Any]:
+        """Plain JSON-able dict: what MLflow logs and the bundle stores."""
+        return json.loads(self.model_dump_json())
+
+    def with_overrides(self, overrides: dict[str, Any]) -> LeadMLConfig:
+        """Return a new config with nested ``overrides`` merged in (validated)."""
+        return _validate(_deep_merge(self.dump(), overrides), source="overrides")
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(raw: dict[str, Any], source: str) -> LeadMLConfig:
+    try:
+        return LeadMLConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid config in {source}: {problems}") from e
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> LeadMLConfig:
+    """Load a YAML or TOML config file (or the defaults when ``path`` is None)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        text = p.read_text(encoding="utf-8")
+        try:
+            if p.suffix.lower() == ".toml":
+                raw = tomllib.loads(text)
+            elif p.suffix.lower() in {".yaml", ".yml"}:
+                import yaml
+
+                raw = yaml.safe_load(text) or {}
+            else:
+                raise ConfigError(f"config file {str(p)!r}: expected a .yaml, .yml or .toml file")
+        except (tomllib.TOMLDecodeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"config file {str(p)!r} could not be parsed: {e}") from e
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(p)!r} must contain a mapping at the top level")
+    cfg = _validate(raw, source=str(path) if path else "defaults")
+    return cfg.with_overrides(overrides) if overrides else cfg

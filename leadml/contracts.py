@@ -1,0 +1,476 @@
+"""Data contracts for the three input tables (design.md §1), validated all at once.
+
+``validate`` coerces dtypes once (ids, timestamps, numbers) and collects **every** problem it finds
+into one :class:`DataContractError`, so a user fixes an export in one pass instead of ten.
+
+Canonical form after validation: timestamps are ``datetime64[ns]`` without a timezone, meaning UTC
+(timezone-aware inputs are converted to UTC first); ``lead_id`` has the same dtype in all tables
+(int64 when every id is an integer, string otherwise).
+
+Examples
+--------
+>>> import pandas as pd
+>>> leads = pd.DataFrame({"lead_id": [1, 1], "created_at": ["2024-01-01", "not a date"]})
+>>> events = pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": ["2024-01-02"]})
+>>> stages = pd.DataFrame({"lead_id": [1], "stage": ["lead"], "changed_at": ["2024-01-01"]})
+>>> validate(leads, events, stages)
+Traceback (most recent call last):
+...
+leadml.contracts.DataContractError: 2 problems in the input data:
+  - leads.lead_id: 1 duplicate lead_id (rows 1; e.g. '1'). Expected one row per lead; deduplicate the export.
+  - leads.created_at: 1 value could not be parsed as a timestamp (rows 1; e.g. 'not a date'). Expected ISO-8601 timestamps such as '2024-03-01T09:30:00Z'; fix the export or pass the right column with --config columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadml.config import ColumnsConfig
+
+__all__ = [
+    "FUNNEL",
+    "NEGATIVE_STAGES",
+    "STAGES",
+    "CRMData",
+    "DataContractError",
+    "Problem",
+    "load_crm",
+    "read_table",
+    "validate",
+]
+
+FUNNEL: tuple[str, ...] = ("lead", "prospect", "opportunity", "customer")
+NEGATIVE_STAGES: tuple[str, ...] = ("disqualified", "lost")
+STAGES: tuple[str, ...] = FUNNEL + NEGATIVE_STAGES
+TABLES: tuple[str, ...] = ("leads", "events", "stage_changes")
+_MAX_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failed check: where it is, how many rows, examples, and how to fix it."""
+
+    table: str
+    column: str | None
+    message: str
+    rows: tuple[int, ...] = ()
+    examples: tuple[str, ...] = ()
+    fix: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        detail = ""
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:_MAX_EXAMPLES])
+            more = ", ..." if len(self.rows) > _MAX_EXAMPLES else ""
+            detail = f" (rows {shown}{more}"
+            if self.examples:
+                detail += "; e.g. " + ", ".join(repr(e) for e in self.examples[:3])
+            detail += ")"
+        fix = f" {self.fix}" if self.fix else ""
+        return f"{where}: {self.message}{detail}.{fix}"
+
+
+class DataContractError(ValueError):
+    """The input tables break the data contract; ``problems`` lists every failure found."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{head} in the input data:\n{lines}")
+
+
+@dataclass(frozen=True)
+class CRMData:
+    """The three validated tables. Build with :func:`validate` or :func:`load_crm`."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame
+    stage_changes: pd.DataFrame
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+
+    @property
+    def end(self) -> pd.Timestamp:
+        """The last instant the data knows about (latest timestamp in any table)."""
+        c = self.columns
+        stamps = [self.leads[c.created_at].max()]
+        if len(self.events):
+            stamps.append(self.events[c.occurred_at].max())
+        if len(self.stage_changes):
+            stamps.append(self.stage_changes[c.changed_at].max())
+        return pd.Timestamp(max(stamps))
+
+    @property
+    def start(self) -> pd.Timestamp:
+        """The first lead's creation time."""
+        return pd.Timestamp(self.leads[self.columns.created_at].min())
+
+    def summary(self) -> dict[str, object]:
+        """Row counts and the time span, for CLI output and logs."""
+        c = self.columns
+        return {
+            "leads": len(self.leads),
+            "events": len(self.events),
+            "stage_changes": len(self.stage_changes),
+            "event_types": int(self.events[c.event_type].nunique()) if len(self.events) else 0,
+            "start": str(self.start),
+            "end": str(self.end),
+        }
+
+
+def _rows(mask: np.ndarray | pd.Series) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.flatnonzero(np.asarray(mask))[: _MAX_EXAMPLES + 1])
+
+
+def _examples(values: pd.Series, mask: np.ndarray | pd.Series) -> tuple[str, ...]:
+    return tuple(str(v) for v in values[np.asarray(mask)].head(3).tolist())
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _coerce_timestamp(
+    df: pd.DataFrame, table: str, col: str, problems: list[Problem]
+) -> pd.Series | None:
+    raw = df[col]
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):
+        return raw.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    if pd.api.types.is_datetime64_dtype(raw.dtype):
+        return raw.astype("datetime64[ns]")
+    if not (pd.api.types.is_object_dtype(raw.dtype) or pd.api.types.is_string_dtype(raw.dtype)):
+        problems.append(
+            Problem(
+                table,
+                col,
+                f"has dtype {raw.dtype}, not a timestamp",
+                fix="Expected ISO-8601 timestamps or a datetime column.",
+            )
+        )
+        return None
+    text = raw.astype("string")
+    present = text.notna() & (text.str.strip() != "")
+    # An explicit offset or Z marks a timezone-aware value; mixing both kinds is ambiguous.
+    has_offset = text.str.contains(r"[+-]\d\d:?\d\d\s*$", regex=True, na=False)
+    has_time = text.str.contains(r"\d[T ]\d", regex=True, na=False)
+    aware = text.str.contains(r"\d[zZ]\s*$", regex=True, na=False) | (has_offset & has_time)
+    if bool((aware & present).any()) and bool((~aware & present).any()):
+        naive = present & ~aware
+        problems.append(
+            Problem(
+                table,
+                col,
+                f"mixes timezone-aware and naive timestamps ({int(aware.sum())} aware, "
+                f"{int(naive.sum())} naive)",
+                _rows(naive),
+                _examples(raw, naive),
+                "Give every timestamp an offset (e.g. '+00:00') or none; naive ones are read as UTC.",
+            )
+        )
+        return None
+    parsed = pd.to_datetime(text.where(present), errors="coerce", utc=True, format="ISO8601")
+    bad = present & parsed.isna()
+    if bool(bad.any()):
+        problems.append(
+            Problem(
+                table,
+                col,
+                f"{_plural(int(bad.sum()), 'value')} could not be parsed as a timestamp",
+                _rows(bad),
+                _examples(raw, bad),
+                "Expected ISO-8601 timestamps such as '2024-03-01T09:30:00Z'; fix the export or "
+                "pass the right column with --config columns.",
+            )
+        )
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _coerce_ids(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.astype("int64")
+    if pd.api.types.is_float_dtype(s.dtype):
+        whole = s.dropna()
+        if len(whole) and bool((whole == np.floor(whole)).all()) and not s.isna().any():
+            return s.astype("int64")
+    text = s.astype("string").str.strip()
+    if text.notna().all() and bool(text.str.fullmatch(r"-?\d{1,18}").all()):
+        return text.astype("int64")
+    return text.astype("object").where(text.notna(), None).astype("string")
+
+
+def _check_nonempty(df: pd.DataFrame, table: str, problems: list[Problem]) -> bool:
+    if len(df) == 0:
+        problems.append(Problem(table, None, "is empty", fix="Export at least one row."))
+        return False
+    return True
+
+
+def _check_required(
+    df: pd.DataFrame, table: str, required: Sequence[str], problems: list[Problem]
+) -> bool:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        have = ", ".join(map(repr, list(df.columns)[:12]))
+        problems.append(
+            Problem(
+                table,
+                missing[0] if len(missing) == 1 else None,
+                f"missing required column(s) {', '.join(map(repr, missing))} (found: {have})",
+                fix="Rename the columns in the export or map them with the `columns` config section.",
+            )
+        )
+        return False
+    return True
+
+
+def _check_nulls(df: pd.DataFrame, table: str, col: str, what: str, problems: list[Problem]) -> None:
+    null = df[col].isna().to_numpy()
+    if null.any():
+        problems.append(
+            Problem(
+                table,
+                col,
+                f"{_plural(int(null.sum()), 'null ' + what)}",
+                _rows(null),
+                fix=f"Every {table} row needs a {col}; drop or fill those rows.",
+            )
+        )
+
+
+def validate(
+    leads: pd.DataFrame,
+    events: pd.DataFrame,
+    stage_changes: pd.DataFrame,
+    columns: ColumnsConfig | None = None,
+) -> CRMData:
+    """Check the three tables against the contract and return them coerced.
+
+    Parameters
+    ----------
+    leads, events, stage_changes : DataFrame
+        Raw tables, e.g. from :func:`read_table`.
+    columns : ColumnsConfig, optional
+        Column names, when the export does not use the defaults.
+
+    Returns
+    -------
+    CRMData
+        Copies with canonical dtypes, sorted by lead and time.
+
+    Raises
+    ------
+    DataContractError
+        With every problem found (missing columns, unparseable or mixed-timezone timestamps,
+        null or duplicate ids, unknown leads, unknown stages, stage changes before creation,
+        empty tables).
+    """
+    c = columns or ColumnsConfig()
+    problems: list[Problem] = []
+    leads, events, stage_changes = leads.copy(), events.copy(), stage_changes.copy()
+
+    ok_leads = _check_nonempty(leads, "leads", problems)
+    ok_leads &= _check_required(leads, "leads", [c.lead_id, c.created_at], problems)
+    ok_events = _check_required(events, "events", [c.lead_id, c.event_type, c.occurred_at], problems)
+    ok_stages = _check_nonempty(stage_changes, "stage_changes", problems)
+    ok_stages &= _check_required(
+        stage_changes, "stage_changes", [c.lead_id, c.stage, c.changed_at], problems
+    )
+
+    if ok_leads:
+        _check_nulls(leads, "leads", c.lead_id, c.lead_id, problems)
+        dup = leads[c.lead_id].notna() & leads[c.lead_id].duplicated(keep="first")
+        if bool(dup.any()):
+            problems.append(
+                Problem(
+                    "leads",
+                    c.lead_id,
+                    f"{_plural(int(dup.sum()), 'duplicate lead_id')}",
+                    _rows(dup),
+                    _examples(leads[c.lead_id], dup),
+                    "Expected one row per lead; deduplicate the export.",
+                )
+            )
+        _check_nulls(leads, "leads", c.created_at, c.created_at, problems)
+        created = _coerce_timestamp(leads, "leads", c.created_at, problems)
+        if created is not None:
+            leads[c.created_at] = created
+    if ok_events:
+        _check_nulls(events, "events", c.lead_id, c.lead_id, problems)
+        _check_nulls(events, "events", c.event_type, c.event_type, problems)
+        _check_nulls(events, "events", c.occurred_at, c.occurred_at, problems)
+        occurred = _coerce_timestamp(events, "events", c.occurred_at, problems)
+        if occurred is not None:
+            events[c.occurred_at] = occurred
+        if c.value in events.columns:
+            num = pd.to_numeric(events[c.value], errors="coerce")
+            bad = events[c.value].notna() & num.isna()
+            if bool(bad.any()):
+                problems.append(
+                    Problem(
+                        "events",
+                        c.value,
+                        f"{_plural(int(bad.sum()), 'value')} not numeric",
+                        _rows(bad),
+                        _examples(events[c.value], bad),
+                        "Expected numbers (e.g. seconds on page) or empty.",
+                    )
+                )
+            else:
+                events[c.value] = num.astype("float64")
+    if ok_stages:
+        _check_nulls(stage_changes, "stage_changes", c.lead_id, c.lead_id, problems)
+        _check_nulls(stage_changes, "stage_changes", c.changed_at, c.changed_at, problems)
+        changed = _coerce_timestamp(stage_changes, "stage_changes", c.changed_at, problems)
+        if changed is not None:
+            stage_changes[c.changed_at] = changed
+        stage = stage_changes[c.stage].astype("string").str.strip().str.lower()
+        unknown = stage.notna() & ~stage.isin(STAGES)
+        if bool(unknown.any()):
+            problems.append(
+                Problem(
+                    "stage_changes",
+                    c.stage,
+                    f"{_plural(int(unknown.sum()), 'unknown stage name')} "
+                    f"({', '.join(sorted(map(repr, set(stage[unknown].dropna()))))[:200]})",
+                    _rows(unknown),
+                    _examples(stage_changes[c.stage], unknown),
+                    f"Expected one of {', '.join(STAGES)}; map your CRM's stage names onto these.",
+                )
+            )
+        _check_nulls(stage_changes, "stage_changes", c.stage, c.stage, problems)
+        stage_changes[c.stage] = stage.astype("object").where(stage.notna(), None)
+
+    # Cross-table checks need clean ids; compare on a common dtype.
+    if ok_leads and not leads[c.lead_id].isna().any():
+        leads[c.lead_id] = _coerce_ids(leads[c.lead_id])
+        as_int = pd.api.types.is_integer_dtype(leads[c.lead_id].dtype)
+        known = pd.Index(leads[c.lead_id])
+        for table, df, ok in (("events", events, ok_events), ("stage_changes", stage_changes, ok_stages)):
+            if not ok or df[c.lead_id].isna().any():
+                continue
+            ids = _coerce_ids(df[c.lead_id])
+            if as_int and not pd.api.types.is_integer_dtype(ids.dtype):
+                ids = ids.astype("string")
+                known_cmp = pd.Index(known.astype("string"))
+            else:
+                known_cmp = known
+                if not as_int:
+                    ids = ids.astype("string")
+            orphan = ~ids.isin(known_cmp).to_numpy()
+            if orphan.any():
+                problems.append(
+                    Problem(
+                        table,
+                        c.lead_id,
+                        f"{_plural(int(orphan.sum()), 'row')} for "
+                        f"{_plural(int(pd.Series(ids[orphan]).nunique()), 'unknown lead')}",
+                        _rows(orphan),
+                        _examples(df[c.lead_id], orphan),
+                        "Every lead_id must exist in the leads table; export the missing leads or "
+                        "drop these rows.",
+                    )
+                )
+            else:
+                df[c.lead_id] = ids.astype(leads[c.lead_id].dtype)
+
+        if (
+            ok_stages
+            and pd.api.types.is_datetime64_dtype(stage_changes[c.changed_at].dtype)
+            and pd.api.types.is_datetime64_dtype(leads[c.created_at].dtype)
+            and stage_changes[c.lead_id].dtype == leads[c.lead_id].dtype
+        ):
+            created_by_id = leads.drop_duplicates(c.lead_id).set_index(c.lead_id)[c.created_at]
+            created = stage_changes[c.lead_id].map(created_by_id)
+            early = (stage_changes[c.changed_at] < created).to_numpy()
+            if early.any():
+                problems.append(
+                    Problem(
+                        "stage_changes",
+                        c.changed_at,
+                        f"{_plural(int(early.sum()), 'stage change')} before the lead's created_at",
+                        _rows(early),
+                        _examples(stage_changes[c.changed_at].astype("string"), early),
+                        "A lead cannot change stage before it exists; fix created_at or the "
+                        "stage change timestamps.",
+                    )
+                )
+
+    if problems:
+        raise DataContractError(problems)
+
+    leads = leads.sort_values(c.lead_id, kind="stable").reset_index(drop=True)
+    events = events.sort_values([c.lead_id, c.occurred_at], kind="stable").reset_index(drop=True)
+    stage_changes = stage_changes.sort_values([c.lead_id, c.changed_at], kind="stable").reset_index(
+        drop=True
+    )
+    events[c.event_type] = events[c.event_type].astype("string").astype(object)
+    return CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one CSV or Parquet file (by extension)."""
+    p = Path(path)
+    suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        return pd.read_parquet(p)
+    if suffix in {".csv", ".csv.gz"}:
+        return pd.read_csv(p, low_memory=False)
+    raise DataContractError(
+        [Problem(p.stem, None, f"unsupported file type {p.name!r}", fix="Use .csv or .parquet.")]
+    )
+
+
+def _find_table(directory: Path, name: str) -> Path | None:
+    for ext in (".parquet", ".pq", ".csv", ".csv.gz"):
+        candidate = directory / f"{name}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_crm(directory: str | Path, columns: ColumnsConfig | None = None) -> CRMData:
+    """Read ``leads``, ``events`` and ``stage_changes`` (CSV or Parquet) from a directory and
+    validate them. A missing ``events`` table means no engagement yet (an empty table)."""
+    d = Path(directory)
+    c = columns or ColumnsConfig()
+    if not d.is_dir():
+        raise DataContractError(
+            [Problem("data", None, f"directory {str(d)!r} does not exist", fix="Pass --data DIR.")]
+        )
+    problems: list[Problem] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for name in TABLES:
+        path = _find_table(d, name)
+        if path is None:
+            if name == "events":
+                frames[name] = pd.DataFrame(
+                    {
+                        c.lead_id: pd.Series([], dtype="int64"),
+                        c.event_type: pd.Series([], dtype=object),
+                        c.occurred_at: pd.Series([], dtype="datetime64[ns]"),
+                    }
+                )
+                continue
+            problems.append(
+                Problem(
+                    name,
+                    None,
+                    f"no {name}.parquet or {name}.csv in {str(d)!r}",
+                    fix="Write the table there (see `leadml synth` for the layout).",
+                )
+            )
+            continue
+        try:
+            frames[name] = read_table(path)
+        except (OSError, ValueError) as e:
+            problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
+    if problems:
+        raise DataContractError(problems)
+    return validate(frames["leads"], frames["events"], frames["stage_changes"], columns=c)

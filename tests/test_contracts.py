@@ -1,0 +1,212 @@
+"""Every contract failure gets a clear, specific error; several failures come in one error."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from leadml.config import ColumnsConfig
+from leadml.contracts import DataContractError, load_crm, validate
+
+
+def _tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    leads = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3],
+            "created_at": ["2024-01-01", "2024-01-05", "2024-02-01T10:00:00"],
+            "industry": ["software", "retail", "software"],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "lead_id": [1, 1, 2],
+            "event_type": ["web_visit", "email_open", "demo_request"],
+            "occurred_at": ["2024-01-02", "2024-01-03 12:00", "2024-01-06"],
+            "value": [30.0, None, None],
+        }
+    )
+    stages = pd.DataFrame(
+        {
+            "lead_id": [1, 1, 2, 3],
+            "stage": ["lead", "prospect", "lead", "lead"],
+            "changed_at": ["2024-01-01", "2024-01-10", "2024-01-05", "2024-02-01T10:00:00"],
+        }
+    )
+    return leads, events, stages
+
+
+def test_valid_tables_are_coerced_once() -> None:
+    data = validate(*_tables())
+    assert data.leads["lead_id"].dtype == "int64"
+    assert data.events["occurred_at"].dtype == "datetime64[ns]"
+    assert data.stage_changes["changed_at"].dtype == "datetime64[ns]"
+    assert data.events["value"].dtype == "float64"
+    assert data.summary()["leads"] == 3
+    assert data.end == pd.Timestamp("2024-02-01T10:00:00")
+
+
+def test_timezone_aware_input_is_converted_to_utc() -> None:
+    leads, events, stages = _tables()
+    events["occurred_at"] = ["2024-01-02T01:00:00+02:00", "2024-01-03T00:00:00Z", "2024-01-06T00:00:00Z"]
+    data = validate(leads, events, stages)
+    assert data.events["occurred_at"].iloc[0] == pd.Timestamp("2024-01-01T23:00:00")
+
+
+def test_string_ids_are_kept_as_strings_and_matched_across_tables() -> None:
+    leads, events, stages = _tables()
+    for df in (leads, events, stages):
+        df["lead_id"] = "L-" + df["lead_id"].astype(str)
+    data = validate(leads, events, stages)
+    assert data.leads["lead_id"].dtype == "string"
+    assert data.events["lead_id"].dtype == "string"
+
+
+def test_missing_required_column() -> None:
+    leads, events, stages = _tables()
+    with pytest.raises(DataContractError, match=r"events\.occurred_at: missing required column"):
+        validate(leads, events.drop(columns="occurred_at"), stages)
+
+
+def test_unparseable_timestamp_names_rows_and_example() -> None:
+    leads, events, stages = _tables()
+    events.loc[2, "occurred_at"] = "2024-13-01"
+    with pytest.raises(
+        DataContractError,
+        match=r"events\.occurred_at: 1 value could not be parsed .*rows 2; e\.g\. '2024-13-01'",
+    ):
+        validate(leads, events, stages)
+
+
+def test_wrong_type_for_timestamp_column() -> None:
+    leads, events, stages = _tables()
+    leads["created_at"] = [1.5, 2.5, 3.5]
+    with pytest.raises(DataContractError, match=r"leads\.created_at: has dtype float64"):
+        validate(leads, events, stages)
+
+
+def test_non_numeric_event_value() -> None:
+    leads, events, stages = _tables()
+    events["value"] = ["30", "lots", None]
+    with pytest.raises(DataContractError, match=r"events\.value: 1 value not numeric \(rows 1"):
+        validate(leads, events, stages)
+
+
+def test_null_and_duplicate_lead_ids_in_leads() -> None:
+    leads, events, stages = _tables()
+    leads.loc[1, "lead_id"] = None
+    with pytest.raises(DataContractError, match=r"leads\.lead_id: 1 null lead_id \(rows 1\)"):
+        validate(leads, events, stages)
+    leads, events, stages = _tables()
+    leads.loc[2, "lead_id"] = 1
+    with pytest.raises(DataContractError, match=r"leads\.lead_id: 1 duplicate lead_id"):
+        validate(leads, events, stages)
+
+
+def test_null_ids_and_timestamps_in_events_and_stage_changes() -> None:
+    leads, events, stages = _tables()
+    events.loc[0, "lead_id"] = None
+    stages.loc[1, "changed_at"] = None
+    with pytest.raises(DataContractError) as err:
+        validate(leads, events, stages)
+    text = str(err.value)
+    assert "events.lead_id: 1 null lead_id (rows 0)" in text
+    assert "stage_changes.changed_at: 1 null changed_at (rows 1)" in text
+
+
+def test_events_and_stage_changes_for_unknown_leads() -> None:
+    leads, events, stages = _tables()
+    events.loc[1, "lead_id"] = 99
+    stages.loc[3, "lead_id"] = 42
+    with pytest.raises(DataContractError) as err:
+        validate(leads, events, stages)
+    text = str(err.value)
+    assert "events.lead_id: 1 row for 1 unknown lead (rows 1; e.g. '99')" in text
+    assert "stage_changes.lead_id: 1 row for 1 unknown lead (rows 3; e.g. '42')" in text
+
+
+def test_unknown_stage_names() -> None:
+    leads, events, stages = _tables()
+    stages.loc[1, "stage"] = "MQL"
+    with pytest.raises(
+        DataContractError, match=r"stage_changes\.stage: 1 unknown stage name \('mql'\).*Expected one of"
+    ):
+        validate(leads, events, stages)
+
+
+def test_stage_names_are_normalised() -> None:
+    leads, events, stages = _tables()
+    stages.loc[1, "stage"] = " Prospect "
+    assert validate(leads, events, stages).stage_changes["stage"].iloc[1] == "prospect"
+
+
+def test_stage_change_before_created_at() -> None:
+    leads, events, stages = _tables()
+    stages.loc[2, "changed_at"] = "2024-01-04"
+    with pytest.raises(
+        DataContractError, match=r"stage_changes\.changed_at: 1 stage change before the lead's created_at"
+    ):
+        validate(leads, events, stages)
+
+
+def test_mixed_timezone_aware_and_naive() -> None:
+    leads, events, stages = _tables()
+    events["occurred_at"] = ["2024-01-02T10:00:00Z", "2024-01-03T10:00:00", "2024-01-06T10:00:00"]
+    with pytest.raises(
+        DataContractError,
+        match=r"events\.occurred_at: mixes timezone-aware and naive timestamps \(1 aware, 2 naive\)",
+    ):
+        validate(leads, events, stages)
+
+
+def test_empty_tables() -> None:
+    leads, events, stages = _tables()
+    with pytest.raises(DataContractError) as err:
+        validate(leads.iloc[:0], events, stages.iloc[:0])
+    assert "leads: is empty" in str(err.value)
+    assert "stage_changes: is empty" in str(err.value)
+
+
+def test_empty_events_table_is_allowed() -> None:
+    leads, events, stages = _tables()
+    data = validate(leads, events.iloc[:0], stages)
+    assert len(data.events) == 0
+
+
+def test_several_problems_reported_in_one_error() -> None:
+    leads, events, stages = _tables()
+    leads.loc[2, "lead_id"] = 1  # duplicate, which also orphans lead 3's stage change
+    events.loc[0, "occurred_at"] = "yesterday"  # unparseable
+    stages.loc[0, "stage"] = "won"  # unknown stage
+    with pytest.raises(DataContractError, match=r"^4 problems in the input data") as err:
+        validate(leads, events, stages)
+    tables = {p.table for p in err.value.problems}
+    assert tables == {"leads", "events", "stage_changes"}
+
+
+def test_configurable_column_names() -> None:
+    leads, events, stages = _tables()
+    leads = leads.rename(columns={"lead_id": "id", "created_at": "created"})
+    events = events.rename(columns={"lead_id": "id", "occurred_at": "ts"})
+    stages = stages.rename(columns={"lead_id": "id", "changed_at": "ts"})
+    cols = ColumnsConfig(lead_id="id", created_at="created", occurred_at="ts", changed_at="ts")
+    data = validate(leads, events, stages, columns=cols)
+    assert data.events["ts"].dtype == "datetime64[ns]"
+    with pytest.raises(DataContractError, match=r"leads\.id: missing required column"):
+        validate(leads.rename(columns={"id": "lead_id"}), events, stages, columns=cols)
+
+
+def test_load_crm_reads_csv_and_parquet(tmp_path) -> None:
+    leads, events, stages = _tables()
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    events.to_parquet(tmp_path / "events.parquet")
+    stages.to_csv(tmp_path / "stage_changes.csv", index=False)
+    data = load_crm(tmp_path)
+    assert len(data.events) == 3
+
+
+def test_load_crm_missing_tables(tmp_path) -> None:
+    with pytest.raises(DataContractError, match=r"leads: no leads\.parquet or leads\.csv") as err:
+        load_crm(tmp_path)
+    assert "stage_changes: no stage_changes.parquet" in str(err.value)
+    with pytest.raises(DataContractError, match=r"does not exist"):
+        load_crm(tmp_path / "nope")
