@@ -65,7 +65,7 @@ class TimelineConfig(_Section):
 
     cadence_days: int = Field(7, ge=1)
     horizon_days: dict[Transition, int] = Field(
-        default_factory=lambda: {"prospect": 30, "opportunity": 60}
+        default_factory=lambda: {"prospect": 30, "opportunity": 60}  # type: ignore[arg-type]
     )
     gap_days: int = Field(0, ge=0)
 
