@@ -56,7 +56,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(), help="Directory with leads, events, stage_changes (CSV or Parquet).")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory with leads, events, stage_changes (CSV or Parquet).",
+)
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @_user_errors
 def validate(data_dir: str, config_path: str | None) -> None:
@@ -73,7 +79,13 @@ def validate(data_dir: str, config_path: str | None) -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(), help="Directory to write the three Parquet tables to.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory to write the three Parquet tables to.",
+)
 @click.option("--leads", "n_leads", default=5000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--start", default="2024-01-01", show_default=True)

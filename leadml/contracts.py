@@ -141,6 +141,8 @@ def _coerce_timestamp(
     df: pd.DataFrame, table: str, col: str, problems: list[Problem]
 ) -> pd.Series | None:
     raw = df[col]
+    if len(raw) == 0:
+        return pd.Series([], index=raw.index, dtype="datetime64[ns]")
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     if pd.api.types.is_datetime64_dtype(raw.dtype):
@@ -230,7 +232,9 @@ def _check_required(
     return True
 
 
-def _check_nulls(df: pd.DataFrame, table: str, col: str, what: str, problems: list[Problem]) -> None:
+def _check_nulls(
+    df: pd.DataFrame, table: str, col: str, what: str, problems: list[Problem]
+) -> None:
     null = df[col].isna().to_numpy()
     if null.any():
         problems.append(
@@ -277,7 +281,9 @@ def validate(
 
     ok_leads = _check_nonempty(leads, "leads", problems)
     ok_leads &= _check_required(leads, "leads", [c.lead_id, c.created_at], problems)
-    ok_events = _check_required(events, "events", [c.lead_id, c.event_type, c.occurred_at], problems)
+    ok_events = _check_required(
+        events, "events", [c.lead_id, c.event_type, c.occurred_at], problems
+    )
     ok_stages = _check_nonempty(stage_changes, "stage_changes", problems)
     ok_stages &= _check_required(
         stage_changes, "stage_changes", [c.lead_id, c.stage, c.changed_at], problems
@@ -352,7 +358,10 @@ def validate(
         leads[c.lead_id] = _coerce_ids(leads[c.lead_id])
         as_int = pd.api.types.is_integer_dtype(leads[c.lead_id].dtype)
         known = pd.Index(leads[c.lead_id])
-        for table, df, ok in (("events", events, ok_events), ("stage_changes", stage_changes, ok_stages)):
+        for table, df, ok in (
+            ("events", events, ok_events),
+            ("stage_changes", stage_changes, ok_stages),
+        ):
             if not ok or df[c.lead_id].isna().any():
                 continue
             ids = _coerce_ids(df[c.lead_id])
