@@ -102,13 +102,15 @@ class ModelConfig(_Section):
 
     n_estimators: int = Field(300, ge=1)
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    max_depth: int = Field(6, ge=-1)
-    min_child_samples: int = Field(50, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = Field(4, ge=-1)
+    min_child_samples: int = Field(400, ge=1)
     subsample: float = Field(0.8, gt=0, le=1)
     subsample_freq: int = Field(1, ge=0)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
-    reg_lambda: float = Field(1.0, ge=0)
+    reg_lambda: float = Field(10.0, ge=0)
+    cat_smooth: float = Field(50.0, ge=0)
+    min_data_per_group: int = Field(200, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     seed: int = 42
     n_jobs: int = 2

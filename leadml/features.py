@@ -196,6 +196,8 @@ class FeatureSpec:
             return f"Engagement {word} by {abs(v)} events vs the {arg} days before"
         if kind == "tenure":
             return f"Lead for {int(value)} days"
+        if kind == "stage":
+            return f"Currently a {value}" if not missing else "Stage unknown"
         if kind == "days_in_stage":
             return f"In the current stage for {int(value)} days"
         if kind == "disqualifications":
@@ -312,12 +314,16 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         "engagement_decayed": ("engagement", "decayed:"),
         f"engagement_trend_{cfg.trend_days}d": ("engagement", f"trend:{cfg.trend_days}"),
         "tenure_days": ("tenure", "tenure:"),
+        "current_stage": ("stage_history", "stage:"),
         "days_in_stage": ("stage_history", "days_in_stage:"),
         "n_disqualifications": ("stage_history", "disqualifications:"),
     }
     for n, (g, t) in extra.items():
         names.append(n)
         kinds[n], groups[n], templates[n] = "numeric", g, t
+    # The stage a lead was last moved to before as_of (recycled leads come back as "lead").
+    kinds["current_stage"] = "categorical"
+    levels["current_stage"] = ("disqualified", "lead", "prospect")
     return FeatureSpec(
         names=tuple(names),
         kinds=kinds,
@@ -343,7 +349,9 @@ class _Keyed:
 
     def __init__(self, codes: np.ndarray, seconds: np.ndarray, t0: int):
         rel = np.clip(seconds - t0, 0, 2**32 - 1)
-        self.keys = np.sort((codes.astype(np.int64) << 32) | rel)
+        raw = (codes.astype(np.int64) << 32) | rel
+        self.order = np.argsort(raw, kind="stable")
+        self.keys = raw[self.order]
 
     def count_before(self, q: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.keys, q, side="left")
@@ -478,6 +486,12 @@ def build_features(
     has_sc = ((last_sc >> 32) == p_code) & (last_sc >= 0)
     since = np.where(has_sc, (last_sc & 0xFFFFFFFF) + t0, created)
     out["days_in_stage"] = ((q_sec - np.maximum(since, created)) / day).astype("float64")
+    stages_arr = stage_changes[c.stage].to_numpy(dtype=object)
+    last_stage = np.where(has_sc, stages_arr[sc_keyed.order[np.maximum(n_before - 1, 0)]], "lead")
+    if "current_stage" in spec.kinds:
+        out["current_stage"] = pd.Categorical(
+            last_stage.astype(object), categories=list(spec.levels["current_stage"])
+        )
     dq = (stage_changes[c.stage] == "disqualified").to_numpy()
     dq_keyed = _Keyed(s_code[dq], s_sec[dq], t0)
     out["n_disqualifications"] = (

@@ -1,0 +1,139 @@
+"""The trained artifact as plain files: nothing in a bundle is ever unpickled.
+
+A bundle directory holds:
+
+- ``model.txt``: the LightGBM booster in its own text format (category levels included);
+- ``bundle.json``: calibration, tier thresholds and conversion rates, the feature spec, config,
+  metrics, library versions and the training data window;
+- ``checksums.json``: SHA-256 of both files. Loading verifies them and the format version.
+
+Everything is written in a deterministic order, so the same training run gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leadml import __version__
+from leadml.features import FeatureSpec
+from leadml.training import Calibration, StageModel
+
+__all__ = ["BUNDLE_FORMAT", "BundleError", "load_bundle", "save_bundle"]
+
+BUNDLE_FORMAT = 1
+_FILES = ("model.txt", "bundle.json")
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, corrupted or from an incompatible version."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        v = float(obj)
+        return None if np.isnan(v) else v
+    return obj
+
+
+def _versions() -> dict[str, str]:
+    import lightgbm
+    import pandas
+    import sklearn
+
+    return {
+        "leadml": __version__,
+        "lightgbm": lightgbm.__version__,
+        "pandas": pandas.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``model`` as a bundle directory (atomically: a temp dir renamed into place)."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"bundle {str(target)!r} already exists; pass overwrite=True / --overwrite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (tmp / "model.txt").write_text(model.booster.model_to_string(), encoding="utf-8")
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "transition": model.transition,
+            "label": model.label,
+            "calibration": model.calibration.to_dict(),
+            "tier_thresholds": list(model.tier_thresholds),
+            "spec": model.spec.to_dict(),
+            "versions": _versions(),
+            **model.metadata,
+        }
+        (tmp / "bundle.json").write_text(
+            json.dumps(_jsonable(meta), indent=2, sort_keys=True), encoding="utf-8"
+        )
+        sums = {name: _sha256(tmp / name) for name in _FILES}
+        (tmp / "checksums.json").write_text(json.dumps(sums, indent=2, sort_keys=True), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_bundle(path: str | Path) -> StageModel:
+    """Load and verify a bundle directory written by :func:`save_bundle`."""
+    import lightgbm as lgb
+
+    d = Path(path)
+    if not d.is_dir():
+        raise BundleError(f"model bundle {str(d)!r} does not exist or is not a directory")
+    missing = [n for n in (*_FILES, "checksums.json") if not (d / n).is_file()]
+    if missing:
+        raise BundleError(f"model bundle {str(d)!r} is missing {', '.join(missing)}")
+    sums = json.loads((d / "checksums.json").read_text(encoding="utf-8"))
+    bad = [n for n in _FILES if sums.get(n) != _sha256(d / n)]
+    if bad:
+        raise BundleError(
+            f"model bundle {str(d)!r}: checksum mismatch for {', '.join(bad)}; the files were "
+            "changed after training. Retrain or restore the bundle."
+        )
+    meta = json.loads((d / "bundle.json").read_text(encoding="utf-8"))
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(
+            f"model bundle {str(d)!r} has format {meta.get('format')!r}; this leadml reads "
+            f"format {BUNDLE_FORMAT}. Retrain with this version."
+        )
+    booster = lgb.Booster(model_str=(d / "model.txt").read_text(encoding="utf-8"))
+    spec = FeatureSpec.from_dict(meta.pop("spec"))
+    calibration = Calibration.from_dict(meta.pop("calibration"))
+    thresholds = tuple(float(t) for t in meta.pop("tier_thresholds"))
+    transition, label = meta.pop("transition"), meta.pop("label")
+    return StageModel(
+        booster=booster,
+        calibration=calibration,
+        tier_thresholds=(thresholds[0], thresholds[1], thresholds[2]),
+        spec=spec,
+        transition=transition,
+        label=label,
+        metadata=meta,
+    )

@@ -1,0 +1,394 @@
+"""One calibrated LightGBM model per stage transition, validated out of time.
+
+Split (as_of time, never random): observation points with as_of before ``T`` train the model; after
+a purge gap of ``horizon + gap`` days (so no training label window reaches into later slices) comes
+the **calibration** slice, then another purge gap and the **test** slice at the end. By default the
+usable span is cut 60/20/20; ``training.split_date`` fixes ``T`` and the rest is halved.
+
+- LightGBM uses native categoricals and early stopping on the calibration slice; it is
+  deterministic for a seed (``deterministic``, row-wise histograms, fixed threads).
+- Class imbalance is handled deliberately by **not** reweighting: weights would distort the
+  probabilities that calibration then has to undo. Rare positives are handled by the metrics we
+  select on (PR AUC, lift) and by calibration on the real base rate.
+- Calibration is Platt scaling on the raw margin, ``p = sigmoid(a * margin + b)``, fit on the
+  calibration slice. Because it is affine in the margin, SHAP contributions times ``a`` explain
+  the calibrated log-odds exactly. Isotonic regression on the margin is optional.
+- Tiers: thresholds on calibrated probability fixed at training time from the calibration and
+  test slices: A = top ``tier_shares[0]`` (10%), B = next 20%, C = next 30%, D = the rest, so tiers
+  stay stable between scoring runs. ``score = round(100 * p)``.
+- Baseline: logistic regression on the same features (median imputation with missing indicators
+  and scaling for numerics, one-hot categoricals), trained on the training slice, scored on the
+  same test slice in the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from leadml.config import LeadMLConfig, ModelConfig
+from leadml.contracts import CRMData
+from leadml.evaluation import evaluate, tier_conversion
+from leadml.features import FeatureSpec
+
+__all__ = [
+    "Calibration",
+    "Split",
+    "StageModel",
+    "TrainResult",
+    "fit_stage_model",
+    "format_metrics_table",
+    "lgb_params",
+    "make_baseline",
+    "split_out_of_time",
+    "train",
+]
+
+TIERS = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Maps a raw margin to a probability. ``platt``: sigmoid(a*m + b); ``isotonic``: a step
+    function interpolated on (x, y) knots."""
+
+    method: str = "platt"
+    a: float = 1.0
+    b: float = 0.0
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+
+    def __call__(self, margin: np.ndarray) -> np.ndarray:
+        m = np.asarray(margin, dtype=float)
+        if self.method == "platt":
+            return 1.0 / (1.0 + np.exp(-(self.a * m + self.b)))
+        return np.interp(m, np.asarray(self.x), np.asarray(self.y))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "a": self.a, "b": self.b, "x": list(self.x), "y": list(self.y)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        return cls(d["method"], float(d["a"]), float(d["b"]), tuple(d["x"]), tuple(d["y"]))
+
+    @classmethod
+    def fit(cls, margin: np.ndarray, y: np.ndarray, method: str = "platt") -> Calibration:
+        if method == "platt":
+            from sklearn.linear_model import LogisticRegression
+
+            lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(margin).reshape(-1, 1), y)
+            return cls("platt", float(lr.coef_[0, 0]), float(lr.intercept_[0]))
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(margin, y)
+        return cls(
+            "isotonic",
+            x=tuple(float(v) for v in iso.X_thresholds_),
+            y=tuple(float(v) for v in iso.y_thresholds_),
+        )
+
+
+@dataclass
+class StageModel:
+    """A trained stage model: booster + calibration + tiers + the feature spec it was built on."""
+
+    booster: lgb.Booster
+    calibration: Calibration
+    tier_thresholds: tuple[float, float, float]
+    spec: FeatureSpec
+    transition: str
+    label: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [n for n in self.spec.names if n not in X.columns]
+        if missing:
+            raise ValueError(
+                f"features frame is missing {len(missing)} model feature(s), e.g. {missing[:5]}; "
+                "build it with leadml.features.build_features(..., spec=model.spec)"
+            )
+        return X[list(self.spec.names)]
+
+    def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw LightGBM log-odds."""
+        return np.asarray(self.booster.predict(self.features(X), raw_score=True), dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of promotion within the horizon."""
+        return self.calibration(self.predict_margin(X))
+
+    def tier(self, p: np.ndarray) -> np.ndarray:
+        a, b, c = self.tier_thresholds
+        p = np.asarray(p)
+        return np.select([p >= a, p >= b, p >= c], ["A", "B", "C"], default="D").astype(object)
+
+    @staticmethod
+    def score(p: np.ndarray) -> np.ndarray:
+        return np.rint(100 * np.asarray(p)).astype("int64")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Out-of-time slice boundaries on as_of (train < t_train_end; calibration in
+    [t_cal_start, t_cal_end); test in [t_test_start, ...])."""
+
+    t_train_end: pd.Timestamp
+    t_cal_start: pd.Timestamp
+    t_cal_end: pd.Timestamp
+    t_test_start: pd.Timestamp
+    purge_days: int
+
+    def masks(self, as_of: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = pd.to_datetime(as_of).to_numpy()
+        train = t < self.t_train_end.to_datetime64()
+        cal = (t >= self.t_cal_start.to_datetime64()) & (t < self.t_cal_end.to_datetime64())
+        test = t >= self.t_test_start.to_datetime64()
+        return train, cal, test
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) for k, v in self.__dict__.items()}
+
+
+def split_out_of_time(
+    as_of: pd.Series, purge_days: int, split_date: str | None = None
+) -> Split:
+    """Cut the as_of span into train / purge / calibration / purge / test (see module docs)."""
+    t = pd.to_datetime(as_of)
+    lo, hi = t.min(), t.max() + pd.Timedelta(seconds=1)
+    purge = pd.Timedelta(days=purge_days)
+    usable = hi - lo - 2 * purge
+    if usable <= pd.Timedelta(days=3):
+        raise ValueError(
+            f"the observation points span {lo.date()}..{hi.date()}, too short for an out-of-time "
+            f"split with a {purge_days}-day purge gap on each side; add more history or shorten "
+            "the horizon"
+        )
+    if split_date is not None:
+        t_train = pd.Timestamp(split_date)
+        rest = (hi - (t_train + purge) - purge) / 2
+        if rest <= pd.Timedelta(days=1):
+            raise ValueError(f"training.split_date {split_date} leaves no room for calibration and test")
+    else:
+        t_train = lo + usable * 0.6
+        rest = usable * 0.2
+    cal_start = t_train + purge
+    cal_end = cal_start + rest
+    test_start = cal_end + purge
+    return Split(t_train.floor("s"), cal_start.floor("s"), cal_end.floor("s"), test_start.floor("s"), purge_days)
+
+
+def lgb_params(m: ModelConfig) -> dict[str, Any]:
+    """LightGBM parameters from the model config (plain dict; estimators never see config)."""
+    return {
+        "objective": "binary",
+        "learning_rate": m.learning_rate,
+        "num_leaves": m.num_leaves,
+        "max_depth": m.max_depth,
+        "min_child_samples": m.min_child_samples,
+        "subsample": m.subsample,
+        "subsample_freq": m.subsample_freq,
+        "colsample_bytree": m.colsample_bytree,
+        "reg_lambda": m.reg_lambda,
+        "seed": m.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": m.n_jobs,
+        "verbosity": -1,
+        "max_cat_to_onehot": 8,
+        "cat_smooth": m.cat_smooth,
+        "min_data_per_group": m.min_data_per_group,
+        "metric": ["average_precision", "binary_logloss"],
+        "first_metric_only": True,
+    }
+
+
+def make_baseline(spec: FeatureSpec) -> Any:
+    """Unfitted logistic-regression baseline on the same features, sensibly encoded."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    numeric = [n for n in spec.names if spec.kinds[n] == "numeric"]
+    categorical = list(spec.categorical)
+
+    def as_text(X: pd.DataFrame) -> pd.DataFrame:
+        return X.astype(object).where(X.notna(), "missing").astype(str)
+
+    pre = ColumnTransformer(
+        [
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
+                ),
+                numeric,
+            ),
+            (
+                "cat",
+                make_pipeline(
+                    FunctionTransformer(as_text, feature_names_out="one-to-one"),
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=20),
+                ),
+                categorical,
+            ),
+        ]
+    )
+    return make_pipeline(pre, LogisticRegression(max_iter=2000, C=1.0))
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: the model, its metrics beside the baseline, and context."""
+
+    model: StageModel
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]
+    split: Split
+    summary: dict[str, Any]
+    test_frame: pd.DataFrame
+    test_proba: np.ndarray
+    config: LeadMLConfig
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+
+def _tier_thresholds(p: np.ndarray, shares: tuple[float, float, float]) -> tuple[float, float, float]:
+    cum = np.cumsum(shares)
+    q = [float(np.quantile(p, 1 - s)) for s in cum]
+    return (q[0], q[1], q[2])
+
+
+def fit_stage_model(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    label: str,
+    transition: str,
+    config: LeadMLConfig | None = None,
+    *,
+    summary: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Split, fit LightGBM, calibrate, set tiers and evaluate against the baseline."""
+    cfg = config or LeadMLConfig()
+    tr = cfg.training
+    purge = cfg.timeline.horizon_days.get(transition, 0) + cfg.timeline.gap_days  # type: ignore[call-overload]
+    split = split_out_of_time(frame["as_of"], purge, tr.split_date)
+    m_train, m_cal, m_test = split.masks(frame["as_of"])
+    y = frame[label].to_numpy().astype(int)
+    X = frame[list(spec.names)]
+    for name, m in (("training", m_train), ("calibration", m_cal), ("test", m_test)):
+        if m.sum() == 0 or len(np.unique(y[m])) < 2:
+            raise ValueError(
+                f"the {name} slice has {int(m.sum())} rows and {int(y[m].sum())} positives: "
+                "not enough to train and validate out of time; add data or change the split"
+            )
+    params = lgb_params(cfg.model)
+    dtrain = lgb.Dataset(X[m_train], y[m_train], categorical_feature=list(spec.categorical) or "auto", free_raw_data=False)
+    dcal = lgb.Dataset(X[m_cal], y[m_cal], reference=dtrain)
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=cfg.model.n_estimators,
+        valid_sets=[dcal],
+        valid_names=["calibration"],
+        callbacks=[lgb.early_stopping(cfg.model.early_stopping_rounds, verbose=False)],
+    )
+    # Keep only the trees early stopping chose, so the saved model is exactly what was validated.
+    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    margin = np.asarray(booster.predict(X, raw_score=True), dtype=float)
+    calibration = Calibration.fit(margin[m_cal], y[m_cal], tr.calibration)
+    p = calibration(margin)
+    thresholds = _tier_thresholds(p[m_cal | m_test], tr.tier_shares)
+    model = StageModel(booster, calibration, thresholds, spec, transition, label)
+    tiers = model.tier(p[m_test])
+    metrics = evaluate(y[m_test], p[m_test], tiers=tiers, n_bins=tr.ece_bins)
+    metrics["n_trees"] = booster.num_trees()
+
+    baseline = make_baseline(spec).fit(X[m_train], y[m_train])
+    p_base = baseline.predict_proba(X[m_test])[:, 1]
+    base_metrics = evaluate(y[m_test], p_base, n_bins=tr.ece_bins)
+
+    model.metadata = {
+        "metrics": metrics,
+        "baseline_metrics": base_metrics,
+        "tier_info": {
+            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
+            for t, v in tier_conversion(y[m_test], tiers).items()
+        },
+        "split": split.to_dict(),
+        "rows": {"train": int(m_train.sum()), "calibration": int(m_cal.sum()), "test": int(m_test.sum())},
+        "training_window": {"start": str(frame["as_of"].min()), "end": str(frame["as_of"].max())},
+        "horizon_days": cfg.timeline.horizon_days.get(transition),  # type: ignore[call-overload]
+        "gap_days": cfg.timeline.gap_days,
+        "config": cfg.dump(),
+    }
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        baseline_metrics=base_metrics,
+        split=split,
+        summary=summary or {},
+        test_frame=frame.loc[m_test].reset_index(drop=True),
+        test_proba=p[m_test],
+        config=cfg,
+    )
+
+
+def train(
+    data: CRMData,
+    transition: str,
+    config: LeadMLConfig | None = None,
+    *,
+    track: bool = False,
+    force: bool = False,
+) -> TrainResult:
+    """Build the training set for ``transition`` and fit, calibrate and evaluate its model.
+
+    With ``track=True`` the run, its metrics, plots and the model go to MLflow and the model is
+    registered (``leadml-<transition>``); the ``champion`` alias moves only through the
+    promotion gate unless ``force``.
+    """
+    from leadml.trainset import build_training_set
+
+    cfg = config or LeadMLConfig()
+    tr = cfg.training
+    ts = build_training_set(data, transition, tr.start, tr.end, cfg)
+    result = fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg, summary=ts.summary)
+    if track:
+        from leadml.tracking import log_training_run
+
+        result.tracking = log_training_run(result, force=force)
+    return result
+
+
+def format_metrics_table(results: list[TrainResult]) -> str:
+    """Compact model-vs-baseline table for the CLI."""
+    keys = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"]
+    lines = []
+    for r in results:
+        t = r.model.transition
+        lines.append(
+            f"{r.model.label}  (test window from {r.split.t_test_start.date()}, "
+            f"{r.metrics['rows']:,} points, positive rate {r.metrics['positive_rate']:.3f}, "
+            f"{r.metrics['n_trees']} trees)"
+        )
+        lines.append(f"  {'metric':<12}{'leadml':>10}{'baseline':>10}")
+        for k in keys:
+            lines.append(f"  {k:<12}{r.metrics[k]:>10.4f}{r.baseline_metrics[k]:>10.4f}")
+        tiers = "  ".join(
+            f"{x}={r.metrics.get(f'conversion_tier_{x}', float('nan')):.3f}" for x in TIERS
+        )
+        lines.append(f"  conversion by tier: {tiers}")
+        if r.tracking:
+            lines.append(f"  run: {r.tracking.get('run_url', r.tracking.get('run_id'))}")
+            lines.append(
+                f"  model: {r.tracking['model_uri']}  champion: {r.tracking['decision']}"
+            )
+        lines.append("")
+        del t
+    return "\n".join(lines).rstrip()
