@@ -133,7 +133,7 @@ class ExplainConfig(_Section):
 
     n_positive: int = Field(4, ge=0)
     n_negative: int = Field(2, ge=0)
-    engine: Literal["leadml", "lightgbm", "shap"] = "leadml"
+    engine: Literal["lightgbm", "shap"] = "lightgbm"
 
 
 class ScoringConfig(_Section):

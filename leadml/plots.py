@@ -1,0 +1,99 @@
+"""Evaluation pictures as PNG files (matplotlib, imported lazily, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadml.evaluation import calibration_table
+
+__all__ = ["global_importance", "save_evaluation_plots"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def global_importance(model: Any, X: pd.DataFrame) -> pd.Series:
+    """Mean |SHAP| (log-odds) per reason group, largest first, from exact TreeSHAP
+    (LightGBM ``pred_contrib``)."""
+    contrib = np.asarray(model.booster.predict(model.features(X), pred_contrib=True))[:, :-1]
+    spec = model.spec
+    groups = pd.Series([spec.groups[n] for n in spec.names])
+    by_group = pd.Series(
+        {g: float(np.abs(contrib[:, (groups == g).to_numpy()].sum(axis=1)).mean()) for g in groups.unique()}
+    )
+    return by_group.sort_values(ascending=False).rename("mean_abs_shap")
+
+
+def save_evaluation_plots(
+    y: np.ndarray,
+    p: np.ndarray,
+    tiers: np.ndarray,
+    importance: pd.Series,
+    out_dir: str | Path,
+    *,
+    title: str = "",
+    baseline_p: np.ndarray | None = None,
+) -> list[Path]:
+    """Calibration curve, cumulative gains/lift, score distribution per tier, SHAP importance."""
+    plt = _plt()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    y = np.asarray(y, float)
+    p = np.asarray(p, float)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    t = calibration_table(y, p, 10).dropna()
+    hi = max(float(t["predicted"].max()), float(t["observed"].max()), 0.05)
+    ax.plot([0, hi], [0, hi], "--", color="grey", lw=1, label="perfect")
+    ax.plot(t["predicted"], t["observed"], "o-", label="leadml")
+    ax.set(xlabel="predicted probability", ylabel="observed rate", title=f"Calibration {title}")
+    ax.legend()
+    paths.append(_save(fig, out / "calibration.png", plt))
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in (("leadml", p), ("baseline", baseline_p)):
+        if scores is None:
+            continue
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        gains = np.cumsum(y[order]) / max(y.sum(), 1)
+        ax.plot(np.arange(1, len(y) + 1) / len(y), gains, label=name)
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="random")
+    ax.set(xlabel="share of leads contacted (by score)", ylabel="share of promotions captured",
+           title=f"Cumulative gains {title}")
+    ax.legend()
+    paths.append(_save(fig, out / "gains.png", plt))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for tier in "ABCD":
+        m = np.asarray(tiers) == tier
+        if m.any():
+            ax.hist(100 * p[m], bins=40, alpha=0.6, label=f"tier {tier}")
+    ax.set(xlabel="score (0-100)", ylabel="observation points", title=f"Scores by tier {title}")
+    ax.set_yscale("log")
+    ax.legend()
+    paths.append(_save(fig, out / "score_by_tier.png", plt))
+
+    fig, ax = plt.subplots(figsize=(6, max(3, 0.3 * len(importance))))
+    imp = importance.sort_values()
+    ax.barh(imp.index.astype(str), imp.to_numpy())
+    ax.set(xlabel="mean |SHAP| (log-odds)", title=f"Global importance by reason {title}")
+    paths.append(_save(fig, out / "shap_importance.png", plt))
+    return paths
+
+
+def _save(fig: Any, path: Path, plt: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

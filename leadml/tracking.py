@@ -1,0 +1,230 @@
+"""MLflow tracking and registry: the only module that imports mlflow.
+
+Each training run logs the dumped config (params), model and baseline metrics, the evaluation plots,
+the bundle directory and an MLflow **pyfunc** model whose ``predict`` returns the batch scorer's
+columns. The model is registered as ``leadml-<transition>``; the ``champion`` alias moves to the new
+version only if it passes the promotion gate: on the new run's test window (same rows), its
+``promotion_metric`` must be at least the current champion's minus ``promotion_tolerance``.
+``force`` overrides. The decision and both numbers are logged on the run.
+
+Zero-config default: ``$MLFLOW_TRACKING_URI`` if set, else ``tracking.tracking_uri`` from config,
+else MLflow's own default (``sqlite:///mlflow.db`` in the working directory).
+
+No PII: only config, metrics, counts, plots and the bundle (model text, spec of feature *names*,
+calibration) are logged; lead ids, names, emails and phones never are.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from leadml.bundle import BundleError, load_bundle, save_bundle
+from leadml.training import StageModel, TrainResult
+
+__all__ = ["LeadMLPyfunc", "load_stage_model", "log_training_run", "model_name", "set_tracking_uri"]
+
+CHAMPION = "champion"
+
+
+def model_name(transition: str, prefix: str = "leadml") -> str:
+    return f"{prefix}-{transition}"
+
+
+def set_tracking_uri(configured: str | None) -> str:
+    """Apply the URI precedence (env, config, MLflow default) and return the URI in use."""
+    if not os.environ.get("MLFLOW_TRACKING_URI") and configured:
+        mlflow.set_tracking_uri(configured)
+    return str(mlflow.get_tracking_uri())
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float | np.floating) and np.isfinite(float(v))
+    }
+
+
+class LeadMLPyfunc(PythonModel):
+    """MLflow pyfunc over a leadml bundle: input = a features frame (``lead_id``, ``as_of``,
+    ``stage`` and the model's features, as built by ``leadml build --as-of``), output = the batch
+    scorer's columns for this model's transition."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from leadml.scoring import score_features
+
+        frame = _restore_categories(pd.DataFrame(model_input), self.model)
+        return score_features(frame, {self.model.transition: self.model})
+
+
+def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
+    # MLflow signatures reject pandas `category`; inputs arrive as strings and are mapped back here.
+    out = frame.copy()
+    for col in model.spec.categorical:
+        if col in out.columns and not isinstance(out[col].dtype, pd.CategoricalDtype):
+            text = out[col].astype("string")
+            lv = list(model.spec.levels[col])
+            if "other" in lv:
+                text = text.where(text.isna() | text.isin(lv), "other")
+            out[col] = pd.Categorical(text.astype(object).where(text.notna(), None), categories=lv)
+    if "as_of" in out.columns:
+        out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[ns]")
+    return out
+
+
+def _signature_example(result: TrainResult) -> pd.DataFrame:
+    spec = result.model.spec
+    cols = ["lead_id", "as_of", *spec.names]
+    ex = result.test_frame[cols].head(5).copy()
+    ex.insert(2, "stage", "lead")
+    for col in spec.categorical:
+        ex[col] = ex[col].astype(object).where(ex[col].notna(), None).astype(str)
+    ex["lead_id"] = ex["lead_id"].astype(str)
+    return ex
+
+
+def _champion(client: Any, name: str) -> Any | None:
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, Any]:
+    """Log a training run, register its model and apply the promotion gate. Returns where
+    everything went and the gate's decision."""
+    from mlflow.models import infer_signature
+
+    from leadml.evaluation import evaluate
+    from leadml.plots import global_importance, save_evaluation_plots
+
+    cfg = result.config
+    tc = cfg.tracking
+    uri = set_tracking_uri(tc.tracking_uri)
+    mlflow.set_experiment(tc.experiment)
+    model = result.model
+    name = model_name(model.transition, tc.model_name_prefix)
+    client = mlflow.MlflowClient()
+    label = model.label
+    y = result.test_frame[label].to_numpy().astype(int)
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"train-{model.transition}") as run:
+        mlflow.log_params(_flatten(cfg.dump()))
+        mlflow.log_params({"transition": model.transition, "label": label})
+        mlflow.log_metrics({f"test_{k}": v for k, v in _finite(result.metrics).items()})
+        mlflow.log_metrics({f"baseline_{k}": v for k, v in _finite(result.baseline_metrics).items()})
+        mlflow.log_metrics(
+            {f"trainset_{k}": float(v) for k, v in result.summary.items() if isinstance(v, int | float)}
+        )
+        sample = result.test_frame.head(20_000)
+        importance = global_importance(model, sample)
+        plots = save_evaluation_plots(
+            y, result.test_proba, model.tier(result.test_proba), importance, Path(tmp) / "plots",
+            title=f"({model.transition})",
+        )
+        for p in plots:
+            mlflow.log_artifact(str(p), artifact_path="plots")
+        bundle_dir = save_bundle(model, Path(tmp) / "bundle")
+        example = _signature_example(result)
+        signature = infer_signature(example, None)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=LeadMLPyfunc(),
+            artifacts={"bundle": str(bundle_dir)},
+            signature=signature,
+            registered_model_name=name,
+            pip_requirements=["leadml"],
+        )
+        version = str(info.registered_model_version)
+
+        champion = _champion(client, name)
+        metric = tc.promotion_metric
+        new_value = float(result.metrics[metric])
+        if champion is None:
+            decision, old_value = "promoted (no champion yet)", float("nan")
+        else:
+            old_model = load_stage_model(f"models:/{name}/{champion.version}")
+            try:
+                p_old = old_model.predict_proba(_restore_categories(result.test_frame, old_model))
+                old_value = float(evaluate(y, p_old)[metric])
+            except ValueError:
+                old_value = float("nan")  # incompatible features: the new model wins by default
+            passed = not np.isfinite(old_value) or new_value >= old_value - tc.promotion_tolerance
+            if passed:
+                decision = f"promoted (v{version} {metric} {new_value:.4f} vs champion v{champion.version} {old_value:.4f})"
+            elif force:
+                decision = f"forced (v{version} {metric} {new_value:.4f} < champion v{champion.version} {old_value:.4f} - {tc.promotion_tolerance})"
+            else:
+                decision = f"kept champion v{champion.version} ({metric} {old_value:.4f}; v{version} has {new_value:.4f})"
+        promote = decision.startswith(("promoted", "forced"))
+        if promote:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        mlflow.set_tags(
+            {
+                "leadml.promotion_decision": decision,
+                "leadml.promoted": str(promote).lower(),
+                "leadml.model_version": version,
+            }
+        )
+        mlflow.log_metrics({"gate_new_" + metric: new_value})
+        if np.isfinite(old_value):
+            mlflow.log_metric("gate_champion_" + metric, old_value)
+        run_id = run.info.run_id
+    return {
+        "tracking_uri": uri,
+        "run_id": run_id,
+        "model_name": name,
+        "model_version": version,
+        "model_uri": f"models:/{name}/{version}",
+        "promoted": promote,
+        "decision": decision,
+    }
+
+
+def load_stage_model(uri_or_path: str | Path) -> StageModel:
+    """Load a StageModel from a local bundle directory or an MLflow model URI
+    (``models:/leadml-prospect@champion``, ``models:/leadml-prospect/3``, ``runs:/<id>/model``)."""
+    text = str(uri_or_path)
+    local = Path(text)
+    if local.exists():
+        if (local / "artifacts" / "bundle").is_dir():  # a downloaded pyfunc model directory
+            return load_bundle(local / "artifacts" / "bundle")
+        return load_bundle(local)
+    if ":/" not in text:
+        raise BundleError(
+            f"model {text!r} is neither an existing bundle directory nor an MLflow model URI "
+            "(e.g. models:/leadml-prospect@champion)"
+        )
+    try:
+        downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
+    except Exception as e:  # mlflow raises several unrelated types for a bad URI
+        raise BundleError(
+            f"could not load MLflow model {text!r} from tracking URI {mlflow.get_tracking_uri()!r}: "
+            f"{str(e).splitlines()[0]}. Train first (leadml train) or pass a bundle path."
+        ) from e
+    bundle = downloaded / "artifacts" / "bundle"
+    if not bundle.is_dir():
+        raise BundleError(f"MLflow model {text!r} is not a leadml model (no bundle artifact)")
+    return load_bundle(bundle)
