@@ -53,6 +53,14 @@ def main() -> None:
     Typical flow: `leadml synth` (or your CRM export) -> `leadml validate` -> `leadml train`
     -> `leadml score` -> `leadml report`. `leadml demo` runs all of it on synthetic data.
     """
+    import warnings
+
+    def _note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        click.echo(f"note: {message}", err=True)
+
+    # Warnings meant for users (e.g. which columns were excluded as identifiers) are one line.
+    warnings.showwarning = _note
+    warnings.filterwarnings("once", category=UserWarning, module="leadml")
 
 
 @main.command()
@@ -103,4 +111,173 @@ def synth(out_dir: str, n_leads: int, seed: int, start: str, end: str, overwrite
     click.echo(
         f"wrote {s['leads']:,} leads, {s['events']:,} events, {s['stage_changes']:,} stage changes "
         f"to {out_dir} in {time.perf_counter() - t0:.1f}s"
+    )
+
+
+def _write_parquet_atomic(frame: Any, out: str, overwrite: bool) -> None:
+    import os
+    import tempfile
+
+    path = Path(out)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="Directory with the three tables.")
+@click.option("--transition", type=click.Choice(["prospect", "opportunity"]), help="Build a training set for this transition.")
+@click.option("--as-of", "as_of", help="Build scoring features for every lead eligible at this instant.")
+@click.option("--out", required=True, type=click.Path(), help="Parquet file to write.")
+@click.option("--start", help="First observation instant (training sets; default: first lead).")
+@click.option("--end", help="Last observation instant (training sets; default: data end).")
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@_user_errors
+def build(
+    data_dir: str, transition: str | None, as_of: str | None, out: str, start: str | None,
+    end: str | None, config_path: str | None, overwrite: bool,
+) -> None:
+    """Build a point-in-time training set (--transition) or scoring features (--as-of)."""
+    if (transition is None) == (as_of is None):
+        raise click.UsageError("give exactly one of --transition (training set) or --as-of (scoring)")
+    from leadml.contracts import load_crm
+    from leadml.trainset import build_scoring_set, build_training_set
+
+    cfg = _config(config_path)
+    data = load_crm(data_dir, columns=cfg.columns)
+    if transition:
+        ts = build_training_set(data, transition, start, end, cfg)
+        _write_parquet_atomic(ts.frame, out, overwrite)
+        s = ts.summary
+        click.echo(
+            f"wrote {s['kept']:,} rows ({s['leads']:,} leads, {s['positives']:,} positives, "
+            f"positive rate {s['positive_rate']:.3f}) to {out}; {s['points_generated']:,} points "
+            f"generated, {s['censored']:,} censored (label window past {data.end})"
+        )
+    else:
+        frame = build_scoring_set(data, as_of, cfg)
+        _write_parquet_atomic(frame, out, overwrite)
+        click.echo(f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {out}")
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode).")
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option("--transition", type=click.Choice(["prospect", "opportunity", "all"]), default="all", show_default=True)
+@click.option("--force", is_flag=True, help="Move the champion alias even if the new model is worse.")
+@click.option("--model-dir", type=click.Path(), help="Also save each bundle under this directory.")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow (bundles need --model-dir then).")
+@click.option("--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet).")
+@click.option("--target", help="Flat mode: the outcome column.")
+@click.option("--id", "id_column", help="Flat mode: the lead id column.")
+@click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable).")
+@click.option("--time-column", help="Flat mode: split out of time on this timestamp column.")
+@click.option("--order-column", help="Flat mode: split out of time on this ordering column.")
+@click.option("--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags.")
+@_user_errors
+def train(
+    data_dir: str | None, config_path: str | None, transition: str, force: bool,
+    model_dir: str | None, no_track: bool, table: str | None, target: str | None,
+    id_column: str | None, drop: tuple[str, ...], time_column: str | None,
+    order_column: str | None, allow_column: tuple[str, ...],
+) -> None:
+    """Train the stage models (event mode) or a flat-table model, and print model vs baseline."""
+    cfg = _config(config_path)
+    if table is not None:
+        from leadml.flat import run_train_flat
+
+        if target is None:
+            raise click.UsageError("flat mode needs --target COL")
+        click.echo(
+            run_train_flat(
+                table, target, id_column=id_column, drop=drop, time_column=time_column,
+                order_column=order_column, allow_columns=allow_column, model_dir=model_dir,
+                config=cfg, track=not no_track, force=force,
+            )
+        )
+        return
+    if data_dir is None:
+        raise click.UsageError("give --data DIR (event mode) or --table FILE --target COL (flat mode)")
+    if no_track and model_dir is None:
+        raise click.UsageError("--no-track needs --model-dir, or the trained models go nowhere")
+    import warnings
+
+    from leadml.contracts import load_crm
+    from leadml.features import IdentifierColumnsExcluded
+    from leadml.training import format_metrics_table
+    from leadml.training import train as train_model
+
+    data = load_crm(data_dir, columns=cfg.columns)
+    results = []
+    for t in ("prospect", "opportunity") if transition == "all" else (transition,):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IdentifierColumnsExcluded)
+            results.append(train_model(data, t, cfg, track=not no_track, force=force))
+        for w in caught[:1]:
+            click.echo(f"note: {w.message}", err=True)
+        if model_dir:
+            from leadml.bundle import save_bundle
+
+            path = save_bundle(results[-1].model, Path(model_dir) / f"leadml-{t}", overwrite=True)
+            click.echo(f"bundle: {path}", err=True)
+    click.echo(format_metrics_table(results))
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables.")
+@click.option("--as-of", "as_of", help="Score as of this instant (default: now, UTC).")
+@click.option("--out", required=True, type=click.Path(), help="Output file (.parquet or .csv).")
+@click.option("--model", "model_specs", multiple=True, help="Bundle path or MLflow URI, optionally as prospect=... / opportunity=...; default: the champion alias of both registered models.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), help="Output format (default: from --out's extension).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option("--explainer", type=click.Choice(["lightgbm", "shap"]), help="TreeSHAP engine (default from config: lightgbm pred_contrib).")
+@click.option("--table", type=click.Path(), help="Flat mode: score this one-row-per-lead table.")
+@_user_errors
+def score(
+    data_dir: str | None, as_of: str | None, out: str, model_specs: tuple[str, ...],
+    fmt: str | None, overwrite: bool, config_path: str | None, explainer: str | None,
+    table: str | None,
+) -> None:
+    """Score every eligible lead with reasons; writes the whole file or nothing."""
+    cfg = _config(config_path)
+    out_path = Path(out)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+    if table is not None:
+        from leadml.flat import run_score_flat
+
+        if len(model_specs) != 1:
+            raise click.UsageError("flat mode needs exactly one --model")
+        click.echo(run_score_flat(table, model_specs[0], out, overwrite=overwrite, config=cfg))
+        return
+    if data_dir is None:
+        raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
+    from leadml.contracts import load_crm
+    from leadml.scoring import load_models, score as score_leads, write_scores
+    from leadml.tracking import set_tracking_uri
+
+    t0 = time.perf_counter()
+    set_tracking_uri(cfg.tracking.tracking_uri)
+    models = load_models(model_specs or None, prefix=cfg.tracking.model_name_prefix)
+    data = load_crm(data_dir, columns=cfg.columns)
+    scores = score_leads(data, as_of, models, cfg, engine=explainer)
+    write_scores(scores, out_path, fmt=fmt, overwrite=overwrite, n_reasons=cfg.explain.n_positive + cfg.explain.n_negative)
+    skipped = ", ".join(f"{v:,} {k}" for k, v in scores.attrs["skipped"].items() if v)
+    tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
+    click.echo(
+        f"scored {len(scores):,} leads as of {scores['as_of'].iloc[0] if len(scores) else as_of} "
+        f"(tiers {', '.join(f'{t}={n:,}' for t, n in tiers.items())}) in "
+        f"{time.perf_counter() - t0:.1f}s -> {out}\nskipped: {skipped or 'none'}\n"
+        f"models: {scores.attrs['model_versions']}"
     )

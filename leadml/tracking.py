@@ -16,6 +16,7 @@ calibration) are logged; lead ids, names, emails and phones never are.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from leadml.training import StageModel, TrainResult
 __all__ = ["LeadMLPyfunc", "load_stage_model", "log_training_run", "model_name", "set_tracking_uri"]
 
 CHAMPION = "champion"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def model_name(transition: str, prefix: str = "leadml") -> str:
@@ -149,6 +151,9 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
         bundle_dir = save_bundle(model, Path(tmp) / "bundle")
         example = _signature_example(result)
         signature = infer_signature(example, None)
+        # MLflow warns that a Python-object pyfunc is cloudpickled; ours holds no state (the model
+        # is the plain-file bundle artifact), so the warning is noise for our users.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=LeadMLPyfunc(),
@@ -227,4 +232,22 @@ def load_stage_model(uri_or_path: str | Path) -> StageModel:
     bundle = downloaded / "artifacts" / "bundle"
     if not bundle.is_dir():
         raise BundleError(f"MLflow model {text!r} is not a leadml model (no bundle artifact)")
-    return load_bundle(bundle)
+    model = load_bundle(bundle)
+    model.metadata["model_version"] = _resolve_version(text)
+    return model
+
+
+def _resolve_version(uri: str) -> str:
+    """``models:/leadml-prospect@champion`` -> ``leadml-prospect:3`` (what a rep's report shows)."""
+    if not uri.startswith("models:/"):
+        return uri
+    ref = uri.removeprefix("models:/")
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        try:
+            return f"{name}:{client.get_model_version_by_alias(name, alias).version}"
+        except mlflow.exceptions.MlflowException:
+            return ref
+    name, _, version = ref.partition("/")
+    return f"{name}:{version}" if version else ref

@@ -6,7 +6,6 @@ difference is that scoring rows have no label.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,11 +74,7 @@ def build_training_set(
     )
     kept = labelled.loc[~labelled["censored"]].reset_index(drop=True)
     if spec is None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", IdentifierColumnsExcluded)
-            spec = make_feature_spec(data, cfg.features)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, __file__, 0)
+        spec = make_feature_spec(data, cfg.features)
     name = label_name(transition)
     c = data.columns
     feats = build_features(
