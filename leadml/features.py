@@ -44,6 +44,7 @@ __all__ = [
     "build_features",
     "feature_groups",
     "make_feature_spec",
+    "to_categorical",
 ]
 
 _SEC_PER_DAY = 86_400
@@ -340,6 +341,14 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
     )
 
 
+def to_categorical(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd.Categorical:
+    """Strings -> Categorical with exactly ``levels``; anything else becomes missing."""
+    text = values.astype("string")
+    known = text.isin(list(levels)).to_numpy() & text.notna().to_numpy()
+    arr = np.where(known, text.to_numpy(dtype=object, na_value=None), None)
+    return pd.Categorical(arr, categories=list(levels))
+
+
 def _seconds(ts: np.ndarray) -> np.ndarray:
     return ts.astype("datetime64[ns]").astype("int64") // 1_000_000_000
 
@@ -355,6 +364,12 @@ class _Keyed:
 
     def count_before(self, q: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.keys, q, side="left")
+
+    def last_before(self, n_before: np.ndarray) -> np.ndarray:
+        """Key of the last entry before each query (given ``count_before``), or -1."""
+        if len(self.keys) == 0:
+            return np.full(len(n_before), -1, dtype=np.int64)
+        return np.where(n_before > 0, self.keys[np.maximum(n_before - 1, 0)], -1)
 
 
 def build_features(
@@ -421,9 +436,7 @@ def build_features(
             text = s.astype("string")
             if "other" in lv:
                 text = text.where(text.isna() | text.isin(lv), "other")
-            out[col] = pd.Categorical(
-                text.astype(object).where(text.notna(), None), categories=list(lv)
-            )
+            out[col] = to_categorical(text, lv)
         else:
             out[col] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
 
@@ -447,7 +460,7 @@ def build_features(
         before_now = keyed.count_before(q_now)
         for w in spec.windows_days:
             out[f"n_{etype}_{w}d"] = (before_now - keyed.count_before(q(w * day))).astype("float64")
-        last = np.where(before_now > 0, keyed.keys[np.maximum(before_now - 1, 0)], -1)
+        last = keyed.last_before(before_now)
         same_lead = (last >> 32) == p_code
         last_sec = (last & 0xFFFFFFFF) + t0
         out[f"days_since_last_{etype}"] = np.where(
@@ -466,7 +479,7 @@ def build_features(
         day_keys, p_code64 | np.maximum(q_day - wmax, 0), side="left"
     )
     before_all = all_keyed.count_before(q_now)
-    last_any = np.where(before_all > 0, all_keyed.keys[np.maximum(before_all - 1, 0)], -1)
+    last_any = all_keyed.last_before(before_all)
     today = ((last_any >> 32) == p_code) & (((last_any & 0xFFFFFFFF) + t0) // day == q_sec // day)
     out[f"n_active_days_{wmax}d"] = (n_days + today).astype("float64")
     t = spec.trend_days * day
@@ -482,15 +495,15 @@ def build_features(
     s_sec = _seconds(stage_changes[c.changed_at].to_numpy(dtype="datetime64[ns]"))
     sc_keyed = _Keyed(s_code, s_sec, t0)
     n_before = sc_keyed.count_before(q_now)
-    last_sc = np.where(n_before > 0, sc_keyed.keys[np.maximum(n_before - 1, 0)], -1)
+    last_sc = sc_keyed.last_before(n_before)
     has_sc = ((last_sc >> 32) == p_code) & (last_sc >= 0)
     since = np.where(has_sc, (last_sc & 0xFFFFFFFF) + t0, created)
     out["days_in_stage"] = ((q_sec - np.maximum(since, created)) / day).astype("float64")
     stages_arr = stage_changes[c.stage].to_numpy(dtype=object)
     last_stage = np.where(has_sc, stages_arr[sc_keyed.order[np.maximum(n_before - 1, 0)]], "lead")
     if "current_stage" in spec.kinds:
-        out["current_stage"] = pd.Categorical(
-            last_stage.astype(object), categories=list(spec.levels["current_stage"])
+        out["current_stage"] = to_categorical(
+            pd.Series(last_stage, dtype="string"), spec.levels["current_stage"]
         )
     dq = (stage_changes[c.stage] == "disqualified").to_numpy()
     dq_keyed = _Keyed(s_code[dq], s_sec[dq], t0)

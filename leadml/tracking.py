@@ -28,6 +28,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from leadml.bundle import BundleError, load_bundle, save_bundle
+from leadml.features import to_categorical
 from leadml.training import StageModel, TrainResult
 
 __all__ = ["LeadMLPyfunc", "load_stage_model", "log_training_run", "model_name", "set_tracking_uri"]
@@ -90,7 +91,7 @@ def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
             lv = list(model.spec.levels[col])
             if "other" in lv:
                 text = text.where(text.isna() | text.isin(lv), "other")
-            out[col] = pd.Categorical(text.astype(object).where(text.notna(), None), categories=lv)
+            out[col] = to_categorical(text, lv)
     if "as_of" in out.columns:
         out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[ns]")
     return out
