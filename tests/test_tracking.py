@@ -1,0 +1,107 @@
+"""MLflow against a real temporary SQLite store: runs, registry, champion gate, pyfunc, no PII."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leadml.tracking import load_stage_model, log_training_run
+
+pytestmark = pytest.mark.slow
+
+
+def test_first_run_takes_champion_and_a_worse_one_does_not(trained, mlflow_uri) -> None:
+    import mlflow
+
+    good = trained["prospect"]
+    first = log_training_run(good)
+    assert first["promoted"] and first["model_version"] == "1"
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias("leadml-prospect", "champion").version) == "1"
+
+    # A crippled model on the same window: predicts the base rate for everyone.
+    worse_model = dataclasses.replace(good.model)
+    worse_model.calibration = dataclasses.replace(good.model.calibration, a=0.0)
+    worse = dataclasses.replace(
+        good, model=worse_model, metrics={**good.metrics, "pr_auc": 0.01}, test_proba=good.test_proba * 0
+    )
+    second = log_training_run(worse)
+    assert not second["promoted"] and second["decision"].startswith("kept champion v1")
+    assert str(client.get_model_version_by_alias("leadml-prospect", "champion").version) == "1"
+    run = client.get_run(second["run_id"])
+    assert run.data.tags["leadml.promoted"] == "false"
+    assert "gate_champion_pr_auc" in run.data.metrics and "gate_new_pr_auc" in run.data.metrics
+
+    forced = log_training_run(worse, force=True)
+    assert forced["promoted"] and forced["decision"].startswith("forced")
+    assert str(client.get_model_version_by_alias("leadml-prospect", "champion").version) == "3"
+
+
+def test_pyfunc_returns_the_batch_scorers_rows(trained, crm_medium, mlflow_uri) -> None:
+    import mlflow
+
+    from leadml.scoring import score_features
+    from leadml.trainset import build_scoring_set
+
+    log_training_run(trained["prospect"])
+    model = load_stage_model("models:/leadml-prospect@champion")
+    assert model.metadata["model_version"] == "leadml-prospect:1"
+    frame = build_scoring_set(crm_medium, "2025-04-01", spec=model.spec)
+    frame = frame.loc[frame["stage"] == "lead"].head(50).reset_index(drop=True)
+    expected = score_features(frame, {"prospect": model})
+    pyfunc = mlflow.pyfunc.load_model("models:/leadml-prospect@champion")
+    sent = frame.copy()
+    for col in model.spec.categorical:
+        sent[col] = sent[col].astype(object).where(sent[col].notna(), None).astype(str)
+    sent["lead_id"] = sent["lead_id"].astype(str)
+    got = pyfunc.predict(sent)
+    assert got["score"].tolist() == expected["score"].tolist()
+    assert got["tier"].tolist() == expected["tier"].tolist()
+    np.testing.assert_allclose(got["p_prospect"], expected["p_prospect"], rtol=0, atol=1e-12)
+    assert [r for r in got["reasons"]] == [r for r in expected["reasons"]]
+
+
+def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
+    import mlflow
+
+    info = log_training_run(trained["prospect"])
+    client = mlflow.MlflowClient()
+    run = client.get_run(info["run_id"])
+    leads = crm_medium.leads
+    secrets = set(leads["email"].head(200)) | set(leads["name"].head(200)) | set(leads["phone"].head(200))
+    logged = " ".join(
+        [*map(str, run.data.params.values()), *map(str, run.data.tags.values())]
+    )
+    run_files = mlflow.artifacts.download_artifacts(run_id=info["run_id"], dst_path=str(tmp_path / "a"))
+    model_files = mlflow.artifacts.download_artifacts(
+        artifact_uri=info["model_uri"], dst_path=str(tmp_path / "m")
+    )
+    for root in (Path(run_files), Path(model_files)):
+        for f in root.rglob("*"):
+            if f.is_file() and f.suffix != ".png":
+                logged += f.read_text(errors="ignore")
+    assert logged.count("n_pricing_page_view_7d") > 0  # the bundle's spec really was read
+    assert not [s for s in secrets if s in logged]
+
+
+def test_bad_model_uri_is_a_clear_error(mlflow_uri) -> None:
+    from leadml.bundle import BundleError
+
+    with pytest.raises(BundleError, match="could not load MLflow model 'models:/leadml-prospect@champion'"):
+        load_stage_model("models:/leadml-prospect@champion")
+    with pytest.raises(BundleError, match="neither an existing bundle directory nor an MLflow"):
+        load_stage_model("nowhere")
+
+
+def test_tracking_uri_defaults_to_sqlite_in_working_dir(tmp_path, monkeypatch) -> None:
+    import mlflow
+
+    from leadml.tracking import set_tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(None)
+    assert set_tracking_uri(None).startswith("sqlite:")
