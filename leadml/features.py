@@ -84,8 +84,16 @@ def _times(n: float) -> str:
     return "once" if n == 1 else f"{n} times"
 
 
+_UNIT_SUFFIXES = {"_musd": " (US$ millions)", "_usd": " (US$)", "_pct": " (%)", "_days": " (days)"}
+
+
 def _label(column: str) -> str:
-    text = column.replace("_", " ").strip()
+    text = column
+    for suffix, unit in _UNIT_SUFFIXES.items():
+        if text.endswith(suffix):
+            text = text[: -len(suffix)] + unit
+            break
+    text = text.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
 
 
@@ -188,7 +196,8 @@ class FeatureSpec:
         if kind == "active_days":
             return f"Active on {0 if missing else int(value)} of the last {arg} days"
         if kind == "decayed":
-            return f"Recent engagement score {0.0 if missing else float(value):.1f}"
+            n = 0.0 if missing else float(value)
+            return f"Engagement score {n:.1f} (events weighted by recency, half-life {self.half_life_days:g} days)"
         if kind == "trend":
             v = 0 if missing else int(round(float(value)))
             if v == 0:
