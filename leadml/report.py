@@ -170,7 +170,7 @@ def build_report(
     for i, r in df.iterrows():
         positives = [x for x in _reasons(r["reasons"]) if x["direction"] == "+"]
         # The summary column favours something the rep can act on over the stage itself.
-        actionable = [x for x in positives if x["group"] not in ("stage_history", "tenure")]
+        actionable = [x for x in positives if x["group"] not in ("stage_history", "tenure", "engagement")]
         first_reason = (actionable or positives or [{"text": ""}])[0]["text"]
         p = r["p_next_stage"]
         nxt = "prospect" if r["stage"] == "lead" else "opportunity"
