@@ -39,11 +39,11 @@ def run(sizes: list[int], seed: int) -> list[dict[str, float]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(
         f"{'leads':>10} {'events':>12} {'ev/lead':>8} {'make s':>8} {'write s':>8} {'1M est s':>9}"
     )

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             cells = dirty_cells(path)
             if cells:
                 bad += 1
-                print(f"{path}: outputs in cells {cells}; strip them (jupyter nbconvert "
-                      "--clear-output --inplace) before committing")
+                print(
+                    f"{path}: outputs in cells {cells}; strip them (jupyter nbconvert "
+                    "--clear-output --inplace) before committing"
+                )
     return 1 if bad else 0
 
 

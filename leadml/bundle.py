@@ -71,7 +71,9 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
     """Write ``model`` as a bundle directory (atomically: a temp dir renamed into place)."""
     target = Path(path)
     if target.exists() and not overwrite:
-        raise FileExistsError(f"bundle {str(target)!r} already exists; pass overwrite=True / --overwrite")
+        raise FileExistsError(
+            f"bundle {str(target)!r} already exists; pass overwrite=True / --overwrite"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -90,7 +92,9 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
             json.dumps(_jsonable(meta), indent=2, sort_keys=True), encoding="utf-8"
         )
         sums = {name: _sha256(tmp / name) for name in _FILES}
-        (tmp / "checksums.json").write_text(json.dumps(sums, indent=2, sort_keys=True), encoding="utf-8")
+        (tmp / "checksums.json").write_text(
+            json.dumps(sums, indent=2, sort_keys=True), encoding="utf-8"
+        )
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

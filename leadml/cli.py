@@ -134,9 +134,17 @@ def _write_parquet_atomic(frame: Any, out: str, overwrite: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(), help="Directory with the three tables.")
-@click.option("--transition", type=click.Choice(["prospect", "opportunity"]), help="Build a training set for this transition.")
-@click.option("--as-of", "as_of", help="Build scoring features for every lead eligible at this instant.")
+@click.option(
+    "--data", "data_dir", required=True, type=click.Path(), help="Directory with the three tables."
+)
+@click.option(
+    "--transition",
+    type=click.Choice(["prospect", "opportunity"]),
+    help="Build a training set for this transition.",
+)
+@click.option(
+    "--as-of", "as_of", help="Build scoring features for every lead eligible at this instant."
+)
 @click.option("--out", required=True, type=click.Path(), help="Parquet file to write.")
 @click.option("--start", help="First observation instant (training sets; default: first lead).")
 @click.option("--end", help="Last observation instant (training sets; default: data end).")
@@ -144,12 +152,20 @@ def _write_parquet_atomic(frame: Any, out: str, overwrite: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @_user_errors
 def build(
-    data_dir: str, transition: str | None, as_of: str | None, out: str, start: str | None,
-    end: str | None, config_path: str | None, overwrite: bool,
+    data_dir: str,
+    transition: str | None,
+    as_of: str | None,
+    out: str,
+    start: str | None,
+    end: str | None,
+    config_path: str | None,
+    overwrite: bool,
 ) -> None:
     """Build a point-in-time training set (--transition) or scoring features (--as-of)."""
     if (transition is None) == (as_of is None):
-        raise click.UsageError("give exactly one of --transition (training set) or --as-of (scoring)")
+        raise click.UsageError(
+            "give exactly one of --transition (training set) or --as-of (scoring)"
+        )
     from leadml.contracts import load_crm
     from leadml.trainset import build_scoring_set, build_training_set
 
@@ -167,29 +183,53 @@ def build(
     else:
         frame = build_scoring_set(data, as_of, cfg)
         _write_parquet_atomic(frame, out, overwrite)
-        click.echo(f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {out}")
+        click.echo(
+            f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {out}"
+        )
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode).")
+@click.option(
+    "--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode)."
+)
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
-@click.option("--transition", type=click.Choice(["prospect", "opportunity", "all"]), default="all", show_default=True)
-@click.option("--force", is_flag=True, help="Move the champion alias even if the new model is worse.")
+@click.option(
+    "--transition",
+    type=click.Choice(["prospect", "opportunity", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "--force", is_flag=True, help="Move the champion alias even if the new model is worse."
+)
 @click.option("--model-dir", type=click.Path(), help="Also save each bundle under this directory.")
-@click.option("--no-track", is_flag=True, help="Do not log to MLflow (bundles need --model-dir then).")
+@click.option(
+    "--no-track", is_flag=True, help="Do not log to MLflow (bundles need --model-dir then)."
+)
 @click.option("--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet).")
 @click.option("--target", help="Flat mode: the outcome column.")
 @click.option("--id", "id_column", help="Flat mode: the lead id column.")
 @click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable).")
 @click.option("--time-column", help="Flat mode: split out of time on this timestamp column.")
 @click.option("--order-column", help="Flat mode: split out of time on this ordering column.")
-@click.option("--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags.")
+@click.option(
+    "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
+)
 @_user_errors
 def train(
-    data_dir: str | None, config_path: str | None, transition: str, force: bool,
-    model_dir: str | None, no_track: bool, table: str | None, target: str | None,
-    id_column: str | None, drop: tuple[str, ...], time_column: str | None,
-    order_column: str | None, allow_column: tuple[str, ...],
+    data_dir: str | None,
+    config_path: str | None,
+    transition: str,
+    force: bool,
+    model_dir: str | None,
+    no_track: bool,
+    table: str | None,
+    target: str | None,
+    id_column: str | None,
+    drop: tuple[str, ...],
+    time_column: str | None,
+    order_column: str | None,
+    allow_column: tuple[str, ...],
 ) -> None:
     """Train the stage models (event mode) or a flat-table model, and print model vs baseline."""
     cfg = _config(config_path)
@@ -200,14 +240,24 @@ def train(
             raise click.UsageError("flat mode needs --target COL")
         click.echo(
             run_train_flat(
-                table, target, id_column=id_column, drop=drop, time_column=time_column,
-                order_column=order_column, allow_columns=allow_column, model_dir=model_dir,
-                config=cfg, track=not no_track, force=force,
+                table,
+                target,
+                id_column=id_column,
+                drop=drop,
+                time_column=time_column,
+                order_column=order_column,
+                allow_columns=allow_column,
+                model_dir=model_dir,
+                config=cfg,
+                track=not no_track,
+                force=force,
             )
         )
         return
     if data_dir is None:
-        raise click.UsageError("give --data DIR (event mode) or --table FILE --target COL (flat mode)")
+        raise click.UsageError(
+            "give --data DIR (event mode) or --table FILE --target COL (flat mode)"
+        )
     if no_track and model_dir is None:
         raise click.UsageError("--no-track needs --model-dir, or the trained models go nowhere")
     import warnings
@@ -237,16 +287,36 @@ def train(
 @click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables.")
 @click.option("--as-of", "as_of", help="Score as of this instant (default: now, UTC).")
 @click.option("--out", required=True, type=click.Path(), help="Output file (.parquet or .csv).")
-@click.option("--model", "model_specs", multiple=True, help="Bundle path or MLflow URI, optionally as prospect=... / opportunity=...; default: the champion alias of both registered models.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), help="Output format (default: from --out's extension).")
+@click.option(
+    "--model",
+    "model_specs",
+    multiple=True,
+    help="Bundle path or MLflow URI, optionally as prospect=... / opportunity=...; default: the champion alias of both registered models.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    help="Output format (default: from --out's extension).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
-@click.option("--explainer", type=click.Choice(["lightgbm", "shap"]), help="TreeSHAP engine (default from config: lightgbm pred_contrib).")
+@click.option(
+    "--explainer",
+    type=click.Choice(["lightgbm", "shap"]),
+    help="TreeSHAP engine (default from config: lightgbm pred_contrib).",
+)
 @click.option("--table", type=click.Path(), help="Flat mode: score this one-row-per-lead table.")
 @_user_errors
 def score(
-    data_dir: str | None, as_of: str | None, out: str, model_specs: tuple[str, ...],
-    fmt: str | None, overwrite: bool, config_path: str | None, explainer: str | None,
+    data_dir: str | None,
+    as_of: str | None,
+    out: str,
+    model_specs: tuple[str, ...],
+    fmt: str | None,
+    overwrite: bool,
+    config_path: str | None,
+    explainer: str | None,
     table: str | None,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing."""
@@ -264,7 +334,8 @@ def score(
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
     from leadml.contracts import load_crm
-    from leadml.scoring import load_models, score as score_leads, write_scores
+    from leadml.scoring import load_models, write_scores
+    from leadml.scoring import score as score_leads
     from leadml.tracking import set_tracking_uri
 
     t0 = time.perf_counter()
@@ -272,7 +343,13 @@ def score(
     models = load_models(model_specs or None, prefix=cfg.tracking.model_name_prefix)
     data = load_crm(data_dir, columns=cfg.columns)
     scores = score_leads(data, as_of, models, cfg, engine=explainer)
-    write_scores(scores, out_path, fmt=fmt, overwrite=overwrite, n_reasons=cfg.explain.n_positive + cfg.explain.n_negative)
+    write_scores(
+        scores,
+        out_path,
+        fmt=fmt,
+        overwrite=overwrite,
+        n_reasons=cfg.explain.n_positive + cfg.explain.n_negative,
+    )
     skipped = ", ".join(f"{v:,} {k}" for k, v in scores.attrs["skipped"].items() if v)
     tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
     click.echo(
@@ -284,24 +361,47 @@ def score(
 
 
 @main.command()
-@click.option("--scores", required=True, type=click.Path(), help="Parquet file written by `leadml score`.")
-@click.option("--out", required=True, type=click.Path(), help="report.html (or .csv with --format csv).")
+@click.option(
+    "--scores", required=True, type=click.Path(), help="Parquet file written by `leadml score`."
+)
+@click.option(
+    "--out", required=True, type=click.Path(), help="report.html (or .csv with --format csv)."
+)
 @click.option("--owner", help="Only this rep's leads.")
 @click.option("--top", type=click.IntRange(min=1), help="Only the N best-scored leads.")
 @click.option("--previous", type=click.Path(), help="An earlier scores file: show what moved.")
-@click.option("--format", "fmt", type=click.Choice(["html", "csv"]), default="html", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["html", "csv"]), default="html", show_default=True
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @_user_errors
-def report(scores: str, out: str, owner: str | None, top: int | None, previous: str | None, fmt: str, overwrite: bool) -> None:
+def report(
+    scores: str,
+    out: str,
+    owner: str | None,
+    top: int | None,
+    previous: str | None,
+    fmt: str,
+    overwrite: bool,
+) -> None:
     """Write the rep's self-contained HTML report (or a CRM-ready CSV)."""
     from leadml.report import write_report
 
-    path = write_report(scores, out, previous_path=previous, owner=owner, top=top, fmt=fmt, overwrite=overwrite)
+    path = write_report(
+        scores, out, previous_path=previous, owner=owner, top=top, fmt=fmt, overwrite=overwrite
+    )
     click.echo(f"wrote {path.resolve()}")
 
 
 @main.command()
-@click.option("--dir", "work_dir", default="data/processed/demo", show_default=True, type=click.Path(), help="Where the demo writes its data, scores and report.")
+@click.option(
+    "--dir",
+    "work_dir",
+    default="data/processed/demo",
+    show_default=True,
+    type=click.Path(),
+    help="Where the demo writes its data, scores and report.",
+)
 @click.option("--leads", "n_leads", default=8000, show_default=True, type=click.IntRange(min=500))
 @click.option("--seed", default=7, show_default=True, type=int)
 @_user_errors
@@ -314,7 +414,8 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     from leadml.config import LeadMLConfig
     from leadml.datasets import make_crm, write_crm
     from leadml.report import write_report
-    from leadml.scoring import load_models, score as score_leads, write_scores
+    from leadml.scoring import load_models, write_scores
+    from leadml.scoring import score as score_leads
     from leadml.tracking import set_tracking_uri
     from leadml.training import format_metrics_table
     from leadml.training import train as train_model
@@ -327,7 +428,9 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     t0 = time.perf_counter()
     data = make_crm(n_leads=n_leads, seed=seed)
     write_crm(data, root / "crm")
-    click.echo(f"[1/4] synthetic CRM: {n_leads:,} leads, {len(data.events):,} events -> {root / 'crm'}")
+    click.echo(
+        f"[1/4] synthetic CRM: {n_leads:,} leads, {len(data.events):,} events -> {root / 'crm'}"
+    )
     uri = set_tracking_uri(cfg.tracking.tracking_uri)
     import warnings
 
@@ -349,5 +452,7 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     for r in scores.head(10).itertuples():
         click.echo(f"  {r.tier} {r.score:>3}  {r.name} ({r.company}) — {r.stage}")
         for reason in list(r.reasons)[:3]:
-            click.echo(f"        {reason['direction']} {reason['text']} ({100 * reason['effect']:+.1f} pts)")
+            click.echo(
+                f"        {reason['direction']} {reason['text']} ({100 * reason['effect']:+.1f} pts)"
+            )
     click.echo(f"\ndone in {time.perf_counter() - t0:.0f}s. Open {html.resolve()} in a browser.")

@@ -194,7 +194,9 @@ def _validate(raw: dict[str, Any], source: str) -> LeadMLConfig:
         raise ConfigError(f"invalid config in {source}: {problems}") from e
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> LeadMLConfig:
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> LeadMLConfig:
     """Load a YAML or TOML config file (or the defaults when ``path`` is None)."""
     raw: dict[str, Any] = {}
     if path is not None:

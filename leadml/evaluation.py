@@ -78,7 +78,9 @@ def calibration_by_month(y: np.ndarray, p: np.ndarray, as_of: pd.Series) -> pd.D
     df = pd.DataFrame(
         {"month": pd.to_datetime(as_of).dt.to_period("M").astype(str).to_numpy(), "y": y, "p": p}
     )
-    return df.groupby("month").agg(rows=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
+    return df.groupby("month").agg(
+        rows=("y", "size"), predicted=("p", "mean"), observed=("y", "mean")
+    )
 
 
 def evaluate(

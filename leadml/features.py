@@ -456,15 +456,16 @@ def build_features(
         if len(events)
         else (np.array([], dtype=np.int64))
     )
-    e_type = (
-        events[c.event_type].astype("string").to_numpy(dtype=object)
-        if len(events)
-        else (np.array([], dtype=object))
-    )
+    # Compare small integer codes, never 50M Python strings.
+    et = events[c.event_type]
+    if not isinstance(et.dtype, pd.CategoricalDtype):
+        et = et.astype("string").astype("category")
+    vocabulary = {str(v): i for i, v in enumerate(et.cat.categories)}
+    e_type = et.cat.codes.to_numpy()
     q_now = q()
     day = _SEC_PER_DAY
     for etype in spec.event_types:
-        sel = e_type == etype
+        sel = e_type == vocabulary.get(etype, -2)
         keyed = _Keyed(e_code[sel], e_sec[sel], t0)
         before_now = keyed.count_before(q_now)
         for w in spec.windows_days:

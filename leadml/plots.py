@@ -29,7 +29,10 @@ def global_importance(model: Any, X: pd.DataFrame) -> pd.Series:
     spec = model.spec
     groups = pd.Series([spec.groups[n] for n in spec.names])
     by_group = pd.Series(
-        {g: float(np.abs(contrib[:, (groups == g).to_numpy()].sum(axis=1)).mean()) for g in groups.unique()}
+        {
+            g: float(np.abs(contrib[:, (groups == g).to_numpy()].sum(axis=1)).mean())
+            for g in groups.unique()
+        }
     )
     return by_group.sort_values(ascending=False).rename("mean_abs_shap")
 
@@ -69,8 +72,11 @@ def save_evaluation_plots(
         gains = np.cumsum(y[order]) / max(y.sum(), 1)
         ax.plot(np.arange(1, len(y) + 1) / len(y), gains, label=name)
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="random")
-    ax.set(xlabel="share of leads contacted (by score)", ylabel="share of promotions captured",
-           title=f"Cumulative gains {title}")
+    ax.set(
+        xlabel="share of leads contacted (by score)",
+        ylabel="share of promotions captured",
+        title=f"Cumulative gains {title}",
+    )
     ax.legend()
     paths.append(_save(fig, out / "gains.png", plt))
 

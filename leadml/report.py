@@ -26,7 +26,17 @@ import pandas as pd
 __all__ = ["CRM_COLUMNS", "ReportError", "build_crm_export", "build_report", "write_report"]
 
 REQUIRED = ("lead_id", "as_of", "stage", "p_prospect", "p_opportunity", "score", "tier", "reasons")
-CRM_COLUMNS = ("lead_id", "name", "company", "owner", "stage", "score", "tier", "p_next_stage", "score_change")
+CRM_COLUMNS = (
+    "lead_id",
+    "name",
+    "company",
+    "owner",
+    "stage",
+    "score",
+    "tier",
+    "p_next_stage",
+    "score_change",
+)
 
 
 class ReportError(ValueError):
@@ -38,14 +48,22 @@ def _read(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not p.is_file():
         raise ReportError(f"scores file {str(p)!r} does not exist; run `leadml score` first")
     if p.suffix.lower() == ".csv":
-        raise ReportError(f"{str(p)!r}: the report reads the Parquet output of `leadml score` (it keeps reasons as structs)")
+        raise ReportError(
+            f"{str(p)!r}: the report reads the Parquet output of `leadml score` (it keeps reasons as structs)"
+        )
     import pyarrow.parquet as pq
 
-    meta = {k.decode(): v.decode() for k, v in (pq.read_schema(p).metadata or {}).items() if k.startswith(b"leadml.")}
+    meta = {
+        k.decode(): v.decode()
+        for k, v in (pq.read_schema(p).metadata or {}).items()
+        if k.startswith(b"leadml.")
+    }
     frame = pd.read_parquet(p)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
-        raise ReportError(f"scores file {str(p)!r} is missing column(s) {', '.join(missing)}; expected the output of `leadml score`")
+        raise ReportError(
+            f"scores file {str(p)!r} is missing column(s) {', '.join(missing)}; expected the output of `leadml score`"
+        )
     return frame, meta
 
 
@@ -59,7 +77,9 @@ def _reasons(value: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in list(value)]
 
 
-def _prepare(scores: pd.DataFrame, previous: pd.DataFrame | None, owner: str | None, top: int | None) -> pd.DataFrame:
+def _prepare(
+    scores: pd.DataFrame, previous: pd.DataFrame | None, owner: str | None, top: int | None
+) -> pd.DataFrame:
     df = scores.copy()
     if owner is not None:
         if "owner" not in df.columns:
@@ -80,7 +100,9 @@ def _prepare(scores: pd.DataFrame, previous: pd.DataFrame | None, owner: str | N
     return df
 
 
-def build_crm_export(scores: pd.DataFrame, n_reasons: int = 5, previous: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_crm_export(
+    scores: pd.DataFrame, n_reasons: int = 5, previous: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per lead for CRM import (column order: see the module docstring)."""
     df = _prepare(scores, previous, None, None)
     out = pd.DataFrame({c: df[c] if c in df.columns else "" for c in CRM_COLUMNS})
@@ -94,7 +116,12 @@ def build_crm_export(scores: pd.DataFrame, n_reasons: int = 5, previous: pd.Data
 
 
 def _e(v: Any) -> str:
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT or (not isinstance(v, str | list) and pd.isna(v)):
+    if (
+        v is None
+        or (isinstance(v, float) and np.isnan(v))
+        or v is pd.NaT
+        or (not isinstance(v, str | list) and pd.isna(v))
+    ):
         return ""
     return html.escape(str(v), quote=True)
 
@@ -108,7 +135,11 @@ def _card(row: pd.Series, i: int) -> str:
         for r in rs
     )
     last = row.get("last_activity_at")
-    last_txt = "no activity yet" if last is None or pd.isna(last) else f"{_e(str(row.get('last_activity_type') or 'activity').replace('_', ' '))} on {pd.Timestamp(last):%Y-%m-%d}"
+    last_txt = (
+        "no activity yet"
+        if last is None or pd.isna(last)
+        else f"{_e(str(row.get('last_activity_type') or 'activity').replace('_', ' '))} on {pd.Timestamp(last):%Y-%m-%d}"
+    )
     facts = "".join(
         f"<dt>{k}</dt><dd>{v}</dd>"
         for k, v in (
@@ -159,7 +190,7 @@ def build_report(
     tiers_html = "".join(
         f'<div class="tier t{t}"><b>{t}</b> {counts[t]} leads'
         + (
-            f'<small>{100 * info[t]["conversion_rate"]:.1f}% converted</small>'
+            f"<small>{100 * info[t]['conversion_rate']:.1f}% converted</small>"
             if isinstance((info.get(t) or {}).get("conversion_rate"), int | float)
             else ""
         )
@@ -170,7 +201,9 @@ def build_report(
     for i, r in df.iterrows():
         positives = [x for x in _reasons(r["reasons"]) if x["direction"] == "+"]
         # The summary column favours something the rep can act on over the stage itself.
-        actionable = [x for x in positives if x["group"] not in ("stage_history", "tenure", "engagement")]
+        actionable = [
+            x for x in positives if x["group"] not in ("stage_history", "tenure", "engagement")
+        ]
         first_reason = (actionable or positives or [{"text": ""}])[0]["text"]
         p = r["p_next_stage"]
         nxt = "prospect" if r["stage"] == "lead" else "opportunity"
@@ -189,7 +222,12 @@ def build_report(
     return _TEMPLATE.format(
         title=title,
         as_of=_e(as_of),
-        models=_e(model_versions or ", ".join(sorted(set(df.get("model_version", pd.Series(dtype=str)).dropna().astype(str))))),
+        models=_e(
+            model_versions
+            or ", ".join(
+                sorted(set(df.get("model_version", pd.Series(dtype=str)).dropna().astype(str)))
+            )
+        ),
         n=len(df),
         lede=_e(lede),
         tiers=tiers_html,
@@ -214,10 +252,18 @@ def write_report(
     scores, meta = _read(scores_path)
     previous = _read(previous_path)[0] if previous_path else None
     if fmt == "csv":
-        text = build_crm_export(_prepare(scores, None, owner, top).drop(columns=["p_next_stage", "score_change", "is_new"]), previous=previous).to_csv(index=False)
+        text = build_crm_export(
+            _prepare(scores, None, owner, top).drop(
+                columns=["p_next_stage", "score_change", "is_new"]
+            ),
+            previous=previous,
+        ).to_csv(index=False)
     else:
         text = build_report(
-            scores, previous=previous, owner=owner, top=top,
+            scores,
+            previous=previous,
+            owner=owner,
+            top=top,
             tier_info=json.loads(meta.get("leadml.tier_info", "{}")),
             model_versions=meta.get("leadml.model_versions", ""),
         )

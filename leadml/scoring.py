@@ -44,7 +44,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = (
-    "lead_id", "as_of", "stage", "p_prospect", "p_opportunity", "score", "tier", "reasons",
+    "lead_id",
+    "as_of",
+    "stage",
+    "p_prospect",
+    "p_opportunity",
+    "score",
+    "tier",
+    "reasons",
     "model_version",
 )
 DISPLAY_COLUMNS = ("name", "company", "job_title", "lead_source", "owner")
@@ -59,19 +66,25 @@ def model_version(model: StageModel) -> str:
     return f"leadml-{model.transition}@bundle:{digest}"
 
 
-def load_models(specs: tuple[str, ...] | list[str] | None = None, prefix: str = "leadml") -> dict[str, StageModel]:
+def load_models(
+    specs: tuple[str, ...] | list[str] | None = None, prefix: str = "leadml"
+) -> dict[str, StageModel]:
     """Resolve ``--model`` values: ``PATH_OR_URI`` (transition read from the bundle) or
     ``prospect=PATH_OR_URI``; default: the ``champion`` alias of both registered models."""
     from leadml.tracking import load_stage_model
 
-    wanted = list(specs or [f"models:/{prefix}-prospect@champion", f"models:/{prefix}-opportunity@champion"])
+    wanted = list(
+        specs or [f"models:/{prefix}-prospect@champion", f"models:/{prefix}-opportunity@champion"]
+    )
     models: dict[str, StageModel] = {}
     for item in wanted:
         key, sep, target = item.partition("=")
         if sep and key in NEXT_MODEL.values() and not key.startswith("models:"):
             m = load_stage_model(target)
             if m.transition != key:
-                raise ValueError(f"--model {item!r}: that bundle is a {m.transition!r} model, not {key!r}")
+                raise ValueError(
+                    f"--model {item!r}: that bundle is a {m.transition!r} model, not {key!r}"
+                )
         else:
             m = load_stage_model(item)
         if "model_version" not in m.metadata and item.startswith("models:/"):
@@ -93,7 +106,11 @@ def score_features(
     ex = cfg.explain
     eng = engine or ex.engine
     n = len(frame)
-    stage = frame["stage"].to_numpy(dtype=object) if "stage" in frame.columns else np.full(n, "lead", dtype=object)
+    stage = (
+        frame["stage"].to_numpy(dtype=object)
+        if "stage" in frame.columns
+        else np.full(n, "lead", dtype=object)
+    )
     out = pd.DataFrame({"lead_id": frame["lead_id"].to_numpy(), "as_of": frame["as_of"].to_numpy()})
     out["stage"] = stage
     probs: dict[str, np.ndarray] = {}
@@ -107,9 +124,19 @@ def score_features(
     why: list[Any] = [[] for _ in range(n)]
     version = np.full(n, "", dtype=object)
     for transition, m in models.items():
-        rows = np.flatnonzero(
-            np.array([NEXT_MODEL.get(s) == transition or (NEXT_MODEL.get(s) not in models) for s in stage], dtype=bool)
-        ) if n else np.array([], dtype=int)
+        rows = (
+            np.flatnonzero(
+                np.array(
+                    [
+                        NEXT_MODEL.get(s) == transition or (NEXT_MODEL.get(s) not in models)
+                        for s in stage
+                    ],
+                    dtype=bool,
+                )
+            )
+            if n
+            else np.array([], dtype=int)
+        )
         if len(rows) == 0:
             continue
         sub = frame.iloc[rows]
@@ -117,7 +144,11 @@ def score_features(
         score[rows] = m.score(p)
         tier[rows] = m.tier(p)
         contrib = contributions(m, sub, eng)
-        for r, reason in zip(rows, reasons(m, sub, contrib, n_positive=ex.n_positive, n_negative=ex.n_negative), strict=True):
+        for r, reason in zip(
+            rows,
+            reasons(m, sub, contrib, n_positive=ex.n_positive, n_negative=ex.n_negative),
+            strict=True,
+        ):
             why[r] = reason
         version[rows] = model_version(m)
     out["score"] = score
@@ -168,7 +199,9 @@ def score(
             f"as_of {ts} is not after the first lead's creation ({data.start}): nobody exists yet "
             "to score; pass a later --as-of"
         )
-    models = dict(models) if models is not None else load_models(prefix=cfg.tracking.model_name_prefix)
+    models = (
+        dict(models) if models is not None else load_models(prefix=cfg.tracking.model_name_prefix)
+    )
     if not models:
         raise ValueError("no models to score with")
     specs = {m.transition: m.spec for m in models.values()}
@@ -188,9 +221,15 @@ def score(
     starts = range(0, len(frame), chunk)
     for s in tqdm(starts, total=len(starts), disable=not show, desc="scoring", unit="chunk"):
         parts.append(score_features(frame.iloc[s : s + chunk], models, cfg, engine=engine))
-    out = pd.concat(parts, ignore_index=True) if parts else score_features(frame, models, cfg, engine=engine)
+    out = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else score_features(frame, models, cfg, engine=engine)
+    )
     out = _add_display(out, data, ts)
-    out = out.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable").reset_index(
+        drop=True
+    )
     out.attrs["skipped"] = _skipped(data, ts, pd.Index(frame["lead_id"]))
     next_model = models.get("prospect") or next(iter(models.values()))
     out.attrs["tier_info"] = next_model.metadata.get("tier_info", {})
@@ -205,7 +244,9 @@ def _as_of(as_of: pd.Timestamp | str | None) -> pd.Timestamp:
         try:
             ts = pd.Timestamp(as_of)
         except ValueError as e:
-            raise ValueError(f"--as-of {as_of!r} is not a date or timestamp (e.g. 2025-03-01)") from e
+            raise ValueError(
+                f"--as-of {as_of!r} is not a date or timestamp (e.g. 2025-03-01)"
+            ) from e
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
     return ts.floor("s")
@@ -219,10 +260,14 @@ def _add_display(out: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.Da
         if col in leads.columns:
             out[col] = leads[col].astype("string").to_numpy()[idx]
     ev = data.events
-    before = ev.loc[(ev[c.occurred_at] < as_of).to_numpy(), [c.lead_id, c.occurred_at, c.event_type]]
+    before = ev.loc[
+        (ev[c.occurred_at] < as_of).to_numpy(), [c.lead_id, c.occurred_at, c.event_type]
+    ]
     last = before.drop_duplicates(c.lead_id, keep="last").set_index(c.lead_id)
     out["last_activity_at"] = last[c.occurred_at].reindex(out["lead_id"]).to_numpy()
-    out["last_activity_type"] = last[c.event_type].astype("string").reindex(out["lead_id"]).to_numpy()
+    out["last_activity_type"] = (
+        last[c.event_type].astype("string").reindex(out["lead_id"]).to_numpy()
+    )
     return out
 
 
@@ -233,7 +278,14 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"output directory {str(out.parent)!r} does not exist")
 
 
-def write_scores(scores: pd.DataFrame, out: str | Path, *, fmt: str | None = None, overwrite: bool = False, n_reasons: int = 6) -> Path:
+def write_scores(
+    scores: pd.DataFrame,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    overwrite: bool = False,
+    n_reasons: int = 6,
+) -> Path:
     """Write scores atomically as Parquet (reasons as list of structs) or CSV (reason_1..N)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -256,14 +308,25 @@ def write_scores(scores: pd.DataFrame, out: str | Path, *, fmt: str | None = Non
             flat.to_csv(tmp, index=False, encoding="utf-8", float_format="%.6g")
         else:
             reason_type = pa.list_(
-                pa.struct([("group", pa.string()), ("text", pa.string()), ("direction", pa.string()), ("effect", pa.float64())])
+                pa.struct(
+                    [
+                        ("group", pa.string()),
+                        ("text", pa.string()),
+                        ("direction", pa.string()),
+                        ("effect", pa.float64()),
+                    ]
+                )
             )
             table = pa.Table.from_pandas(scores.drop(columns=["reasons"]), preserve_index=False)
-            table = table.append_column("reasons", pa.array(list(scores["reasons"]), type=reason_type))
+            table = table.append_column(
+                "reasons", pa.array(list(scores["reasons"]), type=reason_type)
+            )
             table = table.select([c for c in _ordered(list(table.column_names))])
             meta = dict(table.schema.metadata or {})
             meta.pop(b"pandas", None)
-            meta[b"leadml.tier_info"] = json.dumps(scores.attrs.get("tier_info", {}), sort_keys=True).encode()
+            meta[b"leadml.tier_info"] = json.dumps(
+                scores.attrs.get("tier_info", {}), sort_keys=True
+            ).encode()
             meta[b"leadml.model_versions"] = str(scores.attrs.get("model_versions", "")).encode()
             if len(scores):
                 meta[b"leadml.as_of"] = str(scores["as_of"].iloc[0]).encode()
@@ -305,13 +368,17 @@ def explain_lead(
 
     cfg = config or LeadMLConfig()
     ts = _as_of(as_of)
-    models = dict(models) if models is not None else load_models(prefix=cfg.tracking.model_name_prefix)
+    models = (
+        dict(models) if models is not None else load_models(prefix=cfg.tracking.model_name_prefix)
+    )
     c = data.columns
     first = next(iter(models.values()))
     frame = build_scoring_set(data, ts, cfg, spec=first.spec)
     row = frame.loc[frame[c.lead_id] == lead_id]
     if row.empty:
-        raise ValueError(f"lead {lead_id!r} is not eligible for scoring at {ts} (not created yet, or past prospect/opportunity)")
+        raise ValueError(
+            f"lead {lead_id!r} is not eligible for scoring at {ts} (not created yet, or past prospect/opportunity)"
+        )
     t = transition or NEXT_MODEL[str(row["stage"].iloc[0])]
     if t not in models:
         raise ValueError(f"no {t!r} model given")
@@ -331,11 +398,19 @@ def explain_lead(
             "text": [text.get(x, "") for x in g.index],
         }
     ).sort_values("effect", key=np.abs, ascending=False, ignore_index=True)
-    fig = _waterfall(table, float(contrib[0, -1]), margin, m, title=f"lead {lead_id}: p({t}) = {p:.1%}") if plot else None
+    fig = (
+        _waterfall(
+            table, float(contrib[0, -1]), margin, m, title=f"lead {lead_id}: p({t}) = {p:.1%}"
+        )
+        if plot
+        else None
+    )
     return table, fig
 
 
-def _waterfall(table: pd.DataFrame, base: float, margin: float, model: StageModel, title: str) -> Any:
+def _waterfall(
+    table: pd.DataFrame, base: float, margin: float, model: StageModel, title: str
+) -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)

@@ -75,7 +75,9 @@ class LeadMLPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = load_bundle(context.artifacts["bundle"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         from leadml.scoring import score_features
 
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
@@ -133,18 +135,31 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
     label = model.label
     y = result.test_frame[label].to_numpy().astype(int)
 
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name=f"train-{model.transition}") as run:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mlflow.start_run(run_name=f"train-{model.transition}") as run,
+    ):
         mlflow.log_params(_flatten(cfg.dump()))
         mlflow.log_params({"transition": model.transition, "label": label})
         mlflow.log_metrics({f"test_{k}": v for k, v in _finite(result.metrics).items()})
-        mlflow.log_metrics({f"baseline_{k}": v for k, v in _finite(result.baseline_metrics).items()})
         mlflow.log_metrics(
-            {f"trainset_{k}": float(v) for k, v in result.summary.items() if isinstance(v, int | float)}
+            {f"baseline_{k}": v for k, v in _finite(result.baseline_metrics).items()}
+        )
+        mlflow.log_metrics(
+            {
+                f"trainset_{k}": float(v)
+                for k, v in result.summary.items()
+                if isinstance(v, int | float)
+            }
         )
         sample = result.test_frame.head(20_000)
         importance = global_importance(model, sample)
         plots = save_evaluation_plots(
-            y, result.test_proba, model.tier(result.test_proba), importance, Path(tmp) / "plots",
+            y,
+            result.test_proba,
+            model.tier(result.test_proba),
+            importance,
+            Path(tmp) / "plots",
             title=f"({model.transition})",
         )
         for p in plots:

@@ -40,6 +40,7 @@ __all__ = [
     "Split",
     "StageModel",
     "TrainResult",
+    "fit_calibrated",
     "fit_stage_model",
     "format_metrics_table",
     "lgb_params",
@@ -69,7 +70,13 @@ class Calibration:
         return np.interp(m, np.asarray(self.x), np.asarray(self.y))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "a": self.a, "b": self.b, "x": list(self.x), "y": list(self.y)}
+        return {
+            "method": self.method,
+            "a": self.a,
+            "b": self.b,
+            "x": list(self.x),
+            "y": list(self.y),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -153,9 +160,7 @@ class Split:
         return {k: str(v) for k, v in self.__dict__.items()}
 
 
-def split_out_of_time(
-    as_of: pd.Series, purge_days: int, split_date: str | None = None
-) -> Split:
+def split_out_of_time(as_of: pd.Series, purge_days: int, split_date: str | None = None) -> Split:
     """Cut the as_of span into train / purge / calibration / purge / test (see module docs)."""
     t = pd.to_datetime(as_of)
     lo, hi = t.min(), t.max() + pd.Timedelta(seconds=1)
@@ -171,14 +176,22 @@ def split_out_of_time(
         t_train = pd.Timestamp(split_date)
         rest = (hi - (t_train + purge) - purge) / 2
         if rest <= pd.Timedelta(days=1):
-            raise ValueError(f"training.split_date {split_date} leaves no room for calibration and test")
+            raise ValueError(
+                f"training.split_date {split_date} leaves no room for calibration and test"
+            )
     else:
         t_train = lo + usable * 0.6
         rest = usable * 0.2
     cal_start = t_train + purge
     cal_end = cal_start + rest
     test_start = cal_end + purge
-    return Split(t_train.floor("s"), cal_start.floor("s"), cal_end.floor("s"), test_start.floor("s"), purge_days)
+    return Split(
+        t_train.floor("s"),
+        cal_start.floor("s"),
+        cal_end.floor("s"),
+        test_start.floor("s"),
+        purge_days,
+    )
 
 
 def lgb_params(m: ModelConfig) -> dict[str, Any]:
@@ -258,29 +271,33 @@ class TrainResult:
     tracking: dict[str, Any] = field(default_factory=dict)
 
 
-def _tier_thresholds(p: np.ndarray, shares: tuple[float, float, float]) -> tuple[float, float, float]:
+def _tier_thresholds(
+    p: np.ndarray, shares: tuple[float, float, float]
+) -> tuple[float, float, float]:
     cum = np.cumsum(shares)
     q = [float(np.quantile(p, 1 - s)) for s in cum]
     return (q[0], q[1], q[2])
 
 
-def fit_stage_model(
-    frame: pd.DataFrame,
+def fit_calibrated(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    m_train: np.ndarray,
+    m_cal: np.ndarray,
+    m_test: np.ndarray,
     spec: FeatureSpec,
     label: str,
     transition: str,
-    config: LeadMLConfig | None = None,
-    *,
-    summary: dict[str, Any] | None = None,
-) -> TrainResult:
-    """Split, fit LightGBM, calibrate, set tiers and evaluate against the baseline."""
-    cfg = config or LeadMLConfig()
+    config: LeadMLConfig,
+) -> tuple[StageModel, dict[str, Any], dict[str, Any], np.ndarray, np.ndarray]:
+    """Fit LightGBM on the training rows (early stopping on the calibration rows), calibrate,
+    set tiers and evaluate model and baseline on the test rows. Shared by event and flat mode.
+
+    Returns the model, its test metrics, the baseline's, calibrated probabilities for every row
+    and the test rows' tiers.
+    """
+    cfg = config
     tr = cfg.training
-    purge = cfg.timeline.horizon_days.get(transition, 0) + cfg.timeline.gap_days  # type: ignore[call-overload]
-    split = split_out_of_time(frame["as_of"], purge, tr.split_date)
-    m_train, m_cal, m_test = split.masks(frame["as_of"])
-    y = frame[label].to_numpy().astype(int)
-    X = frame[list(spec.names)]
     for name, m in (("training", m_train), ("calibration", m_cal), ("test", m_test)):
         if m.sum() == 0 or len(np.unique(y[m])) < 2:
             raise ValueError(
@@ -288,7 +305,12 @@ def fit_stage_model(
                 "not enough to train and validate out of time; add data or change the split"
             )
     params = lgb_params(cfg.model)
-    dtrain = lgb.Dataset(X[m_train], y[m_train], categorical_feature=list(spec.categorical) or "auto", free_raw_data=False)
+    dtrain = lgb.Dataset(
+        X[m_train],
+        y[m_train],
+        categorical_feature=list(spec.categorical) or "auto",
+        free_raw_data=False,
+    )
     dcal = lgb.Dataset(X[m_cal], y[m_cal], reference=dtrain)
     booster = lgb.train(
         params,
@@ -308,11 +330,32 @@ def fit_stage_model(
     tiers = model.tier(p[m_test])
     metrics = evaluate(y[m_test], p[m_test], tiers=tiers, n_bins=tr.ece_bins)
     metrics["n_trees"] = booster.num_trees()
-
     baseline = make_baseline(spec).fit(X[m_train], y[m_train])
     p_base = baseline.predict_proba(X[m_test])[:, 1]
     base_metrics = evaluate(y[m_test], p_base, n_bins=tr.ece_bins)
+    return model, metrics, base_metrics, p, tiers
 
+
+def fit_stage_model(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    label: str,
+    transition: str,
+    config: LeadMLConfig | None = None,
+    *,
+    summary: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Split, fit LightGBM, calibrate, set tiers and evaluate against the baseline."""
+    cfg = config or LeadMLConfig()
+    tr = cfg.training
+    purge = cfg.timeline.horizon_days.get(transition, 0) + cfg.timeline.gap_days  # type: ignore[call-overload]
+    split = split_out_of_time(frame["as_of"], purge, tr.split_date)
+    m_train, m_cal, m_test = split.masks(frame["as_of"])
+    y = frame[label].to_numpy().astype(int)
+    X = frame[list(spec.names)]
+    model, metrics, base_metrics, p, tiers = fit_calibrated(
+        X, y, m_train, m_cal, m_test, spec, label, transition, cfg
+    )
     model.metadata = {
         "metrics": metrics,
         "baseline_metrics": base_metrics,
@@ -321,7 +364,11 @@ def fit_stage_model(
             for t, v in tier_conversion(y[m_test], tiers).items()
         },
         "split": split.to_dict(),
-        "rows": {"train": int(m_train.sum()), "calibration": int(m_cal.sum()), "test": int(m_test.sum())},
+        "rows": {
+            "train": int(m_train.sum()),
+            "calibration": int(m_cal.sum()),
+            "test": int(m_test.sum()),
+        },
         "training_window": {"start": str(frame["as_of"].min()), "end": str(frame["as_of"].max())},
         "horizon_days": cfg.timeline.horizon_days.get(transition),  # type: ignore[call-overload]
         "gap_days": cfg.timeline.gap_days,
@@ -386,9 +433,7 @@ def format_metrics_table(results: list[TrainResult]) -> str:
         lines.append(f"  conversion by tier: {tiers}")
         if r.tracking:
             lines.append(f"  run: {r.tracking.get('run_url', r.tracking.get('run_id'))}")
-            lines.append(
-                f"  model: {r.tracking['model_uri']}  champion: {r.tracking['decision']}"
-            )
+            lines.append(f"  model: {r.tracking['model_uri']}  champion: {r.tracking['decision']}")
         lines.append("")
         del t
     return "\n".join(lines).rstrip()

@@ -16,7 +16,6 @@ from leadml.config import LeadMLConfig
 from leadml.contracts import CRMData
 from leadml.features import (
     FeatureSpec,
-    IdentifierColumnsExcluded,
     build_features,
     make_feature_spec,
 )

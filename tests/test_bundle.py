@@ -21,7 +21,15 @@ def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
     assert loaded.tier_thresholds == model.tier_thresholds
     assert loaded.spec == model.spec
     meta = json.loads((path / "bundle.json").read_text())
-    for key in ("calibration", "tier_thresholds", "spec", "config", "metrics", "versions", "training_window"):
+    for key in (
+        "calibration",
+        "tier_thresholds",
+        "spec",
+        "config",
+        "metrics",
+        "versions",
+        "training_window",
+    ):
         assert key in meta
 
 

@@ -47,7 +47,11 @@ def test_valid_tables_are_coerced_once() -> None:
 
 def test_timezone_aware_input_is_converted_to_utc() -> None:
     leads, events, stages = _tables()
-    events["occurred_at"] = ["2024-01-02T01:00:00+02:00", "2024-01-03T00:00:00Z", "2024-01-06T00:00:00Z"]
+    events["occurred_at"] = [
+        "2024-01-02T01:00:00+02:00",
+        "2024-01-03T00:00:00Z",
+        "2024-01-06T00:00:00Z",
+    ]
     data = validate(leads, events, stages)
     assert data.events["occurred_at"].iloc[0] == pd.Timestamp("2024-01-01T23:00:00")
 
@@ -128,7 +132,8 @@ def test_unknown_stage_names() -> None:
     leads, events, stages = _tables()
     stages.loc[1, "stage"] = "MQL"
     with pytest.raises(
-        DataContractError, match=r"stage_changes\.stage: 1 unknown stage name \('mql'\).*Expected one of"
+        DataContractError,
+        match=r"stage_changes\.stage: 1 unknown stage name \('mql'\).*Expected one of",
     ):
         validate(leads, events, stages)
 
@@ -143,7 +148,8 @@ def test_stage_change_before_created_at() -> None:
     leads, events, stages = _tables()
     stages.loc[2, "changed_at"] = "2024-01-04"
     with pytest.raises(
-        DataContractError, match=r"stage_changes\.changed_at: 1 stage change before the lead's created_at"
+        DataContractError,
+        match=r"stage_changes\.changed_at: 1 stage change before the lead's created_at",
     ):
         validate(leads, events, stages)
 

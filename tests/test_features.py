@@ -11,7 +11,12 @@ import pytest
 
 from leadml.config import FeaturesConfig
 from leadml.contracts import validate
-from leadml.features import FeatureSpec, IdentifierColumnsExcluded, build_features, make_feature_spec
+from leadml.features import (
+    FeatureSpec,
+    IdentifierColumnsExcluded,
+    build_features,
+    make_feature_spec,
+)
 
 AS_OF = pd.Timestamp("2024-04-01")
 

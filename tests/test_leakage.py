@@ -65,9 +65,13 @@ PAST = int((AS_OF - BASE).total_seconds())
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     past_events=st.lists(event.filter(lambda e: e[2] < PAST), max_size=15),
-    future_events=st.lists(event.map(lambda e: (e[0], e[1], PAST + e[2] % (60 * 86400))), max_size=10),
+    future_events=st.lists(
+        event.map(lambda e: (e[0], e[1], PAST + e[2] % (60 * 86400))), max_size=10
+    ),
     past_changes=st.lists(change.filter(lambda c: c[2] + 1 < PAST), max_size=4),
-    future_changes=st.lists(change.map(lambda c: (c[0], c[1], PAST + c[2] % (60 * 86400))), max_size=4),
+    future_changes=st.lists(
+        change.map(lambda c: (c[0], c[1], PAST + c[2] % (60 * 86400))), max_size=4
+    ),
 )
 def test_events_and_stage_changes_at_or_after_as_of_never_change_features(
     past_events, future_events, past_changes, future_changes
@@ -110,5 +114,7 @@ def test_training_rows_do_not_change_when_the_future_is_cut_off(crm) -> None:
     truncated = validate(crm.leads.loc[crm.leads["created_at"] < cut], e, s)
     points = full.frame[["lead_id", "as_of"]]
     f_full = build_features(crm.leads, crm.events, crm.stage_changes, points, spec=full.spec)
-    f_cut = build_features(truncated.leads, truncated.events, truncated.stage_changes, points, spec=full.spec)
+    f_cut = build_features(
+        truncated.leads, truncated.events, truncated.stage_changes, points, spec=full.spec
+    )
     pd.testing.assert_frame_equal(f_full, f_cut)

@@ -22,7 +22,12 @@ def fake_scores(n: int = 12) -> pd.DataFrame:
                 "score": 90 - i * 5,
                 "tier": "ABCD"[min(i // 3, 3)],
                 "reasons": [
-                    {"group": "pricing_page_view", "text": f"Viewed the pricing page {i + 1} times in the last 7 days", "direction": "+", "effect": 0.05},
+                    {
+                        "group": "pricing_page_view",
+                        "text": f"Viewed the pricing page {i + 1} times in the last 7 days",
+                        "direction": "+",
+                        "effect": 0.05,
+                    },
                     {"group": "country", "text": "Country: DE", "direction": "-", "effect": -0.01},
                 ],
                 "model_version": "leadml-prospect:1",
@@ -69,7 +74,14 @@ def test_tier_meaning_comes_from_the_scores_file(tmp_path) -> None:
 
 def test_crm_export_columns_and_reasons() -> None:
     out = build_crm_export(fake_scores(), n_reasons=3)
-    assert list(out.columns) == [*CRM_COLUMNS, "reason_1", "reason_2", "reason_3", "as_of", "model_version"]
+    assert list(out.columns) == [
+        *CRM_COLUMNS,
+        "reason_1",
+        "reason_2",
+        "reason_3",
+        "as_of",
+        "model_version",
+    ]
     assert out.loc[0, "reason_1"] == "+ Viewed the pricing page 1 times in the last 7 days"
     assert out.loc[0, "reason_3"] == ""
 

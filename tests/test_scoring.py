@@ -39,7 +39,17 @@ def test_contributions_are_additive_and_equal_shap(crm_medium, models) -> None:
 
 
 def test_output_columns_and_rules(scores) -> None:
-    for col in ("lead_id", "as_of", "stage", "p_prospect", "p_opportunity", "score", "tier", "reasons", "model_version"):
+    for col in (
+        "lead_id",
+        "as_of",
+        "stage",
+        "p_prospect",
+        "p_opportunity",
+        "score",
+        "tier",
+        "reasons",
+        "model_version",
+    ):
         assert col in scores.columns
     prospects = scores["stage"] == "prospect"
     assert scores.loc[prospects, "p_prospect"].isna().all()
@@ -79,7 +89,12 @@ def test_planted_high_intent_lead_is_explained_by_the_planted_behaviour(crm_medi
     planted = pd.DataFrame(
         {
             "lead_id": cold,
-            "event_type": ["demo_request", "pricing_page_view", "pricing_page_view", "demo_request"],
+            "event_type": [
+                "demo_request",
+                "pricing_page_view",
+                "pricing_page_view",
+                "demo_request",
+            ],
             "occurred_at": [t - pd.Timedelta(days=d) for d in (1, 2, 3, 4)],
         }
     )
@@ -92,7 +107,9 @@ def test_planted_high_intent_lead_is_explained_by_the_planted_behaviour(crm_medi
     assert {"demo_request", "pricing_page_view", "engagement"} & set(top), row["reasons"]
 
 
-def test_csv_and_parquet_agree_and_reruns_are_byte_identical(crm_medium, models, scores, tmp_path) -> None:
+def test_csv_and_parquet_agree_and_reruns_are_byte_identical(
+    crm_medium, models, scores, tmp_path
+) -> None:
     write_scores(scores, tmp_path / "a.parquet")
     write_scores(score(crm_medium, AS_OF, models), tmp_path / "b.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
@@ -104,10 +121,22 @@ def test_csv_and_parquet_agree_and_reruns_are_byte_identical(crm_medium, models,
     np.testing.assert_allclose(pq["p_opportunity"], csv["p_opportunity"], rtol=1e-5)
     first = pq["reasons"].iloc[0][0]
     assert csv["reason_1"].iloc[0].startswith(f"{first['direction']} {first['text']}")
-    assert list(pq.columns[:9]) == ["lead_id", "as_of", "stage", "p_prospect", "p_opportunity", "score", "tier", "reasons", "model_version"]
+    assert list(pq.columns[:9]) == [
+        "lead_id",
+        "as_of",
+        "stage",
+        "p_prospect",
+        "p_opportunity",
+        "score",
+        "tier",
+        "reasons",
+        "model_version",
+    ]
 
 
-def test_failed_run_leaves_no_output_and_keeps_a_good_file(crm_medium, models, scores, tmp_path, monkeypatch) -> None:
+def test_failed_run_leaves_no_output_and_keeps_a_good_file(
+    crm_medium, models, scores, tmp_path, monkeypatch
+) -> None:
     import leadml.scoring as scoring
 
     out = tmp_path / "scores.parquet"
@@ -153,14 +182,40 @@ def test_cli_score_as_a_user_runs_it(crm_medium, models, tmp_path) -> None:
     write_crm(crm_medium, tmp_path / "crm")
     for t, m in models.items():
         save_bundle(m, tmp_path / f"b-{t}")
-    run = lambda *a: subprocess.run([sys.executable, "-m", "leadml", *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
-    ok = run("score", "--data", "crm", "--as-of", AS_OF, "--out", "s.csv", "--model", "b-prospect", "--model", "opportunity=b-opportunity")
+    run = lambda *a: subprocess.run(
+        [sys.executable, "-m", "leadml", *a], capture_output=True, text=True, cwd=tmp_path
+    )  # noqa: E731
+    ok = run(
+        "score",
+        "--data",
+        "crm",
+        "--as-of",
+        AS_OF,
+        "--out",
+        "s.csv",
+        "--model",
+        "b-prospect",
+        "--model",
+        "opportunity=b-opportunity",
+    )
     assert ok.returncode == 0, ok.stderr
     assert "scored" in ok.stdout and (tmp_path / "s.csv").exists()
-    again = run("score", "--data", "crm", "--as-of", AS_OF, "--out", "s.csv", "--model", "b-prospect")
-    assert again.returncode == 2 and again.stderr.startswith("error: ") and "Traceback" not in again.stderr
+    again = run(
+        "score", "--data", "crm", "--as-of", AS_OF, "--out", "s.csv", "--model", "b-prospect"
+    )
+    assert (
+        again.returncode == 2
+        and again.stderr.startswith("error: ")
+        and "Traceback" not in again.stderr
+    )
     bad = run("score", "--data", "crm", "--as-of", AS_OF, "--out", "t.csv", "--model", "nope")
-    assert bad.returncode == 2 and "neither an existing bundle" in bad.stderr and "Traceback" not in bad.stderr
-    missing = run("score", "--data", "nowhere", "--as-of", AS_OF, "--out", "u.csv", "--model", "b-prospect")
+    assert (
+        bad.returncode == 2
+        and "neither an existing bundle" in bad.stderr
+        and "Traceback" not in bad.stderr
+    )
+    missing = run(
+        "score", "--data", "nowhere", "--as-of", AS_OF, "--out", "u.csv", "--model", "b-prospect"
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "u.csv").exists()

@@ -9,7 +9,9 @@ from leadml.contracts import validate
 from leadml.timeline import build_labels, build_observation_points, stage_at
 
 
-def _data(changes: list[tuple[int, str, str]], created: dict[int, str], end_event: str = "2024-12-31"):
+def _data(
+    changes: list[tuple[int, str, str]], created: dict[int, str], end_event: str = "2024-12-31"
+):
     leads = pd.DataFrame({"lead_id": list(created), "created_at": list(created.values())})
     # One late event fixes the data's end.
     events = pd.DataFrame(
@@ -45,7 +47,11 @@ def test_no_point_exactly_at_creation() -> None:
 
 def test_opportunity_points_include_prospects() -> None:
     d = _data(
-        [(1, "lead", "2024-01-01"), (1, "prospect", "2024-01-10"), (1, "opportunity", "2024-01-20")],
+        [
+            (1, "lead", "2024-01-01"),
+            (1, "prospect", "2024-01-10"),
+            (1, "opportunity", "2024-01-20"),
+        ],
         {1: "2024-01-01"},
     )
     pts = build_observation_points(d, "opportunity", "2024-01-01", "2024-03-01", cadence_days=7)

@@ -26,7 +26,10 @@ def test_first_run_takes_champion_and_a_worse_one_does_not(trained, mlflow_uri) 
     worse_model = dataclasses.replace(good.model)
     worse_model.calibration = dataclasses.replace(good.model.calibration, a=0.0)
     worse = dataclasses.replace(
-        good, model=worse_model, metrics={**good.metrics, "pr_auc": 0.01}, test_proba=good.test_proba * 0
+        good,
+        model=worse_model,
+        metrics={**good.metrics, "pr_auc": 0.01},
+        test_proba=good.test_proba * 0,
     )
     second = log_training_run(worse)
     assert not second["promoted"] and second["decision"].startswith("kept champion v1")
@@ -71,11 +74,13 @@ def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     leads = crm_medium.leads
-    secrets = set(leads["email"].head(200)) | set(leads["name"].head(200)) | set(leads["phone"].head(200))
-    logged = " ".join(
-        [*map(str, run.data.params.values()), *map(str, run.data.tags.values())]
+    secrets = (
+        set(leads["email"].head(200)) | set(leads["name"].head(200)) | set(leads["phone"].head(200))
     )
-    run_files = mlflow.artifacts.download_artifacts(run_id=info["run_id"], dst_path=str(tmp_path / "a"))
+    logged = " ".join([*map(str, run.data.params.values()), *map(str, run.data.tags.values())])
+    run_files = mlflow.artifacts.download_artifacts(
+        run_id=info["run_id"], dst_path=str(tmp_path / "a")
+    )
     model_files = mlflow.artifacts.download_artifacts(
         artifact_uri=info["model_uri"], dst_path=str(tmp_path / "m")
     )
@@ -90,7 +95,9 @@ def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
 def test_bad_model_uri_is_a_clear_error(mlflow_uri) -> None:
     from leadml.bundle import BundleError
 
-    with pytest.raises(BundleError, match="could not load MLflow model 'models:/leadml-prospect@champion'"):
+    with pytest.raises(
+        BundleError, match="could not load MLflow model 'models:/leadml-prospect@champion'"
+    ):
         load_stage_model("models:/leadml-prospect@champion")
     with pytest.raises(BundleError, match="neither an existing bundle directory nor an MLflow"):
         load_stage_model("nowhere")

@@ -83,7 +83,13 @@ def test_models_beat_the_baseline_and_recover_the_true_drivers() -> None:
         assert r.metrics["ece"] <= 0.02, t
         imp = global_importance(r.model, r.test_frame.head(20_000))
         top = list(imp.index[:8])
-        behaviour = {"pricing_page_view", "demo_request", "webinar_attended", "form_submit", "engagement"}
+        behaviour = {
+            "pricing_page_view",
+            "demo_request",
+            "webinar_attended",
+            "form_submit",
+            "engagement",
+        }
         assert behaviour & set(top[:3]), (t, top)
         assert any(f in top for f in TRUE_DRIVERS["fit"]), (t, top)
         for noise in TRUE_DRIVERS["noise"]:

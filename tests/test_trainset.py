@@ -10,7 +10,9 @@ from leadml.timeline import build_observation_points
 from leadml.trainset import build_scoring_set, build_training_set
 
 
-def _slow_label(sc: pd.DataFrame, lead_id: int, as_of: pd.Timestamp, horizon: int, target: str) -> int:
+def _slow_label(
+    sc: pd.DataFrame, lead_id: int, as_of: pd.Timestamp, horizon: int, target: str
+) -> int:
     rows = sc.loc[sc["lead_id"] == lead_id]
     later = FUNNEL[FUNNEL.index(target) :]
     hit = rows.loc[
@@ -66,7 +68,9 @@ def test_scoring_set_has_every_eligible_lead_and_nobody_else(crm) -> None:
     sc = crm.stage_changes.loc[crm.stage_changes["changed_at"] <= as_of]
     last = sc.groupby("lead_id")["stage"].last()
     created = crm.leads.set_index("lead_id")["created_at"]
-    expected = sorted(i for i in created.index[created < as_of] if last.get(i, "lead") in ("lead", "prospect"))
+    expected = sorted(
+        i for i in created.index[created < as_of] if last.get(i, "lead") in ("lead", "prospect")
+    )
     assert frame["lead_id"].tolist() == expected
     assert set(frame["stage"]) <= {"lead", "prospect"}
     assert np.all(frame["as_of"] == as_of)

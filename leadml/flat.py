@@ -1,0 +1,855 @@
+"""Flat-table mode: one row per lead with pre-aggregated columns and an outcome column.
+
+Many teams only have a CRM export such as X Education's ``Leads.csv``: no event history, no stage
+changes, just a row per lead and a ``Converted`` flag. This module cleans such a table, keeps the
+leaky columns out (:mod:`leadml.leakage`) and trains, calibrates, explains and scores it with the
+same machinery as the event mode.
+
+Cleaning
+--------
+:func:`plan_cleaning` learns what to do from the training table and returns a
+:class:`FlatCleaning` that applies exactly the same steps to any later table (scoring uses the
+plan stored in the bundle, so a new export is cleaned the way the training data was):
+
+- **Placeholders become missing.** A value equal, after trimming and ignoring case, to one of
+  ``placeholders`` (default :data:`DEFAULT_PLACEHOLDERS`: ``Select``, ``N/A``, ``NA``, ``-``,
+  ``--``, ``null``, ``NaN`` and the empty string) is missing. ``Unknown``, ``None`` and
+  ``Other`` are **not** placeholders by default: in many CRMs they are explicit answers ("the
+  lead would not say") that carry signal of their own; add them when your export uses them as
+  defaults.
+- **Numbers stored as text become numbers** when every remaining value parses.
+- **Case and spacing variants are merged.** ``google`` and ``Google`` (and ``Interested  in``
+  with two spaces) are one category, spelled as its most frequent variant.
+- **Constant columns are dropped**: a single value and no missing values. A single value *with*
+  missing values is kept, because "filled in or not" is information.
+- **ID-like columns are dropped**: text with (almost) one distinct value per row, or integers
+  that are distinct per row and are named like an id or run in sequence.
+- **Direct identifiers are dropped**: names such as ``email``, ``phone``, ``first name``,
+  ``address``, or text values that look like e-mail addresses or phone numbers.
+- Timestamp columns are dropped as features (pass one as ``time_column`` to split on it).
+
+Every step is recorded in :attr:`FlatCleaning.steps` and printed by :meth:`FlatCleaning.report`.
+
+Examples
+--------
+>>> import pandas as pd
+>>> table = pd.DataFrame({
+...     "Lead ID": [f"L{i}" for i in range(40)],
+...     "Lead Source": ["Google", "google", "Direct"] * 13 + ["Select"],
+...     "Magazine": ["No"] * 40,
+...     "Visits": [str(i % 7) for i in range(40)],
+...     "Converted": [0, 1] * 20,
+... })
+>>> clean, plan = clean_flat(table, target="Converted")
+>>> list(clean.columns)
+['Lead Source', 'Visits']
+>>> clean["Lead Source"].value_counts(dropna=False).to_dict()
+{'Google': 26, 'Direct': 13, nan: 1}
+>>> plan.dropped
+{'Lead ID': 'id-like', 'Magazine': 'constant'}
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_PLACEHOLDERS",
+    "CleaningStep",
+    "FlatCleaning",
+    "FlatDataError",
+    "clean_flat",
+    "plan_cleaning",
+]
+
+DEFAULT_PLACEHOLDERS: tuple[str, ...] = ("Select", "N/A", "NA", "-", "--", "null", "NaN", "")
+
+Kind = Literal["numeric", "categorical"]
+
+_ID_NAME = re.compile(r"(^|[^a-z])(id|ids|uuid|guid|key|number|no|num|nr|ref|reference)([^a-z]|$)")
+_IDENTIFIER_NAME = re.compile(
+    r"(^|[^a-z])(e ?mail|email address|phone|phone number|mobile|mobile number|telephone|fax|"
+    r"whatsapp|(first|last|full|sur|given|family|contact|lead|customer|client|person|prospect) ?"
+    r"name|surname|address|street|ip address|ssn|passport)$"
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_PHONE = re.compile(r"^\+?[\d\s().\-/]{7,}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_MIN_ID_ROWS = 20  # uniqueness says little about a column with a handful of rows
+
+
+class FlatDataError(ValueError):
+    """The flat table cannot be used as given; the message names the column and the fix."""
+
+
+@dataclass(frozen=True)
+class CleaningStep:
+    """One thing cleaning did to one column, in words."""
+
+    column: str
+    action: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.column!r}: {self.action} ({self.detail})"
+
+
+@dataclass(frozen=True)
+class FlatCleaning:
+    """A cleaning plan learned from a training table; apply it to any table of the same export.
+
+    Attributes
+    ----------
+    placeholders : tuple of str
+        Values (compared trimmed and case-insensitively) read as missing.
+    kinds : dict
+        Feature column -> ``"numeric"`` or ``"categorical"``, in table order.
+    spellings : dict
+        Categorical column -> {normalised value: canonical spelling}.
+    dropped : dict
+        Column -> why it is not a feature (``constant``, ``id-like``, ``identifier``,
+        ``timestamp``, ``excluded``). The target and id columns are roles, not drops, and are
+        not listed.
+    steps : tuple of CleaningStep
+        What was done, for the report.
+    """
+
+    placeholders: tuple[str, ...]
+    kinds: dict[str, Kind]
+    spellings: dict[str, dict[str, str]]
+    dropped: dict[str, str]
+    steps: tuple[CleaningStep, ...] = field(default=())
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature columns, in table order."""
+        return tuple(self.kinds)
+
+    def apply(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Clean ``table`` with this plan: only the feature columns, in a fixed order and dtype.
+
+        Numeric columns come back as float64, categorical ones as ``object`` with canonical
+        spellings and ``NaN`` for missing. A feature column the table lacks raises
+        :class:`FlatDataError`; extra columns are ignored.
+        """
+        missing = [c for c in self.kinds if c not in table.columns]
+        if missing:
+            raise FlatDataError(
+                f"table lacks feature column(s) {', '.join(map(repr, missing[:8]))} that the "
+                f"model was trained with. Expected the same export layout as the training table; "
+                "add the columns (empty is fine) or retrain."
+            )
+        placeholders = {_norm(p) for p in self.placeholders}
+        out = {}
+        for col, kind in self.kinds.items():
+            values = _blank_placeholders(table[col], placeholders)
+            if kind == "numeric":
+                out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+            else:
+                spell = self.spellings.get(col, {})
+                text = values.astype("string").str.strip()
+                keys = text.map(_norm, na_action="ignore")
+                canonical = keys.map(spell, na_action="ignore")
+                # A spelling never seen in training keeps its own (trimmed) form.
+                merged = canonical.where(canonical.notna(), text)
+                out[col] = merged.astype(object).where(merged.notna(), np.nan)
+        return pd.DataFrame(out, index=table.index)
+
+    def report(self) -> str:
+        """What cleaning did, one line per step."""
+        n_feat = len(self.kinds)
+        head = f"Cleaning: {n_feat} feature column(s) kept, {len(self.dropped)} dropped."
+        return "\n".join([head, *(f"  - {s}" for s in self.steps)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (stored in the bundle)."""
+        return {
+            "placeholders": list(self.placeholders),
+            "kinds": dict(self.kinds),
+            "spellings": {k: dict(v) for k, v in self.spellings.items()},
+            "dropped": dict(self.dropped),
+            "steps": [[s.column, s.action, s.detail] for s in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FlatCleaning:
+        return cls(
+            placeholders=tuple(raw["placeholders"]),
+            kinds=dict(raw["kinds"]),
+            spellings={k: dict(v) for k, v in raw["spellings"].items()},
+            dropped=dict(raw["dropped"]),
+            steps=tuple(CleaningStep(*s) for s in raw.get("steps", ())),
+        )
+
+
+def _norm(value: str) -> str:
+    return " ".join(str(value).split()).casefold()
+
+
+def _blank_placeholders(s: pd.Series, placeholders: set[str]) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return s
+    text = s.astype("string")
+    is_placeholder = text.map(_norm, na_action="ignore").isin(placeholders).fillna(False)
+    return s.where(~is_placeholder.to_numpy(), np.nan)
+
+
+def _looks_numeric(text: pd.Series) -> bool:
+    present = text.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present.astype("string").str.strip(), errors="coerce")
+    return bool(parsed.notna().all())
+
+
+def _share_matching(text: pd.Series, pattern: re.Pattern[str]) -> float:
+    present = text.dropna().astype(str).str.strip()
+    if present.empty:
+        return 0.0
+    return float(present.map(lambda v: bool(pattern.match(v))).mean())
+
+
+def _name_key(column: str) -> str:
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(column))
+    return re.sub(r"[^a-z0-9]+", " ", spaced.lower()).strip()
+
+
+def _identifier_reason(column: str, s: pd.Series, kind: Kind) -> str | None:
+    key = _name_key(column)
+    m = _IDENTIFIER_NAME.search(key)
+    present = s.dropna()
+    # A name alone is not enough: "Do Not Email" is a consent flag with two values.
+    if (m or key == "name") and present.nunique() >= max(10, 0.02 * len(present)):
+        noun = m.group(2) if m else "name"
+        return f"name looks like a direct identifier ({noun!r}), {present.nunique():,} values"
+    if kind == "numeric":
+        return None
+    if _share_matching(s, _EMAIL) >= 0.5:
+        return "values look like e-mail addresses"
+    if _share_matching(s, _PHONE) >= 0.5 and _share_matching(s, _ISO_DATE) < 0.5:
+        digits = present.astype(str).str.count(r"\d")
+        if bool((digits >= 7).mean() >= 0.5):
+            return "values look like phone numbers"
+    return None
+
+
+def _id_like_reason(column: str, s: pd.Series, kind: Kind) -> str | None:
+    present = s.dropna()
+    n = len(present)
+    if n < _MIN_ID_ROWS:
+        return None
+    distinct = present.nunique()
+    if kind == "categorical":
+        if distinct >= 0.9 * n:
+            return f"{distinct:,} distinct values in {n:,} rows"
+        return None
+    integral = bool(np.all(np.mod(present.to_numpy(dtype="float64"), 1) == 0))
+    if not integral or distinct < 0.99 * n:
+        return None
+    values = present.to_numpy(dtype="float64")
+    steps = np.diff(values)
+    sequential = bool(np.all(steps > 0) or np.all(steps < 0))
+    if _ID_NAME.search(_name_key(column)) or sequential:
+        why = "named like an id" if _ID_NAME.search(_name_key(column)) else "runs in sequence"
+        return f"{distinct:,} distinct integers in {n:,} rows, {why}"
+    return None
+
+
+def plan_cleaning(
+    table: pd.DataFrame,
+    *,
+    target: str | None = None,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    keep: Iterable[str] = (),
+    placeholders: Sequence[str] = DEFAULT_PLACEHOLDERS,
+    identifier_columns: Iterable[str] = (),
+) -> FlatCleaning:
+    """Decide how to clean a flat CRM table (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead.
+    target, id_column : str, optional
+        Outcome and lead-id columns: never features.
+    drop : iterable of str
+        Columns the caller excludes (e.g. the time or order column, known leaks).
+    keep : iterable of str
+        Columns to keep even if a heuristic would drop them (constant columns are still
+        dropped: they cannot be used).
+    placeholders : sequence of str
+        Values read as missing (trimmed, case-insensitive).
+    identifier_columns : iterable of str
+        Direct identifiers named by the caller, in addition to the heuristics.
+
+    Returns
+    -------
+    FlatCleaning
+        The plan; call :meth:`FlatCleaning.apply` to clean a table.
+
+    Raises
+    ------
+    FlatDataError
+        When ``target``, ``id_column``, ``drop``, ``keep`` or ``identifier_columns`` name a
+        column the table does not have.
+    """
+    drop, keep, identifiers = list(drop), set(keep), list(identifier_columns)
+    named = [c for c in (target, id_column) if c is not None] + drop + list(keep) + identifiers
+    unknown = [c for c in named if c not in table.columns]
+    if unknown:
+        raise FlatDataError(
+            f"column(s) {', '.join(map(repr, unknown))} not in the table (it has "
+            f"{', '.join(map(repr, list(table.columns)[:12]))}"
+            f"{', ...' if table.shape[1] > 12 else ''}). Check the spelling."
+        )
+    ph = {_norm(p) for p in placeholders}
+    steps: list[CleaningStep] = []
+    dropped: dict[str, str] = {}
+    kinds: dict[str, Kind] = {}
+    spellings: dict[str, dict[str, str]] = {}
+
+    def drop_col(col: str, why: str, detail: str) -> None:
+        dropped[col] = why
+        steps.append(CleaningStep(col, f"dropped: {why}", detail))
+
+    for col in table.columns:
+        if col in (target, id_column):
+            continue
+        if col in drop:
+            drop_col(col, "excluded", "named by the caller")
+            continue
+        if col in identifiers:
+            drop_col(col, "identifier", "named as a direct identifier")
+            continue
+        raw = table[col]
+        if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+            drop_col(col, "timestamp", "timestamps are not flat features; pass it as time_column")
+            continue
+        values = _blank_placeholders(raw, ph)
+        n_blanked = int((values.isna() & raw.notna()).sum())
+        if n_blanked:
+            shown = sorted({str(v).strip() for v in raw[values.isna() & raw.notna()].unique()})
+            steps.append(
+                CleaningStep(
+                    col,
+                    "placeholders to missing",
+                    f"{n_blanked:,} value(s) {', '.join(map(repr, shown[:4]))}",
+                )
+            )
+        kind: Kind
+        if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
+            kind = "numeric"
+            values = values.astype("float64")
+        elif _looks_numeric(values):
+            kind = "numeric"
+            values = pd.to_numeric(values.astype("string").str.strip()).astype("float64")
+            steps.append(CleaningStep(col, "read as numbers", "every value parses as a number"))
+        else:
+            kind = "categorical"
+        if col not in keep:
+            why = _identifier_reason(col, values, kind)
+            if why:
+                drop_col(col, "identifier", why)
+                continue
+        if kind == "categorical":
+            text = values.astype("string").str.strip()
+            counts = text.dropna().value_counts(sort=False)
+            keys = pd.Series(counts.index.map(_norm), index=counts.index)
+            spell: dict[str, str] = {}
+            merged: list[str] = []
+            for key, variants in keys.groupby(keys, sort=True):
+                ranked = sorted(variants.index, key=lambda v: (-int(counts[v]), str(v)))
+                spell[str(key)] = str(ranked[0])
+                if len(ranked) > 1:
+                    merged.append(
+                        " + ".join(f"{v!r} ({int(counts[v]):,})" for v in ranked)
+                        + f" -> {ranked[0]!r}"
+                    )
+            if merged:
+                steps.append(CleaningStep(col, "merged case variants", "; ".join(merged[:4])))
+            values = text.map(_norm, na_action="ignore").map(spell, na_action="ignore")
+        n_levels = values.nunique(dropna=True)
+        if n_levels <= 1 and not values.isna().any():
+            only = repr(values.dropna().iloc[0]) if n_levels else "nothing"
+            drop_col(col, "constant", f"every row is {only}")
+            continue
+        if n_levels == 0:
+            drop_col(col, "constant", "every value is missing")
+            continue
+        if col not in keep:
+            why = _id_like_reason(col, values, kind)
+            if why:
+                drop_col(col, "id-like", why)
+                continue
+        kinds[col] = kind
+        if kind == "categorical":
+            spellings[col] = spell
+    return FlatCleaning(
+        placeholders=tuple(placeholders),
+        kinds=kinds,
+        spellings=spellings,
+        dropped=dropped,
+        steps=tuple(steps),
+    )
+
+
+def clean_flat(
+    table: pd.DataFrame,
+    *,
+    target: str | None = None,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    keep: Iterable[str] = (),
+    placeholders: Sequence[str] = DEFAULT_PLACEHOLDERS,
+    identifier_columns: Iterable[str] = (),
+) -> tuple[pd.DataFrame, FlatCleaning]:
+    """Plan the cleaning on ``table`` and apply it; returns the clean features and the plan.
+
+    Parameters are those of :func:`plan_cleaning`. The returned frame holds only the feature
+    columns (no target, id or dropped columns), with the index of ``table``.
+    """
+    plan = plan_cleaning(
+        table,
+        target=target,
+        id_column=id_column,
+        drop=drop,
+        keep=keep,
+        placeholders=placeholders,
+        identifier_columns=identifier_columns,
+    )
+    return plan.apply(table), plan
+
+
+class RandomSplitWarning(UserWarning):
+    """The flat table has no time or order column, so the split is random (optimistic)."""
+
+
+@dataclass(frozen=True)
+class FlatSplit:
+    """Row positions of the train, validation (early stopping, calibration) and test parts."""
+
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    kind: Literal["time", "order", "random"]
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "description": self.description,
+            "n_train": int(len(self.train)),
+            "n_valid": int(len(self.valid)),
+            "n_test": int(len(self.test)),
+        }
+
+
+def _ordering_key(table: pd.DataFrame, column: str, kind: str) -> pd.Series:
+    if column not in table.columns:
+        raise FlatDataError(
+            f"{kind} column {column!r} not in the table (it has "
+            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
+        )
+    raw = table[column]
+    if kind == "time":
+        if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+            key = raw
+            if isinstance(key.dtype, pd.DatetimeTZDtype):
+                key = key.dt.tz_convert("UTC").dt.tz_localize(None)
+        else:
+            key = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+            key = key.dt.tz_localize(None)
+        bad = key.isna() & raw.notna()
+        what = "could not be parsed as timestamps"
+    else:
+        key = pd.to_numeric(raw, errors="coerce")
+        bad = key.isna() & raw.notna()
+        what = "are not numbers"
+    if bool(bad.any()):
+        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+        examples = [str(v) for v in raw[bad.to_numpy()].head(3)]
+        raise FlatDataError(
+            f"{kind} column {column!r}: {int(bad.sum())} value(s) {what} (rows {rows}; "
+            f"e.g. {examples}). Fix the export or pass another column."
+        )
+    if bool(key.isna().any()):
+        rows = np.flatnonzero(key.isna().to_numpy())[:5].tolist()
+        raise FlatDataError(
+            f"{kind} column {column!r}: {int(key.isna().sum())} missing value(s) (rows {rows}). "
+            "Every lead needs a place in time for an out-of-time split; fill or drop them."
+        )
+    return key
+
+
+def split_flat(
+    table: pd.DataFrame,
+    target: str,
+    *,
+    time_column: str | None = None,
+    order_column: str | None = None,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+) -> FlatSplit:
+    """Split a flat table into train, validation and test parts.
+
+    With ``time_column`` (timestamps) or ``order_column`` (numbers that grow with arrival, such
+    as a sequential lead number) the split is **out-of-time**: the earliest ``fractions[0]``
+    of the rows train, the next ``fractions[1]`` validate (early stopping and calibration) and
+    the latest ``fractions[2]`` test. Rows sharing a boundary value stay together, in the later
+    part, so no instant is on both sides. Without either, the split is stratified random and a
+    :class:`RandomSplitWarning` says why that is optimistic.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead.
+    target : str
+        The 0/1 outcome column (stratifies the random split).
+    time_column, order_column : str, optional
+        At most one of them.
+    fractions : (float, float, float)
+        Train, validation and test shares; they must sum to 1.
+    seed : int
+        Random split seed.
+
+    Returns
+    -------
+    FlatSplit
+        Row positions (not labels) of each part, sorted.
+    """
+    if time_column is not None and order_column is not None:
+        raise FlatDataError(
+            f"pass time_column ({time_column!r}) or order_column ({order_column!r}), not both"
+        )
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-9:
+        raise FlatDataError(
+            f"fractions must be three positive shares summing to 1, got {fractions}"
+        )
+    n = len(table)
+    column = time_column if time_column is not None else order_column
+    if column is not None:
+        kind: Literal["time", "order"] = "time" if time_column is not None else "order"
+        key = _ordering_key(table, column, kind).reset_index(drop=True)
+        ordered = key.sort_values(kind="stable")
+        cut1 = ordered.iloc[min(int(round(fractions[0] * n)), n - 1)]
+        cut2 = ordered.iloc[min(int(round((fractions[0] + fractions[1]) * n)), n - 1)]
+        k = key.to_numpy()
+        train = np.flatnonzero(k < cut1)
+        valid = np.flatnonzero((k >= cut1) & (k < cut2))
+        test = np.flatnonzero(k >= cut2)
+        if min(len(train), len(valid), len(test)) == 0:
+            raise FlatDataError(
+                f"{kind} column {column!r} has too few distinct values to split out-of-time "
+                f"({key.nunique()} distinct in {n} rows): train {len(train)}, validation "
+                f"{len(valid)}, test {len(test)} rows. Use a finer column or more data."
+            )
+        lo, hi = key.min(), key.max()
+        description = (
+            f"out-of-time by {column!r}: train {len(train):,} rows [{lo}, {cut1}), "
+            f"validation {len(valid):,} rows [{cut1}, {cut2}), test {len(test):,} rows "
+            f"[{cut2}, {hi}]"
+        )
+        return FlatSplit(train, valid, test, kind, description)
+
+    y = table[target].to_numpy()
+    rng = np.random.default_rng(seed)
+    part = np.empty(n, dtype="int64")
+    for cls in pd.unique(y):
+        idx = np.flatnonzero(y == cls)
+        rng.shuffle(idx)
+        bounds = np.round(np.cumsum(fractions)[:2] * len(idx)).astype(int)
+        part[idx] = np.searchsorted(bounds, np.arange(len(idx)), side="right")
+    warnings.warn(
+        "no time_column or order_column: using a stratified random split. Leads from the same "
+        "period share the test set with training leads, so the test metrics are optimistic; "
+        "pass a creation date or a sequential lead number for an out-of-time estimate.",
+        RandomSplitWarning,
+        stacklevel=2,
+    )
+    description = (
+        f"stratified random (seed {seed}): train {int((part == 0).sum()):,}, validation "
+        f"{int((part == 1).sum()):,}, test {int((part == 2).sum()):,} rows"
+    )
+    return FlatSplit(
+        np.flatnonzero(part == 0),
+        np.flatnonzero(part == 1),
+        np.flatnonzero(part == 2),
+        "random",
+        description,
+    )
+
+
+# --- training and scoring: the event mode's LightGBM, calibration, tiers, bundle and reasons ---
+
+
+def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> Any:
+    """A FeatureSpec for clean flat columns: each column is its own reason group and reads as
+    "<Column>: <value>"."""
+    from leadml.features import FeatureSpec
+
+    kinds: dict[str, str] = {}
+    levels: dict[str, tuple[str, ...]] = {}
+    for col in X.columns:
+        s = X[col]
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            kinds[col] = "numeric"
+        else:
+            counts = s.dropna().astype(str).value_counts()
+            order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            keep = [k for k, _ in order[: max_levels - 1]]
+            if len(order) > len(keep):
+                keep.append("other")
+            kinds[col] = "categorical"
+            levels[col] = tuple(sorted(keep))
+    names = tuple(X.columns)
+    return FeatureSpec(
+        names=names,
+        kinds=kinds,
+        levels=levels,
+        groups={n: n for n in names},
+        templates={n: f"fit:{n}" for n in names},
+        event_types=(),
+        fit_columns=names,
+        excluded_columns=(),
+        windows_days=(),
+        half_life_days=14.0,
+        trend_days=14,
+    )
+
+
+def _features(X: pd.DataFrame, spec: Any) -> pd.DataFrame:
+    from leadml.features import to_categorical
+
+    out = pd.DataFrame(index=X.index)
+    for col in spec.names:
+        s = X[col] if col in X.columns else pd.Series(np.nan, index=X.index)
+        if spec.kinds[col] == "categorical":
+            text = s.astype("string")
+            lv = spec.levels[col]
+            if "other" in lv:
+                text = text.where(text.isna() | text.isin(lv), "other")
+            out[col] = to_categorical(text, lv)
+        else:
+            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+    return out
+
+
+@dataclass
+class FlatResult:
+    """A trained flat-table model with its cleaning plan, leakage report and metrics."""
+
+    model: Any
+    cleaning: FlatCleaning
+    leakage: Any
+    split: FlatSplit
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]
+
+    def report(self) -> str:
+        keys = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"]
+        lines = [
+            self.cleaning.report(),
+            "",
+            str(self.leakage),
+            "",
+            f"split: {self.split.description}",
+        ]
+        lines.append(f"  {'metric':<12}{'leadml':>10}{'baseline':>10}")
+        for k in keys:
+            lines.append(f"  {k:<12}{self.metrics[k]:>10.4f}{self.baseline_metrics[k]:>10.4f}")
+        return "\n".join(lines)
+
+
+def train_flat(
+    table: pd.DataFrame,
+    target: str,
+    *,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    time_column: str | None = None,
+    order_column: str | None = None,
+    allow_columns: Iterable[str] = (),
+    config: Any = None,
+) -> FlatResult:
+    """Clean, guard against leakage, split (out of time when a time/order column is given) and
+    fit the same calibrated LightGBM as the event mode, beside the same baseline."""
+    from leadml.config import LeadMLConfig
+    from leadml.evaluation import tier_conversion
+    from leadml.leakage import check_leakage
+    from leadml.training import fit_calibrated
+
+    cfg = config or LeadMLConfig()
+    if target not in table.columns:
+        raise FlatDataError(
+            f"target column {target!r} not in the table (it has "
+            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
+        )
+    if id_column is not None and id_column not in table.columns:
+        raise FlatDataError(f"id column {id_column!r} not in the table; check the spelling")
+    y = _target(table, target)
+    ordering = [c for c in (time_column, order_column) if c]
+    X, plan = clean_flat(table, target=target, id_column=id_column, drop=[*drop, *ordering])
+    leak = check_leakage(
+        pd.concat([X, pd.Series(y, index=X.index, name=target)], axis=1),
+        target,
+        allow_columns=allow_columns,
+    )
+    X = X.drop(columns=list(leak.excluded))
+    split = split_flat(table, target, time_column=time_column, order_column=order_column)
+    n = len(table)
+    masks = []
+    for part in (split.train, split.valid, split.test):
+        m = np.zeros(n, dtype=bool)
+        m[part] = True
+        masks.append(m)
+    spec = flat_spec(X, cfg.features.max_category_levels)
+    features = _features(X, spec).reset_index(drop=True)
+    model, metrics, base, _, tiers = fit_calibrated(
+        features, y, masks[0], masks[1], masks[2], spec, target, "flat", cfg
+    )
+    model.metadata = {
+        "mode": "flat",
+        "target": target,
+        "id_column": id_column,
+        "cleaning": plan.to_dict(),
+        "leakage": leak.to_dict(),
+        "split": split.to_dict(),
+        "metrics": metrics,
+        "baseline_metrics": base,
+        "tier_info": {
+            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
+            for t, v in tier_conversion(y[masks[2]], tiers).items()
+        },
+        "config": cfg.dump(),
+    }
+    return FlatResult(model, plan, leak, split, metrics, base)
+
+
+def _target(table: pd.DataFrame, target: str) -> np.ndarray:
+    raw = table[target]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() | ~values.isin([0, 1])
+    if bool(bad.any()):
+        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+        raise FlatDataError(
+            f"target {target!r}: {int(bad.sum())} value(s) are not 0/1 (rows {rows}; e.g. "
+            f"{[str(v) for v in raw[bad.to_numpy()].head(3)]}). Expected a 0/1 outcome."
+        )
+    return values.to_numpy().astype(int)
+
+
+def score_flat(
+    table: pd.DataFrame, model: Any, *, n_positive: int = 4, n_negative: int = 2
+) -> pd.DataFrame:
+    """Score a flat table with a flat model: ``lead_id, probability, score, tier, reasons``."""
+    from leadml.explain import contributions, reasons
+
+    meta = model.metadata
+    if meta.get("mode") != "flat":
+        raise FlatDataError("this model was trained in event mode; score it with --data DIR")
+    plan = FlatCleaning.from_dict(meta["cleaning"])
+    X = _features(plan.apply(table), model.spec).reset_index(drop=True)
+    p = model.predict_proba(X)
+    id_column = meta.get("id_column")
+    ids = (
+        table[id_column].to_numpy()
+        if id_column and id_column in table.columns
+        else np.arange(len(table))
+    )
+    contrib = contributions(model, X)
+    return pd.DataFrame(
+        {
+            "lead_id": ids,
+            "probability": p,
+            "score": model.score(p),
+            "tier": model.tier(p),
+            "reasons": reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative),
+        }
+    )
+
+
+def _read_any(path: str) -> pd.DataFrame:
+    from leadml.contracts import read_table
+
+    if not Path(path).is_file():
+        raise FlatDataError(f"table {path!r} does not exist")
+    return read_table(path)
+
+
+def run_train_flat(
+    table: str,
+    target: str,
+    *,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    time_column: str | None = None,
+    order_column: str | None = None,
+    allow_columns: Iterable[str] = (),
+    model_dir: str | None = None,
+    config: Any = None,
+    track: bool = True,
+    force: bool = False,
+) -> str:
+    """``leadml train --table``: train, save the bundle and return the text to print."""
+    from leadml.bundle import save_bundle
+
+    result = train_flat(
+        _read_any(table),
+        target,
+        id_column=id_column,
+        drop=drop,
+        time_column=time_column,
+        order_column=order_column,
+        allow_columns=allow_columns,
+        config=config,
+    )
+    out = (
+        Path(model_dir or "models")
+        / f"flat-{re.sub(r'[^A-Za-z0-9]+', '-', target).strip('-').lower()}"
+    )
+    path = save_bundle(result.model, out, overwrite=True)
+    del track, force  # flat models are bundles; MLflow registration is for the stage models
+    return f"{result.report()}\n\nbundle: {path}\nscore with: leadml score --table FILE --model {path} --out scores.csv"
+
+
+def run_score_flat(
+    table: str, model: str, out: str, *, overwrite: bool = False, config: Any = None
+) -> str:
+    """``leadml score --table``: score a flat table and write CSV or Parquet atomically."""
+    import json
+    import os
+    import tempfile
+
+    from leadml.tracking import load_stage_model
+
+    m = load_stage_model(model)
+    scores = score_flat(_read_any(table), m)
+    path = Path(out)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", dir=path.parent if str(path.parent) else "."
+    )
+    os.close(fd)
+    try:
+        if path.suffix.lower() == ".csv":
+            flat = scores.drop(columns=["reasons"])
+            flat["reasons"] = [json.dumps(r, ensure_ascii=False) for r in scores["reasons"]]
+            flat.to_csv(tmp, index=False)
+        else:
+            scores.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
+    return f"scored {len(scores):,} leads (tiers {', '.join(f'{t}={n:,}' for t, n in tiers.items())}) -> {out}"

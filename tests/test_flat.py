@@ -1,0 +1,172 @@
+"""Flat-table mode: cleaning, splitting, training and scoring a one-row-per-lead export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from leadml.flat import (
+    FlatCleaning,
+    FlatDataError,
+    RandomSplitWarning,
+    clean_flat,
+    plan_cleaning,
+    split_flat,
+)
+
+
+def _crm_export(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Prospect ID": [f"p-{i:04d}" for i in range(n)],
+            "Lead Number": np.arange(700_000, 700_000 - n, -1),
+            "Lead Source": rng.choice(["Google", "Direct Traffic", "Olark Chat"], n),
+            "Specialization": rng.choice(["Finance", "Select", "HR", " select "], n),
+            "Magazine": ["No"] * n,
+            "Contact Email": [f"user{i}@example.com" for i in range(n)],
+            "Mobile": [f"+91 98{i:03d} 12{i:03d}" for i in range(n)],
+            "Do Not Email": rng.choice(["No", "Yes"], n, p=[0.9, 0.1]),
+            "First Name": rng.choice([f"name{i}" for i in range(25)], n),
+            "Notes": [f"called on day {i}" for i in range(n)],
+            "TotalVisits": rng.poisson(3, n).astype(str),
+            "Lead Quality": rng.choice(["High", np.nan], n),
+            "Converted": rng.integers(0, 2, n),
+        }
+    )
+
+
+def test_cleaning_rules_on_a_crm_export() -> None:
+    table = _crm_export()
+    table.loc[:4, "Lead Source"] = ["google", "GOOGLE ", "google", "Google", "direct  traffic"]
+    clean, plan = clean_flat(table, target="Converted", id_column="Prospect ID")
+    assert plan.dropped == {
+        "Lead Number": "id-like",
+        "Magazine": "constant",
+        "Contact Email": "identifier",
+        "Mobile": "identifier",
+        "First Name": "identifier",
+        "Notes": "id-like",
+    }
+    assert list(clean.columns) == [
+        "Lead Source",
+        "Specialization",
+        "Do Not Email",
+        "TotalVisits",
+        "Lead Quality",
+    ]
+    # Case and spacing variants collapse onto the most frequent spelling.
+    assert set(clean["Lead Source"]) == {"Google", "Direct Traffic", "Olark Chat"}
+    # 'Select' in any case or padding is missing.
+    assert set(clean["Specialization"].dropna()) == {"Finance", "HR"}
+    n_select = table["Specialization"].str.strip().str.lower().eq("select").sum()
+    assert clean["Specialization"].isna().sum() == n_select
+    assert clean["TotalVisits"].dtype == "float64"
+    # One value plus missing values is an indicator, not a constant.
+    assert plan.kinds["Lead Quality"] == "categorical"
+    text = plan.report()
+    assert "'Magazine': dropped: constant (every row is 'No')" in text
+    assert "merged case variants" in text and "-> 'Google'" in text
+    assert "placeholders to missing" in text
+    assert "values look like e-mail addresses" in text or "'email'" in text
+
+
+def test_consent_flag_named_email_is_not_an_identifier() -> None:
+    _, plan = clean_flat(_crm_export(), target="Converted")
+    assert plan.kinds["Do Not Email"] == "categorical"
+
+
+def test_plan_applies_the_same_way_to_a_new_export() -> None:
+    plan = plan_cleaning(_crm_export(), target="Converted", id_column="Prospect ID")
+    new = _crm_export(n=5, seed=3).drop(columns=["Converted"])
+    new.loc[0, "Lead Source"] = "olark CHAT"  # a spelling never seen in training
+    new.loc[1, "Lead Source"] = "Bing"  # a level never seen at all
+    new.loc[2, "TotalVisits"] = "Select"
+    clean = plan.apply(new)
+    assert list(clean.columns) == list(plan.features)
+    assert clean.loc[0, "Lead Source"] == "Olark Chat"
+    assert clean.loc[1, "Lead Source"] == "Bing"
+    assert np.isnan(clean.loc[2, "TotalVisits"])
+    again = FlatCleaning.from_dict(plan.to_dict())
+    assert again == plan
+    pd.testing.assert_frame_equal(again.apply(new), clean)
+
+
+def test_keep_drop_and_placeholders_are_configurable() -> None:
+    table = _crm_export()
+    table["Country"] = np.where(np.arange(60) % 3 == 0, "Unknown", "India")
+    _, default = clean_flat(table, target="Converted")
+    assert default.kinds["Country"] == "categorical"  # 'Unknown' is an answer by default
+    clean, plan = clean_flat(
+        table,
+        target="Converted",
+        drop=["Lead Source"],
+        keep=["Lead Number"],
+        placeholders=("Select", "Unknown"),
+    )
+    assert clean["Country"].isna().sum() == 20
+    assert plan.dropped["Lead Source"] == "excluded"
+    assert plan.kinds["Lead Number"] == "numeric"
+
+
+def test_unknown_and_missing_columns_are_named() -> None:
+    table = _crm_export()
+    with pytest.raises(FlatDataError, match="'Convertd' not in the table"):
+        plan_cleaning(table, target="Convertd")
+    plan = plan_cleaning(table, target="Converted")
+    with pytest.raises(FlatDataError, match="lacks feature column.*'Lead Source'"):
+        plan.apply(table.drop(columns=["Lead Source"]))
+
+
+def test_timestamps_are_not_features() -> None:
+    table = _crm_export()
+    table["Created"] = pd.date_range("2024-01-01", periods=60, freq="D")
+    _, plan = clean_flat(table, target="Converted")
+    assert plan.dropped["Created"] == "timestamp"
+
+
+def test_time_column_gives_an_out_of_time_split() -> None:
+    table = _crm_export(n=100)
+    # Shuffled creation dates: the split must follow them, not the row order.
+    days = np.random.default_rng(5).permutation(100)
+    table["Created"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(days, unit="D")
+    split = split_flat(table, "Converted", time_column="Created")
+    created = table["Created"].to_numpy()
+    assert split.kind == "time"
+    assert (len(split.train), len(split.valid), len(split.test)) == (60, 20, 20)
+    assert created[split.train].max() < created[split.valid].min()
+    assert created[split.valid].max() < created[split.test].min()
+    assert "out-of-time by 'Created'" in split.description
+
+
+def test_order_column_ties_stay_on_one_side() -> None:
+    table = pd.DataFrame({"batch": [1, 1, 2, 2, 2, 3, 3, 4, 5, 5], "y": [0, 1] * 5})
+    split = split_flat(table, "y", order_column="batch", fractions=(0.5, 0.3, 0.2))
+    batch = table["batch"].to_numpy()
+    assert set(batch[split.train]) == {1, 2}
+    assert set(batch[split.valid]) == {3, 4}
+    assert set(batch[split.test]) == {5}
+
+
+def test_random_split_warns_and_stratifies() -> None:
+    table = _crm_export(n=200)
+    with pytest.warns(RandomSplitWarning, match="optimistic"):
+        split = split_flat(table, "Converted", seed=1)
+    y = table["Converted"].to_numpy()
+    parts = np.concatenate([split.train, split.valid, split.test])
+    assert sorted(parts.tolist()) == list(range(200))
+    assert abs(y[split.test].mean() - y.mean()) < 0.03
+
+
+def test_split_errors_name_the_column() -> None:
+    table = _crm_export()
+    table["Created"] = "2024-01-01"
+    table.loc[3, "Created"] = "last tuesday"
+    with pytest.raises(FlatDataError, match="'Created': 1 value.*timestamps.*rows \\[3\\]"):
+        split_flat(table, "Converted", time_column="Created")
+    with pytest.raises(FlatDataError, match="not both"):
+        split_flat(table, "Converted", time_column="Created", order_column="Lead Number")
+    table["Created"] = "2024-01-01"
+    with pytest.raises(FlatDataError, match="too few distinct values"):
+        split_flat(table, "Converted", time_column="Created")
