@@ -192,7 +192,6 @@ def score(
     from leadml.trainset import build_scoring_set
 
     cfg = config or LeadMLConfig()
-    c = data.columns
     ts = _as_of(as_of)
     if ts <= data.start:
         raise ValueError(
@@ -321,7 +320,7 @@ def write_scores(
             table = table.append_column(
                 "reasons", pa.array(list(scores["reasons"]), type=reason_type)
             )
-            table = table.select([c for c in _ordered(list(table.column_names))])
+            table = table.select(_ordered(list(table.column_names)))
             meta = dict(table.schema.metadata or {})
             meta.pop(b"pandas", None)
             meta[b"leadml.tier_info"] = json.dumps(
@@ -422,7 +421,7 @@ def _waterfall(
     labels = ["base rate", *(["other reasons"] if len(table) > 10 else []), *rows["label"]]
     vals = [base, *([rest] if len(table) > 10 else []), *rows["contribution"]]
     left = 0.0
-    for i, (lab, v) in enumerate(zip(labels, vals, strict=True)):
+    for i, v in enumerate(vals):
         if i == 0:
             ax.barh(i, v, color="#888")
             left = v

@@ -64,7 +64,7 @@ def test_pyfunc_returns_the_batch_scorers_rows(trained, crm_medium, mlflow_uri) 
     assert got["score"].tolist() == expected["score"].tolist()
     assert got["tier"].tolist() == expected["tier"].tolist()
     np.testing.assert_allclose(got["p_prospect"], expected["p_prospect"], rtol=0, atol=1e-12)
-    assert [r for r in got["reasons"]] == [r for r in expected["reasons"]]
+    assert list(got["reasons"]) == list(expected["reasons"])
 
 
 def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
