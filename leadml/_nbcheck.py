@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     roots = [Path(a) for a in (argv if argv is not None else sys.argv[1:])] or [Path("notebooks")]
     bad = 0
     for root in roots:
+        if not root.exists():
+            continue
         for path in sorted(root.rglob("*.ipynb")) if root.is_dir() else [root]:
             if ".ipynb_checkpoints" in path.parts:
                 continue

@@ -14,12 +14,21 @@ __all__ = ["global_importance", "save_evaluation_plots"]
 
 
 def _plt() -> Any:
-    import matplotlib
+    # Figures drawn off-screen on their own canvas: no pyplot state and no backend switch, so a
+    # notebook's inline backend keeps working after training logs its plots.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    class _Offscreen:
+        @staticmethod
+        def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+            fig = Figure(figsize=figsize)
+            return fig, fig.subplots()
 
-    return plt
+        @staticmethod
+        def close(fig: Any) -> None:
+            del fig
+
+    return _Offscreen
 
 
 def global_importance(model: Any, X: pd.DataFrame) -> pd.Series:

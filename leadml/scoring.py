@@ -410,9 +410,6 @@ def explain_lead(
 def _waterfall(
     table: pd.DataFrame, base: float, margin: float, model: StageModel, title: str
 ) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     rows = table.head(10).iloc[::-1]
