@@ -9,23 +9,16 @@ from numba import njit
 
 
 @njit(cache=True)
-def decay_scan(
-    code: np.ndarray, secs: np.ndarray, kind: np.ndarray, idx: np.ndarray, n: int, rate: float
-) -> np.ndarray:  # pragma: no cover - compiled
-    """Running decayed event count along a time line sorted by (lead, time, points-first)."""
-    out = np.zeros(n)
+def decay_running(
+    lead: np.ndarray, secs: np.ndarray, rate: float
+) -> np.ndarray:  # pragma: no cover
+    """Decayed event count at each event (inclusive), restarting at every new lead."""
+    out = np.empty(lead.shape[0])
     total = 0.0
-    last_t = 0.0
-    current = -1
-    for i in range(code.shape[0]):
-        if code[i] != current:
-            current = code[i]
-            total = 0.0
-            last_t = secs[i]
-        decayed = total * math.exp(-rate * (secs[i] - last_t))
-        if kind[i] == 1:
-            total = decayed + 1.0
-            last_t = secs[i]
+    for i in range(lead.shape[0]):
+        if i == 0 or lead[i] != lead[i - 1]:
+            total = 1.0
         else:
-            out[idx[i]] = decayed
+            total = total * math.exp(-rate * (secs[i] - secs[i - 1])) + 1.0
+        out[i] = total
     return out

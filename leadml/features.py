@@ -480,8 +480,14 @@ def build_features(
     # All events together: active days, trend, decayed total.
     wmax = max(spec.windows_days)
     all_keyed = _Keyed(e_code, e_sec, t0)
-    e_day = e_sec // day
-    day_keys = np.unique((e_code.astype(np.int64) << 32) | np.clip(e_day - t0 // day, 0, None))
+    # all_keyed.keys is sorted by (lead, time), so (lead, date) keys come out sorted too and
+    # distinct dates are where the key changes: O(events), no hashing or sorting.
+    sorted_days = (all_keyed.keys >> 32 << 32) | (
+        (all_keyed.keys & 0xFFFFFFFF) + t0
+    ) // day - t0 // day
+    change = np.ones(len(sorted_days), dtype=bool)
+    change[1:] = sorted_days[1:] != sorted_days[:-1]
+    day_keys = sorted_days[change]
     q_day = q_sec // day - t0 // day
     # Whole dates strictly before as_of's date, within the window, plus as_of's date if an event
     # happened on it before as_of.
@@ -496,7 +502,9 @@ def build_features(
     recent = before_all - all_keyed.count_before(q(t))
     earlier = all_keyed.count_before(q(t)) - all_keyed.count_before(q(2 * t))
     out[f"engagement_trend_{spec.trend_days}d"] = (recent - earlier).astype("float64")
-    out["engagement_decayed"] = _decayed(e_code, e_sec, p_code, q_sec, spec.half_life_days * day)
+    out["engagement_decayed"] = _decayed(
+        all_keyed.keys, before_all, t0, p_code, q_sec, spec.half_life_days * day
+    )
 
     # Lifecycle, from stage changes strictly before as_of.
     created = _seconds(leads[c.created_at].to_numpy(dtype="datetime64[ns]"))[p_code]
@@ -527,31 +535,31 @@ def build_features(
 
 
 def _decayed(
-    e_code: np.ndarray, e_sec: np.ndarray, p_code: np.ndarray, q_sec: np.ndarray, tau_half: float
+    keys: np.ndarray,
+    n_before: np.ndarray,
+    t0: int,
+    p_code: np.ndarray,
+    q_sec: np.ndarray,
+    half_life_seconds: float,
 ) -> np.ndarray:
     """Σ 2^(-(as_of - t) / half_life) over each point's events strictly before as_of.
 
-    Computed per lead as a running, exponentially decayed sum over the merged time line of its
-    events and points, which is exact, never overflows and costs O(events + points).
+    A running decayed count is computed once along each lead's sorted events (exact, never
+    overflows, O(events)); a point then reads the value at its last earlier event and decays it
+    to as_of. ``n_before`` is each point's count of keys before it (from ``searchsorted``).
     """
-    if len(q_sec) == 0:
-        return np.zeros(0)
-    # Points first at equal times so an event at exactly as_of is not counted (strictly before).
-    kind = np.concatenate([np.ones(len(e_sec), np.int8), np.zeros(len(q_sec), np.int8)])
-    code = np.concatenate([e_code, p_code]).astype(np.int64)
-    secs = np.concatenate([e_sec, q_sec]).astype(np.int64)
-    idx = np.concatenate([np.full(len(e_sec), -1), np.arange(len(q_sec))])
-    order = np.lexsort((kind, secs, code))
-    code, secs, kind, idx = code[order], secs[order], kind[order], idx[order]
-    return _decay_scan(code, secs.astype(np.float64), kind, idx, len(q_sec), math.log(2) / tau_half)
+    from leadml._kernels import decay_running
 
-
-def _decay_scan(
-    code: np.ndarray, secs: np.ndarray, kind: np.ndarray, idx: np.ndarray, n: int, rate: float
-) -> np.ndarray:
-    from leadml._kernels import decay_scan
-
-    return decay_scan(code, secs, kind, idx, n, rate)
+    rate = math.log(2) / half_life_seconds
+    lead = keys >> 32
+    secs = ((keys & 0xFFFFFFFF) + t0).astype(np.float64)
+    running = decay_running(lead, secs, rate)
+    last = np.maximum(n_before - 1, 0)
+    has = (n_before > 0) & (lead[last] == p_code) if len(keys) else np.zeros(len(q_sec), bool)
+    if not len(keys):
+        return np.zeros(len(q_sec))
+    value = running[last] * np.exp(-rate * (q_sec - secs[last]))
+    return np.where(has, value, 0.0)
 
 
 def feature_groups(spec: FeatureSpec) -> dict[str, list[str]]:

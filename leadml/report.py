@@ -1,31 +1,67 @@
-"""The rep's view: one self-contained HTML page (no network) and a CRM-ready CSV.
+"""The rep's view: one self-contained HTML page and a CRM-ready CSV, from a scores file.
 
 The page answers "whom do I call first, and why": leads ranked by score with tier badges and the
-probability of their next stage, sortable, filterable by tier and stage, searchable by name or
-company; a card per lead with what moved since the previous run, the reasons as bars (green
-raises the score, red lowers it) and the facts a rep needs. Every lead field is HTML-escaped, and
-the small inline script only reads data that is already in the page.
+chance of reaching their next stage; sortable by any column, filterable by tier and stage,
+searchable by name or company. Each lead opens into a card with what changed since a previous
+run, its reasons as bars (green raises the chance, red lowers it, length is the size in
+percentage points) and the facts a rep needs before calling. The page loads nothing from the
+network (CSS and script are inlined from ``leadml/report_template/``), prints cleanly, and every
+lead field is HTML-escaped; the script reads only ``data-*`` attributes and writes only text, so
+lead data is never parsed as markup and no JSON is embedded.
 
-CRM export columns, in this order (stable; CRM import mappings depend on it):
-``lead_id, name, company, owner, stage, score, tier, p_next_stage, score_change, reason_1 ..
-reason_N, as_of, model_version``.
+CRM export (``--format csv``): UTF-8 with a header, one row per lead in rank order, columns in this
+order (stable, because CRM import mappings depend on it)::
+
+    lead_id, name, company, owner, stage, score, tier, p_next_stage, p_prospect, p_opportunity,
+    score_change, reason_1 .. reason_N, as_of, model_version
+
+``p_*`` are probabilities (0-1, 4 decimals, empty when not applicable), ``score_change`` is the
+score minus the previous run's (empty without ``--previous`` or for a new lead), each reason is a
+short sentence with its sign and size, e.g. ``+ Viewed the pricing page 3 times in the last 7 days
+(+4.1 pts)``, and ``as_of`` is ISO 8601 UTC.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import math
 import os
+import re
+import string
 import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CRM_COLUMNS", "ReportError", "build_crm_export", "build_report", "write_report"]
+__all__ = [
+    "CRM_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ReportError",
+    "ReportExistsError",
+    "build_crm_export",
+    "build_report",
+    "crm_columns",
+    "load_scores",
+    "write_report",
+]
 
-REQUIRED = ("lead_id", "as_of", "stage", "p_prospect", "p_opportunity", "score", "tier", "reasons")
+REQUIRED_COLUMNS = (
+    "lead_id",
+    "as_of",
+    "stage",
+    "p_prospect",
+    "p_opportunity",
+    "score",
+    "tier",
+    "reasons",
+)
+#: Columns of the CRM export before the reasons; ``as_of`` and ``model_version`` follow them.
 CRM_COLUMNS = (
     "lead_id",
     "name",
@@ -35,136 +71,420 @@ CRM_COLUMNS = (
     "score",
     "tier",
     "p_next_stage",
+    "p_prospect",
+    "p_opportunity",
     "score_change",
 )
+_CRM_TAIL = ("as_of", "model_version")
+NEXT_STAGE = {"lead": "prospect", "prospect": "opportunity"}
+TIERS = ("A", "B", "C", "D")
+# Reasons a rep cannot act on; the one-line "top reason" prefers something the lead did or is.
+_CONTEXT_GROUPS = frozenset({"stage_history", "tenure", "engagement"})
+# The scorer's CSV writes reasons as "+ text (+4.1 pts)".
+_CSV_REASON = re.compile(r"^\s*([+-])\s+(.*?)(?:\s+\(([+-]?\d+(?:\.\d+)?) pts\))?\s*$")
+_MINUS = "\u2212"
 
 
 class ReportError(ValueError):
-    """The scores file cannot be turned into a report."""
+    """A scores file or an argument cannot be turned into a report."""
 
 
-def _read(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+class ReportExistsError(ReportError, FileExistsError):
+    """The output file exists and ``overwrite`` was not given."""
+
+
+def crm_columns(n_reasons: int = 5) -> list[str]:
+    """The CRM export's columns, in order, for ``n_reasons`` reason columns.
+
+    Examples
+    --------
+    >>> crm_columns(2)[-4:]
+    ['reason_1', 'reason_2', 'as_of', 'model_version']
+    """
+    return [*CRM_COLUMNS, *(f"reason_{k + 1}" for k in range(n_reasons)), *_CRM_TAIL]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def load_scores(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a scores file written by ``leadml score`` (Parquet or CSV, by extension).
+
+    Returns the frame (``reasons`` as lists of dicts; from CSV they are parsed back from the
+    ``reason_1 .. reason_N`` sentences, without their group) and the file's ``leadml.*``
+    metadata: ``tier_info`` (dict), ``model_versions`` (str) and ``horizon_days`` (dict) when the
+    Parquet file carries them; CSV has none.
+    """
     p = Path(path)
     if not p.is_file():
         raise ReportError(f"scores file {str(p)!r} does not exist; run `leadml score` first")
-    if p.suffix.lower() == ".csv":
-        raise ReportError(
-            f"{str(p)!r}: the report reads the Parquet output of `leadml score` (it keeps reasons as structs)"
-        )
-    import pyarrow.parquet as pq
+    suffix = p.suffix.lower()
+    meta: dict[str, Any] = {}
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
 
-    meta = {
-        k.decode(): v.decode()
-        for k, v in (pq.read_schema(p).metadata or {}).items()
-        if k.startswith(b"leadml.")
-    }
-    frame = pd.read_parquet(p)
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
+        try:
+            raw = pq.read_schema(p).metadata or {}
+            frame = pd.read_parquet(p)
+        except (OSError, ValueError) as e:
+            raise ReportError(f"scores file {str(p)!r} cannot be read as Parquet: {e}") from e
+        for key, value in raw.items():
+            name = key.decode("utf-8", "replace")
+            if name.startswith("leadml."):
+                meta[name.removeprefix("leadml.")] = _json_or_text(value.decode("utf-8", "replace"))
+    elif suffix == ".csv":
+        try:
+            frame = pd.read_csv(p, encoding="utf-8")
+        except (OSError, ValueError) as e:
+            raise ReportError(f"scores file {str(p)!r} cannot be read as CSV: {e}") from e
+        frame = _reasons_from_csv(frame)
+        for col in ("as_of", "last_activity_at"):
+            if col in frame.columns:
+                frame[col] = pd.to_datetime(frame[col], errors="coerce", format="mixed")
+    else:
         raise ReportError(
-            f"scores file {str(p)!r} is missing column(s) {', '.join(missing)}; expected the output of `leadml score`"
+            f"scores file {str(p)!r}: expected a .parquet or .csv file written by `leadml score`"
         )
+    _check_columns(frame, f"scores file {str(p)!r}", REQUIRED_COLUMNS)
     return frame, meta
 
 
-def _next_p(df: pd.DataFrame) -> np.ndarray:
-    return np.where(df["stage"] == "lead", df["p_prospect"], df["p_opportunity"])
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
-def _reasons(value: Any) -> list[dict[str, Any]]:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return []
-    return [dict(r) for r in list(value)]
-
-
-def _prepare(
-    scores: pd.DataFrame, previous: pd.DataFrame | None, owner: str | None, top: int | None
-) -> pd.DataFrame:
-    df = scores.copy()
-    if owner is not None:
-        if "owner" not in df.columns:
-            raise ReportError("--owner given but the scores have no owner column")
-        df = df.loc[df["owner"].astype("string") == owner]
-    df = df.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable")
-    if top is not None:
-        df = df.head(top)
-    df = df.reset_index(drop=True)
-    df["p_next_stage"] = _next_p(df)
-    if previous is not None:
-        prev = previous.drop_duplicates("lead_id").set_index("lead_id")["score"]
-        df["score_change"] = df["score"] - df["lead_id"].map(prev)
-        df["is_new"] = ~df["lead_id"].isin(prev.index)
-    else:
-        df["score_change"] = np.nan
-        df["is_new"] = False
-    return df
-
-
-def build_crm_export(
-    scores: pd.DataFrame, n_reasons: int = 5, previous: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """One row per lead for CRM import (column order: see the module docstring)."""
-    df = _prepare(scores, previous, None, None)
-    out = pd.DataFrame({c: df[c] if c in df.columns else "" for c in CRM_COLUMNS})
-    out["p_next_stage"] = df["p_next_stage"].round(4)
-    texts = [[f"{r['direction']} {r['text']}" for r in _reasons(v)] for v in df["reasons"]]
-    for k in range(n_reasons):
-        out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
-    out["as_of"] = df["as_of"].astype(str)
-    out["model_version"] = df.get("model_version", "")
+def _reasons_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = sorted(
+        (c for c in frame.columns if re.fullmatch(r"reason_\d+", str(c))),
+        key=lambda c: int(str(c).removeprefix("reason_")),
+    )
+    if not cols or "reasons" in frame.columns:
+        return frame
+    parsed: list[list[dict[str, Any]]] = []
+    for values in frame[cols].itertuples(index=False):
+        row = []
+        for v in values:
+            m = _CSV_REASON.match(v) if isinstance(v, str) else None
+            if m:
+                effect = float(m[3]) / 100 if m[3] else float("nan")
+                row.append({"group": "", "text": m[2], "direction": m[1], "effect": effect})
+        parsed.append(row)
+    out = frame.drop(columns=cols)
+    out["reasons"] = parsed
     return out
 
 
+def _check_columns(frame: pd.DataFrame, what: str, required: Sequence[str]) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ReportError(
+            f"{what} is missing column(s) {', '.join(missing)}; expected the output of "
+            f"`leadml score` (required: {', '.join(required)})"
+        )
+
+
+# --- shaping ---------------------------------------------------------------------------------
+
+
+def _missing(v: Any) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    if np.ndim(v) != 0:
+        return False
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _reasons(value: Any) -> list[dict[str, Any]]:
+    if value is None or (np.ndim(value) == 0 and _missing(value)):
+        return []
+    if isinstance(value, str):  # a JSON list, as some CSV writers keep it
+        value = _json_or_text(value)
+        if not isinstance(value, list):
+            return []
+    out = []
+    for r in list(value):
+        r = dict(r)
+        effect = float("nan") if _missing(r.get("effect")) else float(r["effect"])
+        direction = r.get("direction") or ("-" if effect < 0 else "+")
+        out.append(
+            {
+                "group": "" if _missing(r.get("group")) else str(r.get("group")),
+                "text": "" if _missing(r.get("text")) else str(r.get("text")),
+                "direction": "-" if direction == "-" else "+",
+                "effect": effect,
+            }
+        )
+    return out
+
+
+def _prepare(
+    scores: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    owner: str | None,
+    top: int | None,
+) -> pd.DataFrame:
+    """Filter, rank and annotate: rank, p_next_stage, next_stage, score_change, is_new, ..."""
+    _check_columns(scores, "scores", REQUIRED_COLUMNS)
+    df = scores.copy()
+    if owner is not None:
+        if "owner" not in df.columns:
+            raise ReportError(
+                "an owner filter was given but the scores have no owner column; score with a "
+                "leads table that has an owner column, or drop --owner"
+            )
+        key = df["owner"].astype("string").str.strip().str.casefold()
+        mask = (key == owner.strip().casefold()).fillna(False).to_numpy(dtype=bool)
+        if not mask.any():
+            known = sorted(df["owner"].dropna().astype(str).unique())
+            shown = ", ".join(repr(o) for o in known[:10]) + (", ..." if len(known) > 10 else "")
+            raise ReportError(
+                f"no leads owned by {owner!r} in the scores; owners present: {shown or 'none'}"
+            )
+        df = df.loc[mask]
+    if top is not None and top < 1:
+        raise ReportError(f"top must be a positive number of leads, got {top}")
+    df["score"] = pd.to_numeric(df["score"], errors="coerce")
+    bad = df["score"].isna().to_numpy()
+    if bad.any():
+        ids = ", ".join(map(str, df.loc[bad, "lead_id"].head(5)))
+        raise ReportError(
+            f"scores.score: {int(bad.sum())} lead(s) have no numeric score (lead_id {ids}); "
+            "expected integers 0-100 from `leadml score`"
+        )
+    stage = df["stage"].astype("string").fillna("")
+    p_prospect = pd.to_numeric(df["p_prospect"], errors="coerce").to_numpy(dtype=float)
+    p_opportunity = pd.to_numeric(df["p_opportunity"], errors="coerce").to_numpy(dtype=float)
+    df["p_next_stage"] = np.where(stage == "lead", p_prospect, p_opportunity)
+    df["next_stage"] = stage.map(NEXT_STAGE).fillna("next stage").to_numpy()
+    df["_key"] = df["lead_id"].astype(str).to_numpy()
+    df = df.sort_values(
+        ["score", "p_next_stage", "_key"], ascending=[False, False, True], na_position="last"
+    )
+    if top is not None:
+        df = df.head(top)
+    df = df.reset_index(drop=True)
+    df["rank"] = np.arange(1, len(df) + 1)
+    df["reasons"] = [_reasons(v) for v in df["reasons"]]
+    df["score_change"] = np.nan
+    df["is_new"] = False
+    df["previous_tier"] = None
+    if previous is not None:
+        _check_columns(previous, "previous scores", ("lead_id", "score"))
+        prev = previous.assign(_key=previous["lead_id"].astype(str)).drop_duplicates("_key")
+        prev = prev.set_index("_key")
+        df["score_change"] = df["score"] - df["_key"].map(pd.to_numeric(prev["score"]))
+        df["is_new"] = ~df["_key"].isin(prev.index)
+        if "tier" in prev.columns:
+            df["previous_tier"] = df["_key"].map(prev["tier"]).astype(object).to_numpy()
+    return df
+
+
+def _model_versions(df: pd.DataFrame, given: str | None) -> str:
+    if given:
+        return given
+    if "model_version" not in df.columns:
+        return ""
+    parts = {
+        part.strip()
+        for v in df["model_version"].dropna().astype(str).unique()
+        for part in v.split(",")
+        if part.strip()
+    }
+    return ", ".join(sorted(parts))
+
+
+# --- CSV export ------------------------------------------------------------------------------
+
+
+def build_crm_export(
+    scores: pd.DataFrame, n_reasons: int = 5, *, previous: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per lead, in rank order, ready for a CRM import.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The scorer's output (see :data:`REQUIRED_COLUMNS`; display columns are optional).
+    n_reasons : int
+        How many reason columns to write; leads with fewer reasons get empty cells.
+    previous : DataFrame, optional
+        An earlier run's scores; fills ``score_change``.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``crm_columns(n_reasons)``, in that order (see the module docstring).
+    """
+    return _crm_frame(_prepare(scores, previous, None, None), n_reasons)
+
+
+def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
+    if n_reasons < 0:
+        raise ReportError(f"n_reasons must be 0 or more, got {n_reasons}")
+    out = pd.DataFrame(index=df.index)
+    for col in ("lead_id", "name", "company", "owner", "stage"):
+        out[col] = df[col] if col in df.columns else ""
+    out["score"] = df["score"].round().astype("Int64")
+    out["tier"] = df["tier"]
+    for col in ("p_next_stage", "p_prospect", "p_opportunity"):
+        out[col] = pd.to_numeric(df[col], errors="coerce").round(4)
+    out["score_change"] = df["score_change"].round().astype("Int64")
+    texts = [[_reason_sentence(r) for r in rs] for rs in df["reasons"]]
+    for k in range(n_reasons):
+        out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
+    out["as_of"] = [
+        "" if _missing(t) else pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ") for t in df["as_of"]
+    ]
+    out["model_version"] = df["model_version"] if "model_version" in df.columns else ""
+    return out.reset_index(drop=True)[crm_columns(n_reasons)]
+
+
+def _reason_sentence(r: Mapping[str, Any]) -> str:
+    size = "" if math.isnan(r["effect"]) else f" ({100 * r['effect']:+.1f} pts)"
+    return f"{r['direction']} {r['text']}{size}"
+
+
+# --- HTML ------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _asset(name: str) -> str:
+    return resources.files("leadml").joinpath("report_template", name).read_text("utf-8")
+
+
 def _e(v: Any) -> str:
-    if (
-        v is None
-        or (isinstance(v, float) and np.isnan(v))
-        or v is pd.NaT
-        or (not isinstance(v, str | list) and pd.isna(v))
-    ):
+    """Escaped text for HTML content and quoted attributes; missing values become ''."""
+    if _missing(v):
         return ""
     return html.escape(str(v), quote=True)
 
 
-def _card(row: pd.Series, i: int) -> str:
-    rs = _reasons(row["reasons"])
-    scale = max([abs(r["effect"]) for r in rs] or [1e-9])
-    bars = "".join(
-        f'<li class="{"pos" if r["direction"] == "+" else "neg"}"><span class="bar" style="width:{max(4, int(100 * abs(r["effect"]) / scale))}%"></span>'
-        f'<span class="txt">{_e(r["text"])}</span><span class="eff">{100 * r["effect"]:+.1f} pts</span></li>'
-        for r in rs
-    )
-    last = row.get("last_activity_at")
-    last_txt = (
-        "no activity yet"
-        if last is None or pd.isna(last)
-        else f"{_e(str(row.get('last_activity_type') or 'activity').replace('_', ' '))} on {pd.Timestamp(last):%Y-%m-%d}"
-    )
-    facts = "".join(
-        f"<dt>{k}</dt><dd>{v}</dd>"
-        for k, v in (
-            ("Company", _e(row.get("company"))),
-            ("Title", _e(row.get("job_title"))),
-            ("Source", _e(str(row.get("lead_source") or "").replace("_", " "))),
-            ("Owner", _e(row.get("owner"))),
-            ("Last activity", last_txt),
-        )
-    )
-    return f'<div class="card" id="card-{i}"><ol class="reasons">{bars or "<li>No strong reasons</li>"}</ol><dl>{facts}</dl></div>'
+def _pct(p: Any) -> str:
+    if _missing(p):
+        return "–"
+    p = float(p)
+    if p < 0.01:
+        return "<1%" if p > 0 else "0%"
+    return f"{100 * p:.0f}%" if p >= 0.095 else f"{100 * p:.1f}%"
 
 
-def _delta(row: pd.Series) -> str:
-    if row["is_new"]:
-        return '<span class="new">new</span>'
-    d = row["score_change"]
-    if pd.isna(d):
+def _when(ts: Any) -> str:
+    if _missing(ts):
         return ""
-    d = int(d)
+    t = pd.Timestamp(ts)
+    return f"{t:%Y-%m-%d}" if t == t.normalize() else f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+def _human(v: Any) -> str:
+    text = "" if _missing(v) else str(v).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _rate(info: Mapping[str, Any], tier: str) -> float | None:
+    entry = info.get(tier)
+    rate = entry.get("conversion_rate") if isinstance(entry, Mapping) else None
+    if isinstance(rate, int | float) and not isinstance(rate, bool) and math.isfinite(rate):
+        return float(rate)
+    return None
+
+
+def _change(row: Mapping[str, Any]) -> str:
+    if row["is_new"]:
+        return '<span class="new" title="Not in the previous run">new</span>'
+    d = row["score_change"]
+    if _missing(d):
+        return ""
+    d = int(round(float(d)))
     if d > 0:
         return f'<span class="up">▲ +{d}</span>'
     if d < 0:
-        return f'<span class="down">▼ −{-d}</span>'
-    return '<span class="flat">=</span>'
+        return f'<span class="down">▼ {_MINUS}{-d}</span>'
+    return '<span class="same">±0</span>'
+
+
+def _top_reason(rs: list[dict[str, Any]]) -> str:
+    positives = [r for r in rs if r["direction"] == "+" and r["text"]]
+    actionable = [r for r in positives if r["group"] not in _CONTEXT_GROUPS]
+    best = (actionable or positives or [None])[0]
+    if best is None:
+        return '<span class="none">no strong positive reason</span>'
+    return f'<span class="dot"></span>{_e(best["text"])}'
+
+
+def _bars(rs: list[dict[str, Any]]) -> str:
+    if not rs:
+        return '<p class="none">No reason moved this lead\'s chance by much.</p>'
+    sizes = [abs(r["effect"]) for r in rs if not math.isnan(r["effect"])]
+    # A floor of 5 points keeps a card of tiny reasons from drawing them as full-width bars.
+    scale = max([0.05, *sizes])
+    items = []
+    for r in rs:
+        e = r["effect"]
+        cls = "neg" if r["direction"] == "-" else "pos"
+        if math.isnan(e):
+            width, label = 0.0, ""
+        else:
+            width = max(1.5, 50 * abs(e) / scale)
+            label = f"{100 * e:+.1f} pts".replace("-", _MINUS)
+        items.append(
+            f'<li class="{cls}"><span class="rtext">{_e(r["text"])}</span>'
+            f'<span class="track" aria-hidden="true"><i style="width:{width:.1f}%"></i></span>'
+            f'<span class="eff">{label}</span></li>'
+        )
+    return f'<ul class="reasons">{"".join(items)}</ul>'
+
+
+def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[str, Any]) -> str:
+    nxt = row["next_stage"]
+    within = horizon.get(nxt)
+    summary = (
+        f"<b>Score {int(row['score'])}</b>, tier {_e(row['tier'])}: a {_pct(row['p_next_stage'])} "
+        f"chance of becoming {'an' if nxt[:1] in 'aeiou' else 'a'} {_e(nxt)}"
+        + (f" within {int(within)} days" if isinstance(within, int | float) else "")
+        + "."
+    )
+    if row["is_new"]:
+        summary += " New since the previous run."
+    elif not _missing(row["score_change"]):
+        d = int(round(float(row["score_change"])))
+        moved = "No change" if d == 0 else f"{'Up' if d > 0 else 'Down'} {abs(d)} points"
+        was = row["previous_tier"]
+        tier_moved = (
+            f" (was tier {_e(was)})" if not _missing(was) and str(was) != str(row["tier"]) else ""
+        )
+        summary += f" {moved} since the previous run{tier_moved}."
+    last = row.get("last_activity_at")
+    if _missing(last):
+        last_text = "None recorded"
+    else:
+        last_ts = pd.Timestamp(last)
+        what = _human(row.get("last_activity_type")) or "Activity"
+        ago = ""
+        if as_of is not None:
+            days = (as_of - last_ts).days
+            ago = " (today)" if days < 1 else f" ({days} day{'s' if days != 1 else ''} before)"
+        last_text = f"{_e(what)} on {_when(last_ts)}{ago}"
+    facts = [
+        ("Company", _e(row.get("company"))),
+        ("Title", _e(row.get("job_title"))),
+        ("Source", _e(_human(row.get("lead_source")))),
+        ("Owner", _e(row.get("owner"))),
+        ("Stage", _e(_human(row.get("stage")))),
+        ("Last activity", last_text),
+        ("Lead ID", _e(row.get("lead_id"))),
+    ]
+    dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts if v)
+    return (
+        f'<div class="card"><section><p class="summary">{summary}</p><h3>Why</h3>'
+        f"{_bars(row['reasons'])}</section>"
+        f'<section><h3>Key facts</h3><dl class="facts">{dl}</dl></section></div>'
+    )
 
 
 def build_report(
@@ -173,66 +493,202 @@ def build_report(
     previous: pd.DataFrame | None = None,
     owner: str | None = None,
     top: int | None = None,
-    tier_info: dict[str, Any] | None = None,
-    model_versions: str = "",
+    tier_info: Mapping[str, Any] | None = None,
+    model_versions: str | None = None,
+    horizon_days: Mapping[str, int] | None = None,
 ) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one self-contained HTML string.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The scorer's output: :data:`REQUIRED_COLUMNS` plus, when present, ``model_version`` and
+        the display columns ``name, company, job_title, lead_source, owner, last_activity_at,
+        last_activity_type``.
+    previous : DataFrame, optional
+        An earlier run's scores (``lead_id``, ``score``, optionally ``tier``): each lead shows
+        its score change (▲ +7, ▼ −3, or "new").
+    owner : str, optional
+        Only this rep's leads (case-insensitive); an unknown owner is an error listing the
+        owners present.
+    top : int, optional
+        Only the ``top`` best-scored leads (after the owner filter).
+    tier_info : mapping, optional
+        Observed conversion per tier on the model's validation window, e.g.
+        ``{"A": {"conversion_rate": 0.31, "share": 0.1}, ...}``; gives the header its
+        "Call tier A first: 31% of similar leads became prospects" line.
+    model_versions : str, optional
+        Shown in the header; by default the distinct values of ``model_version``.
+    horizon_days : mapping, optional
+        The label window per target stage, e.g. ``{"prospect": 30, "opportunity": 60}``; adds
+        "within 30 days" to the sentences when known.
+
+    Returns
+    -------
+    str
+        The HTML page.
+    """
     df = _prepare(scores, previous, owner, top)
-    as_of = str(df["as_of"].iloc[0])[:19] if len(df) else ""
-    counts = df["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
-    info = tier_info or {}
-    a_rate = (info.get("A") or {}).get("conversion_rate")
-    lede = (
-        f"Call tier A first: {100 * a_rate:.0f}% of similar leads moved to the next stage in the model's test window."
-        if isinstance(a_rate, int | float)
-        else "Call tier A first: they are the most likely to move to the next stage."
+    info: Mapping[str, Any] = tier_info or {}
+    horizon: Mapping[str, Any] = horizon_days or {}
+    as_of = pd.Timestamp(df["as_of"].max()) if len(df) and df["as_of"].notna().any() else None
+    tiers_present = sorted(set(df["tier"].dropna().astype(str)) - set(TIERS))
+    tiers = [*TIERS, *tiers_present]
+    counts = df["tier"].astype(str).value_counts()
+
+    first = next((t for t in TIERS if counts.get(t, 0)), "A")
+    within = horizon.get("prospect")
+    window = (
+        f"within {int(within)} days"
+        if isinstance(within, int | float)
+        else "in the model's test period"
     )
-    tiers_html = "".join(
-        f'<div class="tier t{t}"><b>{t}</b> {counts[t]} leads'
-        + (
-            f"<small>{100 * info[t]['conversion_rate']:.1f}% converted</small>"
-            if isinstance((info.get(t) or {}).get("conversion_rate"), int | float)
-            else ""
+    rate, low = _rate(info, first), _rate(info, "D")
+    lede = f"<strong>Call tier {first} first:</strong> "
+    if rate is not None:
+        lede += f"{_pct(rate)} of similar leads became prospects {window}"
+        lede += f", against {_pct(low)} in tier D." if low is not None and first != "D" else "."
+    else:
+        lede += "the model rates them the most likely to reach their next stage soon."
+    if not len(df):
+        lede = "No leads to call in this scores file."
+
+    cards = []
+    for t in tiers:
+        r = _rate(info, t)
+        note = f"<b>{_pct(r)}</b> became prospects" if r is not None else "&nbsp;"
+        n = int(counts.get(t, 0))
+        cards.append(
+            f'<button type="button" class="tier" data-only="{_e(t)}" title="Show only tier {_e(t)}">'
+            f'<span class="badge b{_e(t)}">{_e(t)}</span>'
+            f'<span class="n">{n} lead{"s" if n != 1 else ""}</span>'
+            f'<span class="rate">{note}</span></button>'
         )
-        + "</div>"
-        for t in "ABCD"
+    boxes = "".join(
+        f'<label class="chip"><input type="checkbox" value="{_e(t)}" checked>{_e(t)}</label>'
+        for t in tiers
     )
+
+    show_change = previous is not None
+    show_owner = owner is None and "owner" in df.columns and df["owner"].notna().any()
+    columns: list[tuple[str | None, str, str]] = [
+        ("rank", "#", "rank"),
+        ("name", "Lead", ""),
+        ("tier", "Tier", ""),
+        ("score", "Score", "num"),
+        *([("change", "Change", "num")] if show_change else []),
+        ("p", "Next stage", "num"),
+        ("stage", "Stage", ""),
+        (None, "Top reason", "why"),
+        *([("owner", "Owner", "owner")] if show_owner else []),
+        (None, "", "chev"),
+    ]
+    headers = "".join(
+        f'<th data-key="{key}" class="{cls}" aria-sort="{"ascending" if key == "rank" else "none"}">'
+        f'<button type="button">{label}</button></th>'
+        if key
+        else f'<th class="{cls}"><span class="plain">{label}</span></th>'
+        for key, label, cls in columns
+    )
+
     rows = []
-    for i, r in df.iterrows():
-        positives = [x for x in _reasons(r["reasons"]) if x["direction"] == "+"]
-        # The summary column favours something the rep can act on over the stage itself.
-        actionable = [
-            x for x in positives if x["group"] not in ("stage_history", "tenure", "engagement")
+    for rec in df.to_dict("records"):
+        name = rec.get("name")
+        name = f"Lead {rec['lead_id']}" if _missing(name) or not str(name).strip() else name
+        company = rec.get("company")
+        search = " ".join(str(v) for v in (name, company) if not _missing(v)).lower()
+        p = rec["p_next_stage"]
+        change = rec["score_change"]
+        cells = [
+            f'<td class="rank">{rec["rank"]}</td>',
+            f'<td><div class="who">{_e(name)}</div><div class="co">{_e(company)}</div></td>',
+            f'<td><span class="badge b{_e(rec["tier"])}">{_e(rec["tier"])}</span></td>',
+            f'<td class="num score">{int(rec["score"])}</td>',
         ]
-        first_reason = (actionable or positives or [{"text": ""}])[0]["text"]
-        p = r["p_next_stage"]
-        nxt = "prospect" if r["stage"] == "lead" else "opportunity"
+        if show_change:
+            cells.append(f'<td class="num">{_change(rec)}</td>')
+        meter = 0.0 if _missing(p) else min(100.0, 100 * float(p))
+        cells += [
+            f'<td class="num pnext"><span class="pct">{_pct(p)}</span> '
+            f'<span class="to">→ {_e(rec["next_stage"])}</span>'
+            f'<span class="meter"><i style="width:{meter:.1f}%"></i></span></td>',
+            f'<td class="stage">{_e(_human(rec["stage"]))}</td>',
+            f'<td class="why">{_top_reason(rec["reasons"])}</td>',
+        ]
+        if show_owner:
+            cells.append(f'<td class="owner">{_e(rec.get("owner"))}</td>')
+        cells.append('<td class="chev" aria-hidden="true"></td>')
+        attrs = {
+            "rank": rec["rank"],
+            "score": int(rec["score"]),
+            "p": "" if _missing(p) else f"{float(p):.6f}",
+            "change": "" if _missing(change) else int(round(float(change))),
+            "tier": rec["tier"],
+            "stage": rec["stage"],
+            "name": name,
+            "owner": rec.get("owner") if show_owner else None,
+            "search": search,
+        }
+        data = " ".join(f'data-{k}="{_e(v)}"' for k, v in attrs.items() if not _missing(v))
         rows.append(
-            f'<tbody class="lead" data-rank="{i + 1}" data-score="{int(r["score"])}" data-p="{0 if pd.isna(p) else p:.6f}" '
-            f'data-tier="{_e(r["tier"])}" data-stage="{_e(r["stage"])}" data-name="{_e(r.get("name"))}" data-company="{_e(r.get("company"))}">'
-            f'<tr class="row" tabindex="0"><td class="rank">{i + 1}</td>'
-            f'<td><span class="badge b{_e(r["tier"])}">{_e(r["tier"])}</span></td>'
-            f'<td class="num score">{int(r["score"])}</td><td class="num">{_delta(r)}</td>'
-            f'<td><div class="who">{_e(r.get("name"))}</div><div class="co">{_e(r.get("company"))}</div></td>'
-            f'<td>{_e(r["stage"])}</td><td class="num">{"" if pd.isna(p) else f"{100 * p:.0f}%"} <small>→ {nxt}</small></td>'
-            f'<td class="why">{_e(first_reason)}</td></tr>'
-            f'<tr class="detail"><td colspan="8">{_card(r, i)}</td></tr></tbody>'
+            f'<tbody class="lead" {data}>'
+            f'<tr class="row" tabindex="0" aria-expanded="false" aria-controls="d{rec["rank"]}">'
+            f"{''.join(cells)}</tr>"
+            f'<tr class="detail" id="d{rec["rank"]}"><td colspan="{len(columns)}">'
+            f"{_card(rec, as_of, horizon)}</td></tr></tbody>\n"
         )
-    title = "Leads to call" + (f" — {html.escape(owner)}" if owner else "")
-    return _TEMPLATE.format(
-        title=title,
-        as_of=_e(as_of),
-        models=_e(
-            model_versions
-            or ", ".join(
-                sorted(set(df.get("model_version", pd.Series(dtype=str)).dropna().astype(str)))
-            )
-        ),
-        n=len(df),
-        lede=_e(lede),
-        tiers=tiers_html,
-        rows="".join(rows),
+
+    title = "Leads to call" + (f" — {owner.strip()}" if owner else "")
+    versions = _model_versions(df, model_versions)
+    meta = [f"Scores as of <b>{_e(_when(as_of))}</b>" if as_of is not None else "No scores"]
+    if top is not None:
+        meta.append(f"top {int(top)} by score")
+    if versions:
+        meta.append(f"models {_e(versions)}")
+    if previous is not None and "as_of" in previous.columns and previous["as_of"].notna().any():
+        meta.append(f"changes since {_e(_when(pd.to_datetime(previous['as_of']).max()))}")
+    tier_note = ""
+    if any(_rate(info, t) is not None for t in TIERS):
+        tier_note = (
+            " The share that became prospects is what the lead→prospect model observed per "
+            "tier on its held-out test period."
+        )
+    windows = [
+        f"{int(v)} days to become {'an' if str(k)[:1] in 'aeiou' else 'a'} {_e(k)}"
+        for k, v in horizon.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+    horizon_note = f" Windows: {' and '.join(windows)}." if windows else ""
+    change_note = (
+        "<dt>Change</dt><dd>Score now minus score in the previous run; “new” means the lead "
+        "was not scored then.</dd>\n"
+        if show_change
+        else ""
     )
+    from leadml import __version__
+
+    return string.Template(_asset("report.html")).substitute(
+        version=_e(__version__),
+        title=_e(title),
+        style=_asset("report.css"),
+        script=_asset("report.js"),
+        meta=" · ".join(meta),
+        lede=lede,
+        tiers="".join(cards),
+        tier_boxes=boxes,
+        n=len(df),
+        headers=headers,
+        rows="".join(rows),
+        ncols=len(columns),
+        empty_hidden=" hidden" if len(df) else "",
+        tier_note=tier_note,
+        horizon_note=horizon_note,
+        change_note=change_note,
+        as_of=_e(_when(as_of)) or "–",
+    )
+
+
+# --- writing ---------------------------------------------------------------------------------
 
 
 def write_report(
@@ -244,140 +700,68 @@ def write_report(
     top: int | None = None,
     fmt: str = "html",
     overwrite: bool = False,
+    n_reasons: int = 5,
 ) -> Path:
-    """Read a Parquet scores file and write the HTML report (or CRM CSV) atomically."""
+    """Read a scores file and write the HTML report (or the CRM CSV) atomically.
+
+    The output is written to a temporary file in the target's directory and renamed into place,
+    so readers never see half a file and a failed run leaves nothing behind. Tier meaning, model
+    versions and horizons come from the Parquet file's ``leadml.*`` metadata when present.
+
+    Raises
+    ------
+    ReportExistsError
+        ``out_path`` exists and ``overwrite`` is false.
+    ReportError
+        Unknown format, a format that contradicts the file extension, a scores file that is
+        missing or lacks required columns, or an owner with no leads.
+    """
+    if fmt not in ("html", "csv"):
+        raise ReportError(f"format must be 'html' or 'csv', got {fmt!r}")
     out = Path(out_path)
+    suffix = out.suffix.lower()
+    if (fmt == "html" and suffix == ".csv") or (fmt == "csv" and suffix in (".html", ".htm")):
+        other = "csv" if fmt == "html" else "html"
+        raise ReportError(
+            f"{str(out)!r} ends in {suffix} but the format is {fmt}; pass --format {other} "
+            f"or an output name ending in .{fmt}"
+        )
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
-    scores, meta = _read(scores_path)
-    previous = _read(previous_path)[0] if previous_path else None
+        raise ReportExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+    scores, meta = load_scores(scores_path)
+    previous = load_scores(previous_path)[0] if previous_path is not None else None
     if fmt == "csv":
-        text = build_crm_export(
-            _prepare(scores, None, owner, top).drop(
-                columns=["p_next_stage", "score_change", "is_new"]
-            ),
-            previous=previous,
-        ).to_csv(index=False)
+        frame = _crm_frame(_prepare(scores, previous, owner, top), n_reasons)
+        text = frame.to_csv(index=False, lineterminator="\n")
     else:
+        tier_info = meta.get("tier_info")
+        horizon = meta.get("horizon_days")
+        versions = meta.get("model_versions")
         text = build_report(
             scores,
             previous=previous,
             owner=owner,
             top=top,
-            tier_info=json.loads(meta.get("leadml.tier_info", "{}")),
-            model_versions=meta.get("leadml.model_versions", ""),
+            tier_info=tier_info if isinstance(tier_info, dict) else None,
+            model_versions=versions if isinstance(versions, str) else None,
+            horizon_days=horizon if isinstance(horizon, dict) else None,
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(out, text)
     return out
 
 
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-:root {{ --ink:#1d2433; --muted:#667085; --line:#e4e7ec; --pos:#1a7f37; --neg:#c62828; }}
-* {{ box-sizing:border-box; }}
-body {{ font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif; color:var(--ink); margin:0; background:#f7f8fa; }}
-header {{ background:#fff; border-bottom:1px solid var(--line); padding:16px 24px; }}
-h1 {{ font-size:20px; margin:0 0 4px; }}
-.meta {{ color:var(--muted); font-size:12px; }}
-.lede {{ margin:10px 0 0; font-size:15px; }}
-.tiers {{ display:flex; gap:8px; margin-top:10px; flex-wrap:wrap; }}
-.tier {{ border:1px solid var(--line); border-radius:8px; padding:6px 10px; background:#fff; }}
-.tier small {{ display:block; color:var(--muted); }}
-.controls {{ display:flex; gap:12px; padding:12px 24px; align-items:center; flex-wrap:wrap; }}
-.controls input[type=search] {{ padding:6px 10px; border:1px solid var(--line); border-radius:6px; min-width:240px; }}
-.controls label {{ color:var(--muted); }}
-main {{ padding:0 24px 24px; }}
-table {{ width:100%; border-collapse:collapse; background:#fff; border:1px solid var(--line); }}
-th {{ text-align:left; font-size:12px; color:var(--muted); padding:8px; border-bottom:1px solid var(--line); cursor:pointer; user-select:none; white-space:nowrap; }}
-th[data-dir=asc]::after {{ content:" ▲"; }} th[data-dir=desc]::after {{ content:" ▼"; }}
-td {{ padding:8px; border-bottom:1px solid var(--line); vertical-align:top; }}
-tr.row {{ cursor:pointer; }} tr.row:hover {{ background:#f2f6ff; }}
-.num {{ text-align:right; white-space:nowrap; }}
-.score {{ font-weight:600; font-size:16px; }}
-.who {{ font-weight:600; }} .co {{ color:var(--muted); font-size:12px; }}
-.why {{ color:#344054; }}
-.badge {{ display:inline-block; width:24px; height:24px; line-height:24px; text-align:center; border-radius:6px; color:#fff; font-weight:700; }}
-.bA {{ background:#1a7f37; }} .bB {{ background:#2f6fdb; }} .bC {{ background:#b7791f; }} .bD {{ background:#98a2b3; }}
-.up {{ color:var(--pos); }} .down {{ color:var(--neg); }} .new {{ color:#2f6fdb; font-size:12px; }} .flat {{ color:var(--muted); }}
-tr.detail {{ display:none; }} tbody.open tr.detail {{ display:table-row; }}
-.card {{ display:grid; grid-template-columns: 2fr 1fr; gap:24px; padding:4px 8px 8px; }}
-.reasons {{ list-style:none; margin:0; padding:0; }}
-.reasons li {{ position:relative; padding:4px 90px 4px 8px; margin:3px 0; }}
-.reasons .bar {{ position:absolute; left:0; top:0; bottom:0; opacity:.18; border-radius:4px; }}
-.reasons .pos .bar {{ background:var(--pos); }} .reasons .neg .bar {{ background:var(--neg); }}
-.reasons .txt {{ position:relative; }}
-.reasons .eff {{ position:absolute; right:8px; top:4px; font-variant-numeric:tabular-nums; }}
-.reasons .pos .eff {{ color:var(--pos); }} .reasons .neg .eff {{ color:var(--neg); }}
-dl {{ margin:0; display:grid; grid-template-columns:auto 1fr; gap:2px 12px; font-size:13px; }}
-dt {{ color:var(--muted); }} dd {{ margin:0; }}
-.hidden {{ display:none; }}
-@media print {{ .controls {{ display:none; }} tr.detail {{ display:table-row; }} body {{ background:#fff; }} tbody {{ break-inside:avoid; }} }}
-</style></head>
-<body>
-<header>
-<h1>{title}</h1>
-<div class="meta">Scores as of {as_of} · models {models} · <span id="count">{n}</span> of {n} leads shown</div>
-<p class="lede">{lede} Click a lead to see why.</p>
-<div class="tiers">{tiers}</div>
-</header>
-<div class="controls">
-<input type="search" id="q" placeholder="Search name or company" aria-label="Search name or company">
-<label>Tier <select id="tier"><option value="">all</option><option>A</option><option>B</option><option>C</option><option>D</option></select></label>
-<label>Stage <select id="stage"><option value="">all</option><option>lead</option><option>prospect</option></select></label>
-</div>
-<main><table id="leads">
-<thead><tr><th data-key="rank">#</th><th data-key="tier">Tier</th><th data-key="score" class="num">Score</th><th class="num">Change</th><th data-key="name">Lead</th><th data-key="stage">Stage</th><th data-key="p" class="num">Next stage</th><th>Top reason</th></tr></thead>
-{rows}
-</table></main>
-<script>
-(function () {{
-  var table = document.getElementById('leads');
-  var bodies = Array.prototype.slice.call(table.querySelectorAll('tbody.lead'));
-  var q = document.getElementById('q'), tier = document.getElementById('tier'), stage = document.getElementById('stage');
-  function apply() {{
-    var text = q.value.trim().toLowerCase(), t = tier.value, s = stage.value, shown = 0;
-    bodies.forEach(function (b) {{
-      var hay = (b.dataset.name + ' ' + b.dataset.company).toLowerCase();
-      var ok = (!text || hay.indexOf(text) >= 0) && (!t || b.dataset.tier === t) && (!s || b.dataset.stage === s);
-      b.classList.toggle('hidden', !ok); if (ok) shown++;
-    }});
-    document.getElementById('count').textContent = shown;
-  }}
-  [q, tier, stage].forEach(function (el) {{ el.addEventListener('input', apply); el.addEventListener('change', apply); }});
-  table.querySelectorAll('th[data-key]').forEach(function (th) {{
-    th.addEventListener('click', function () {{
-      var key = th.dataset.key, dir = th.dataset.dir === 'desc' ? 'asc' : 'desc';
-      if (!th.dataset.dir && (key === 'rank' || key === 'name' || key === 'stage' || key === 'tier')) dir = 'asc';
-      table.querySelectorAll('th').forEach(function (o) {{ delete o.dataset.dir; }});
-      th.dataset.dir = dir;
-      var num = key === 'rank' || key === 'score' || key === 'p';
-      bodies.sort(function (a, b) {{
-        var x = a.dataset[key], y = b.dataset[key];
-        var c = num ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
-        if (c === 0) c = parseFloat(a.dataset.rank) - parseFloat(b.dataset.rank);
-        return dir === 'asc' ? c : -c;
-      }});
-      bodies.forEach(function (b) {{ table.appendChild(b); }});
-    }});
-  }});
-  bodies.forEach(function (b) {{
-    var row = b.querySelector('tr.row');
-    function toggle() {{ b.classList.toggle('open'); }}
-    row.addEventListener('click', toggle);
-    row.addEventListener('keydown', function (e) {{ if (e.key === 'Enter') toggle(); }});
-  }});
-}})();
-</script>
-</body></html>
-"""
+def _write_atomic(out: Path, text: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; a report is meant to be shared like any other file.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
