@@ -263,9 +263,14 @@ def _prepare(
     df["p_next_stage"] = np.where(stage == "lead", p_prospect, p_opportunity)
     df["next_stage"] = stage.map(NEXT_STAGE).fillna("next stage").to_numpy()
     df["_key"] = df["lead_id"].astype(str).to_numpy()
-    df = df.sort_values(
-        ["score", "p_next_stage", "_key"], ascending=[False, False, True], na_position="last"
-    )
+    try:  # ties break by lead_id like the scorer's output (numerically for numeric ids)
+        df = df.sort_values(
+            ["score", "p_next_stage", "lead_id"], ascending=[False, False, True], na_position="last"
+        )
+    except TypeError:  # ids of mixed types compare as text
+        df = df.sort_values(
+            ["score", "p_next_stage", "_key"], ascending=[False, False, True], na_position="last"
+        )
     if top is not None:
         df = df.head(top)
     df = df.reset_index(drop=True)
@@ -353,7 +358,7 @@ def _reason_sentence(r: Mapping[str, Any]) -> str:
 # --- HTML ------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _asset(name: str) -> str:
     return resources.files("leadml").joinpath("report_template", name).read_text("utf-8")
 
@@ -369,9 +374,9 @@ def _pct(p: Any) -> str:
     if _missing(p):
         return "–"
     p = float(p)
-    if p < 0.01:
-        return "<1%" if p > 0 else "0%"
-    return f"{100 * p:.0f}%" if p >= 0.095 else f"{100 * p:.1f}%"
+    if 0 < p < 0.001:
+        return "<0.1%"
+    return f"{100 * p:.0f}%" if p >= 0.095 or p == 0 else f"{100 * p:.1f}%"
 
 
 def _when(ts: Any) -> str:
@@ -411,10 +416,11 @@ def _change(row: Mapping[str, Any]) -> str:
 def _top_reason(rs: list[dict[str, Any]]) -> str:
     positives = [r for r in rs if r["direction"] == "+" and r["text"]]
     actionable = [r for r in positives if r["group"] not in _CONTEXT_GROUPS]
-    best = (actionable or positives or [None])[0]
+    best = next(iter(actionable or positives), None)
     if best is None:
         return '<span class="none">no strong positive reason</span>'
-    return f'<span class="dot"></span>{_e(best["text"])}'
+    text = _e(best["text"])
+    return f'<span class="clip" title="{text}"><span class="dot"></span>{text}</span>'
 
 
 def _bars(rs: list[dict[str, Any]]) -> str:
@@ -468,8 +474,8 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
         ago = ""
         if as_of is not None:
             days = (as_of - last_ts).days
-            ago = " (today)" if days < 1 else f" ({days} day{'s' if days != 1 else ''} before)"
-        last_text = f"{_e(what)} on {_when(last_ts)}{ago}"
+            ago = " (same day)" if days < 1 else f" ({days} day{'s' if days != 1 else ''} ago)"
+        last_text = f"{_e(what)} · {last_ts:%Y-%m-%d}{ago}"
     facts = [
         ("Company", _e(row.get("company"))),
         ("Title", _e(row.get("job_title"))),
@@ -496,6 +502,7 @@ def build_report(
     tier_info: Mapping[str, Any] | None = None,
     model_versions: str | None = None,
     horizon_days: Mapping[str, int] | None = None,
+    page_size: int = 200,
 ) -> str:
     """The whole report as one self-contained HTML string.
 
@@ -522,12 +529,17 @@ def build_report(
     horizon_days : mapping, optional
         The label window per target stage, e.g. ``{"prospect": 30, "opportunity": 60}``; adds
         "within 30 days" to the sentences when known.
+    page_size : int
+        How many matching leads the page lays out at once; a "Show more" button adds the next
+        ones. Search, filters and sorting always cover every lead in the file.
 
     Returns
     -------
     str
         The HTML page.
     """
+    if page_size < 1:
+        raise ReportError(f"page_size must be a positive number of leads, got {page_size}")
     df = _prepare(scores, previous, owner, top)
     info: Mapping[str, Any] = tier_info or {}
     horizon: Mapping[str, Any] = horizon_days or {}
@@ -561,7 +573,7 @@ def build_report(
         cards.append(
             f'<button type="button" class="tier" data-only="{_e(t)}" title="Show only tier {_e(t)}">'
             f'<span class="badge b{_e(t)}">{_e(t)}</span>'
-            f'<span class="n">{n} lead{"s" if n != 1 else ""}</span>'
+            f'<span class="n">{n:,} lead{"s" if n != 1 else ""}</span>'
             f'<span class="rate">{note}</span></button>'
         )
     boxes = "".join(
@@ -601,7 +613,7 @@ def build_report(
         change = rec["score_change"]
         cells = [
             f'<td class="rank">{rec["rank"]}</td>',
-            f'<td><div class="who">{_e(name)}</div><div class="co">{_e(company)}</div></td>',
+            f'<td class="lead"><div class="who">{_e(name)}</div><div class="co">{_e(company)}</div></td>',
             f'<td><span class="badge b{_e(rec["tier"])}">{_e(rec["tier"])}</span></td>',
             f'<td class="num score">{int(rec["score"])}</td>',
         ]
@@ -630,8 +642,9 @@ def build_report(
             "search": search,
         }
         data = " ".join(f'data-{k}="{_e(v)}"' for k, v in attrs.items() if not _missing(v))
+        hidden = " hidden" if rec["rank"] > page_size else ""
         rows.append(
-            f'<tbody class="lead" {data}>'
+            f'<tbody class="lead"{hidden} {data}>'
             f'<tr class="row" tabindex="0" aria-expanded="false" aria-controls="d{rec["rank"]}">'
             f"{''.join(cells)}</tr>"
             f'<tr class="detail" id="d{rec["rank"]}"><td colspan="{len(columns)}">'
@@ -676,7 +689,10 @@ def build_report(
         lede=lede,
         tiers="".join(cards),
         tier_boxes=boxes,
-        n=len(df),
+        n=f"{len(df):,}",
+        n_shown=f"{min(len(df), page_size):,}",
+        page_size=page_size,
+        more_hidden="" if len(df) > page_size else " hidden",
         headers=headers,
         rows="".join(rows),
         ncols=len(columns),

@@ -1,19 +1,31 @@
 """The report in a real headless Chromium (Debian's, installed by `make browser`), driven by
-Playwright: loads cleanly, sorts, filters, searches, and keeps an XSS payload as text."""
+Playwright with real clicks and typing: loads offline without errors, ranks, sorts, filters,
+searches, expands, prints, and keeps an XSS payload as text.
+
+Also makes the README screenshot::
+
+    .venv/bin/python -m tests.test_report_browser docs/report.png
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from leadml.report import build_report
-from tests.test_report import fake_scores
+from tests.test_report import TIER_INFO, XSS, fake_scores
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -24,65 +36,369 @@ ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
+VISIBLE = "tbody.lead:not([hidden])"
+
+
+def _under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = None
+    if not os.path.exists(CHROMIUM):
+        missing = f"{CHROMIUM} is not installed (`make browser` installs Debian's chromium)"
+    else:
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            missing = "the playwright package is not installed (pip install -e '.[dev]')"
+    if missing:
+        if _under_ci():
+            pytest.fail(f"{missing}; browser tests must run under CI")
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page on a report file, recording everything that should not happen."""
+
+    def __init__(self, browser: Any, html: str, path: Path) -> None:
+        path.write_text(html, encoding="utf-8")
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg = self.page
+        pg.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        pg.on("pageerror", lambda e: self.errors.append(str(e)))
+        pg.on("dialog", self._dialog)
+        pg.on("request", lambda r: self.requests.append(r.url))
+        pg.goto(path.as_uri())
+        pg.wait_for_load_state("load")
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def names(self) -> list[str]:
+        return self.page.eval_on_selector_all(
+            f"{VISIBLE} .who", "els => els.map(e => e.textContent)"
+        )
+
+    def shown(self) -> str:
+        return self.page.inner_text("#shown")
+
+    def assert_clean(self, uri: str) -> None:
+        assert self.errors == [] and self.dialogs == []
+        assert self.requests == [uri]  # the file itself and nothing else
 
 
 @pytest.fixture
-def page(tmp_path):
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; `make browser` installs it")
-        pytest.skip("chromium not installed (run `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        dialogs: list[str] = []
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        path = tmp_path / "report.html"
-        path.write_text(build_report(fake_scores(12)), encoding="utf-8")
-        pg.goto(path.as_uri())
-        yield pg, errors, dialogs
-        browser.close()
-
-
-def _visible_names(pg) -> list[str]:
-    return pg.eval_on_selector_all(
-        "tbody.lead:not(.hidden) .who", "els => els.map(e => e.textContent)"
+def report(browser: Any, tmp_path: Path) -> Iterator[Page]:
+    prev = fake_scores().iloc[1:].assign(score=lambda d: d["score"] - 3)
+    html = build_report(
+        fake_scores(), previous=prev, tier_info=TIER_INFO, horizon_days={"prospect": 30}
     )
+    page = Page(browser, html, tmp_path / "report.html")
+    yield page
+    page.page.close()
 
 
-def test_report_in_a_real_browser(page, tmp_path) -> None:
-    pg, errors, dialogs = page
-    names = _visible_names(pg)
-    assert names == [f"Person {i}" for i in range(1, 13)]  # ranked by score
-    assert pg.inner_text("#count") == "12"
-
-    pg.click("th[data-key=score]")  # first click: highest first (already), second: lowest first
-    pg.click("th[data-key=score]")
-    assert _visible_names(pg)[:2] == ["Person 12", "Person 11"]
-    pg.click("th[data-key=name]")
-    assert _visible_names(pg)[0] == "Person 1"
-
-    pg.select_option("#tier", "A")
-    assert sorted(_visible_names(pg)) == ["Person 1", "Person 2", "Person 3"]
-    pg.select_option("#tier", "")
-    pg.select_option("#stage", "prospect")
-    assert set(_visible_names(pg)) == {"Person 1", "Person 4", "Person 7", "Person 10"}
-    pg.select_option("#stage", "")
-    pg.fill("#q", "company 1")
-    assert set(_visible_names(pg)) == {"Person 1", "Person 10", "Person 11", "Person 12"}
-    pg.fill("#q", "")
-    pg.type("#q", "<script>")
-    assert _visible_names(pg) == ["Person 5"]
-    assert pg.inner_text("tbody.lead:not(.hidden) .co") == "<script>alert(1)</script>"
-
-    pg.click("tbody.lead:not(.hidden) tr.row")
-    assert pg.is_visible("tbody.lead:not(.hidden) .card")
-    assert "Viewed the pricing page" in pg.inner_text("tbody.lead:not(.hidden) .reasons")
+def test_loads_ranked_and_offline(report: Page, tmp_path: Path) -> None:
+    pg = report.page
+    assert report.names() == [f"Person {i}" for i in range(1, 13)]
+    assert report.shown() == "12"
+    assert pg.inner_text(".lede").startswith("Call tier A first: 31% of similar leads")
     pg.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert (tmp_path / "report.png").stat().st_size > 10_000
-    assert errors == [] and dialogs == []
+    report.assert_clean((tmp_path / "report.html").as_uri())
+
+
+def test_clicking_headers_sorts(report: Page) -> None:
+    pg = report.page
+    pg.click("th[data-key=score] button")  # score: highest first
+    assert report.names()[:2] == ["Person 1", "Person 2"]
+    assert pg.get_attribute("th[data-key=score]", "aria-sort") == "descending"
+    pg.click("th[data-key=score] button")  # again: lowest first
+    assert report.names()[:3] == ["Person 12", "Person 11", "Person 10"]
+    assert pg.get_attribute("th[data-key=score]", "aria-sort") == "ascending"
+    pg.click("th[data-key=name] button")  # natural order: Person 2 before Person 10
+    assert report.names()[:3] == ["Person 1", "Person 2", "Person 3"]
+    pg.click("th[data-key=stage] button")  # Lead before Prospect, rank within
+    assert report.names()[:2] == ["Person 2", "Person 3"]
+    assert report.names()[-1] == "Person 10"
+    pg.click("th[data-key=change] button")  # biggest rise first, the new lead last
+    assert report.names()[-1] == "Person 1"
+    pg.click("th[data-key=rank] button")
+    assert report.names() == [f"Person {i}" for i in range(1, 13)]
+    assert report.errors == []
+
+
+def test_tier_stage_filters_and_search(report: Page) -> None:
+    pg = report.page
+    for tier in ("B", "C", "D"):  # untick three of the four tier chips
+        pg.click(f"#tier-filter label:has(input[value={tier}])")
+    assert report.names() == ["Person 1", "Person 2", "Person 3"]
+    assert report.shown() == "3"
+    pg.select_option("#stage", "prospect")
+    assert report.names() == ["Person 1"]
+    pg.select_option("#stage", "")
+    pg.click(".tier[data-only=D]")  # a tier card shows only that tier ...
+    assert report.names() == ["Person 10", "Person 11", "Person 12"]
+    pg.click(".tier[data-only=D]")  # ... and a second click shows all again
+    assert report.shown() == "12"
+
+    pg.click("#q")
+    pg.keyboard.type("company 1")
+    assert report.names() == ["Person 1", "Person 10", "Person 11", "Person 12"]
+    pg.fill("#q", "")
+    pg.keyboard.type("zzz")
+    assert report.names() == [] and pg.is_visible("#empty")
+    pg.fill("#q", "")
+    assert report.shown() == "12" and not pg.is_visible("#empty")
+    assert report.errors == []
+
+
+def test_xss_payload_stays_text(report: Page, tmp_path: Path) -> None:
+    pg = report.page
+    pg.click("#q")
+    pg.keyboard.type("<script>")
+    assert report.names() == ["Person 5"]
+    assert pg.inner_text(f"{VISIBLE} .co") == XSS
+    pg.click(f"{VISIBLE} tr.row")
+    assert XSS in pg.inner_text(f"{VISIBLE} .facts")
+    assert pg.evaluate("document.scripts.length") == 1
+    report.assert_clean((tmp_path / "report.html").as_uri())
+
+
+def test_cards_expand_and_print(report: Page) -> None:
+    pg = report.page
+    first = "tbody.lead:first-of-type"
+    assert not pg.is_visible(f"{first} .card")
+    pg.click(f"{first} tr.row")
+    assert pg.is_visible(f"{first} .card")
+    assert pg.get_attribute(f"{first} tr.row", "aria-expanded") == "true"
+    assert "Viewed the pricing page 1 times" in pg.inner_text(f"{first} .reasons")
+    green = pg.eval_on_selector(
+        f"{first} li.pos .track i", "e => getComputedStyle(e).backgroundColor"
+    )
+    red = pg.eval_on_selector(
+        f"{first} li.neg .track i", "e => getComputedStyle(e).backgroundColor"
+    )
+    assert green == "rgb(21, 128, 61)" and red == "rgb(194, 65, 12)"
+    pg.focus(f"{first} tr.row")
+    pg.keyboard.press("Enter")
+    assert not pg.is_visible(f"{first} .card")
+    pg.click("#expand")
+    assert pg.locator(".card:visible").count() == 12
+    pg.click("#expand")
+    assert pg.locator(".card:visible").count() == 0
+    pg.emulate_media(media="print")  # printing shows every card and hides the controls
+    assert pg.locator(".card:visible").count() == 12 and not pg.is_visible("#q")
+    assert report.errors == []
+
+
+def test_long_lists_show_a_page_at_a_time(browser: Any, tmp_path: Path) -> None:
+    report = Page(browser, build_report(fake_scores(), page_size=5), tmp_path / "r.html")
+    pg = report.page
+    assert report.names() == [f"Person {i}" for i in range(1, 6)]
+    assert pg.inner_text(".count") == "5 of 12 leads shown Show 5 more"
+    pg.click("#more")
+    assert report.shown() == "10" and pg.inner_text("#more") == "Show 2 more"
+    pg.click("#more")
+    assert report.shown() == "12" and not pg.is_visible("#more")
+    pg.click("th[data-key=score] button")
+    pg.click("th[data-key=score] button")  # lowest first, still all twelve shown in order
+    assert report.names() == [f"Person {i}" for i in range(12, 0, -1)]
+    pg.click("#q")
+    pg.keyboard.type("person 1")  # a new search starts again from one page
+    assert report.names() == ["Person 12", "Person 11", "Person 10", "Person 1"]
+    pg.fill("#q", "")
+    assert report.names() == [f"Person {i}" for i in range(12, 7, -1)]  # sorted, first page
+    report.assert_clean((tmp_path / "r.html").as_uri())
+    pg.close()
+
+
+# --- the README screenshot -------------------------------------------------------------------
+
+_FIRST = "Mateo Leah Ethan Olivia Ingrid Priya Jonas Sofia Lukas Amara Chen Hannah Diego Noor Felix Clara Tomas Aisha Kenji Marta Oskar Yara Pavel Elena Samuel Ines Rafael Mia Arjun Zoe".split()
+_LAST = "Taylor Sharma Visser Schneider Russo Patel Becker Rossi Wagner Okafor Wei Müller Alvarez Haddad Novak Dubois Silva Khan Tanaka Kowalski Berg Nassar Ivanov Popescu Mensah Costa Moreau Jensen Rao Fischer".split()
+_COMPANIES = [
+    "Northwind Logistics GmbH",
+    "Brightpath Health",
+    "Atlas Quantum AB",
+    "Maplefalcon Learning",
+    "Horizongreen Wealth",
+    "Ironquantum Alliance",
+    "Bluecrest Analytics",
+    "Veridian Foods",
+    "Solstice Retail Group",
+    "Kestrel Robotics",
+    "Lumen & Co. Architects",
+    "Harborview Insurance",
+    "Quartz Mobility",
+    "Tidewater Energy",
+    "Pinecone Software",
+    "Orbital Media",
+    "Crescent Pharma",
+    "Granite Fintech",
+    "Aurora Hotels",
+    "Nimbus Cloudworks",
+    "Redwood Legal LLP",
+    "Summit Freight",
+    "Cobalt Security",
+    "Meridian Telecom",
+    "Fjord Outdoor",
+    "Saffron Kitchens",
+    "Helix Biotech",
+    "Polar Data Systems",
+    "Citrine Events",
+    "Oakridge Manufacturing",
+]
+_TITLES = [
+    "Head of Operations",
+    "CTO",
+    "VP Sales",
+    "IT Manager",
+    "Procurement Lead",
+    "CFO",
+    "Marketing Director",
+    "Founder & CEO",
+    "Data Engineer",
+    "Office Manager",
+]
+_SOURCES = ["web_form", "webinar", "referral", "paid_search", "trade_show", "content_download"]
+_OWNERS = ["Jonas Becker", "Amelia Grant", "Rafael Ortiz"]
+_POSITIVE = [
+    ("pricing_page_view", "Viewed the pricing page {k} times in the last 7 days"),
+    ("demo_request", "Last requested a demo {d} days ago"),
+    ("webinar_attended", "Attended a webinar {k} times in the last 30 days"),
+    ("email_click", "Clicked a link in an email {k} times in the last 7 days"),
+    ("company_size", "Company size: 201-1000"),
+    ("industry", "Industry: Software"),
+    ("form_submit", "Submitted a form {k} times in the last 30 days"),
+    ("content_download", "Last downloaded content {d} days ago"),
+]
+_NEGATIVE = [
+    ("country", "Country: BR"),
+    ("web_visit", "Did not visit the website in the last 7 days"),
+    ("tenure", "Lead for {t} days"),
+    ("email_open", "Last opened an email {d2} days ago"),
+    ("job_title", "Job title: Student"),
+]
+_ACTIVITY = [
+    "pricing_page_view",
+    "email_click",
+    "web_visit",
+    "demo_request",
+    "webinar_attended",
+    "form_submit",
+    "email_open",
+]
+
+
+def demo_scores(n: int = 30, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` plausible fake leads in the scorer's schema, and an earlier run to compare with."""
+    rng = np.random.default_rng(seed)
+    as_of = pd.Timestamp("2025-06-02")
+    rows = []
+    p_next = np.sort(rng.beta(1.3, 4.0, n))[::-1]
+    p_next[:3] = [0.58, 0.47, 0.44]
+    for i in range(n):
+        stage = "prospect" if rng.random() < 0.25 else "lead"
+        p = float(p_next[i])
+        score = int(round(100 * p))
+        tier = "A" if score >= 40 else "B" if score >= 24 else "C" if score >= 11 else "D"
+        k, d, d2, t = (
+            rng.integers(2, 6),
+            rng.integers(1, 6),
+            rng.integers(20, 60),
+            rng.integers(150, 400),
+        )
+        n_pos = 4 if tier in "AB" else int(rng.integers(1, 4))
+        pos = rng.choice(len(_POSITIVE), n_pos, replace=False)
+        neg = rng.choice(len(_NEGATIVE), 2, replace=False)
+        eff_pos = np.sort(rng.uniform(0.005, 0.45 * p + 0.01, n_pos))[::-1]
+        eff_neg = np.sort(rng.uniform(0.004, 0.05, 2))[::-1]
+        reasons = [
+            {
+                "group": _POSITIVE[j][0],
+                "text": _POSITIVE[j][1].format(k=k, d=d),
+                "direction": "+",
+                "effect": round(float(e), 4),
+            }
+            for j, e in zip(pos, eff_pos, strict=True)
+        ] + [
+            {
+                "group": _NEGATIVE[j][0],
+                "text": _NEGATIVE[j][1].format(t=t, d2=d2),
+                "direction": "-",
+                "effect": -round(float(e), 4),
+            }
+            for j, e in zip(neg, eff_neg, strict=True)
+        ]
+        rows.append(
+            {
+                "lead_id": 10_400 + int(rng.integers(0, 9_000)),
+                "as_of": as_of,
+                "stage": stage,
+                "p_prospect": np.nan if stage == "prospect" else p,
+                "p_opportunity": p if stage == "prospect" else p * rng.uniform(0.2, 0.45),
+                "score": score,
+                "tier": tier,
+                "reasons": reasons,
+                "model_version": "leadml-opportunity:2"
+                if stage == "prospect"
+                else "leadml-prospect:3",
+                "name": f"{_FIRST[i % len(_FIRST)]} {_LAST[(i * 7) % len(_LAST)]}",
+                "company": _COMPANIES[i % len(_COMPANIES)],
+                "job_title": _TITLES[int(rng.integers(len(_TITLES)))],
+                "lead_source": _SOURCES[int(rng.integers(len(_SOURCES)))],
+                "owner": _OWNERS[int(rng.integers(len(_OWNERS)))],
+                "last_activity_at": as_of - pd.Timedelta(hours=int(rng.integers(3, 24 * 20))),
+                "last_activity_type": _ACTIVITY[int(rng.integers(len(_ACTIVITY)))],
+            }
+        )
+    scores = pd.DataFrame(rows)
+    previous = scores.drop(index=rng.choice(n, 3, replace=False)).copy()
+    previous["score"] = (previous["score"] - rng.integers(-6, 9, len(previous))).clip(0, 100)
+    previous["as_of"] = as_of - pd.Timedelta(days=7)
+    return scores, previous
+
+
+def write_screenshot(out: Path) -> Path:
+    """Render the demo report in Chromium with its first lead open and save a PNG."""
+    from playwright.sync_api import sync_playwright
+
+    scores, previous = demo_scores()
+    tier_info = {
+        "A": {"conversion_rate": 0.31, "share": 0.1},
+        "B": {"conversion_rate": 0.14, "share": 0.2},
+        "C": {"conversion_rate": 0.06, "share": 0.3},
+        "D": {"conversion_rate": 0.015, "share": 0.4},
+    }
+    html = build_report(
+        scores,
+        previous=previous,
+        tier_info=tier_info,
+        horizon_days={"prospect": 30, "opportunity": 60},
+    )
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+        page_path = Path(tmp) / "report.html"
+        page_path.write_text(html, encoding="utf-8")
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = b.new_page(viewport={"width": 1280, "height": 960})
+        pg.goto(page_path.as_uri())
+        pg.click("tbody.lead:first-of-type tr.row")
+        pg.mouse.move(0, 0)
+        pg.screenshot(path=str(out))
+        b.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(write_screenshot(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png")))

@@ -11,25 +11,42 @@
   var boxes = Array.prototype.slice.call(document.querySelectorAll('#tier-filter input'));
   var cards = Array.prototype.slice.call(document.querySelectorAll('.tier[data-only]'));
   var shownEl = document.getElementById('shown');
+  var matchingEl = document.getElementById('matching');
+  var more = document.getElementById('more');
+  // Only the first PAGE matching leads are laid out: a browser lays out a table of thousands of
+  // rows slowly, and a rep works from the top of the list anyway.
+  var PAGE = parseInt(table.dataset.page, 10) || 200;
+  var limit = PAGE;
   var expand = document.getElementById('expand');
   var NUMERIC = { rank: true, score: true, change: true, p: true };
   var DESC_FIRST = { score: true, change: true, p: true };
   var current = { key: 'rank', dir: 'asc' };
 
-  function apply() {
+  function apply(keepLimit) {
+    if (keepLimit !== true) limit = PAGE;
     var text = q.value.trim().toLowerCase();
     var tiers = {};
     boxes.forEach(function (b) { if (b.checked) tiers[b.value] = true; });
     var s = stage.value;
-    var shown = 0;
+    var visible = [], matching = 0;
     bodies.forEach(function (b) {
       var d = b.dataset;
       var ok = (!text || d.search.indexOf(text) >= 0) && tiers[d.tier] === true && (!s || d.stage === s);
-      b.hidden = !ok;
-      if (ok) shown += 1;
+      if (ok) matching += 1;
+      var show = ok && matching <= limit;
+      if (b.hidden === show) b.hidden = !show;  // untouched rows keep their layout
+      if (show) visible.push(b);
     });
-    shownEl.textContent = String(shown);
-    empty.hidden = shown > 0;
+    // Hidden rows may sit anywhere; only the shown ones need to be in sort order, and moving a
+    // few hundred rows is much cheaper than moving thousands. They go first, under the header.
+    var frag = document.createDocumentFragment();
+    visible.forEach(function (b) { frag.appendChild(b); });
+    table.insertBefore(frag, table.tHead.nextSibling);
+    shownEl.textContent = visible.length.toLocaleString('en-US');
+    matchingEl.textContent = matching.toLocaleString('en-US');
+    more.hidden = matching <= limit;
+    more.textContent = 'Show ' + Math.min(PAGE, matching - limit) + ' more';
+    empty.hidden = matching > 0;
     var only = boxes.filter(function (b) { return b.checked; });
     cards.forEach(function (c) {
       c.classList.toggle('active', only.length === 1 && only[0].value === c.dataset.only);
@@ -55,9 +72,7 @@
       }
       return c || (parseFloat(a.dataset.rank) - parseFloat(b.dataset.rank));
     });
-    var frag = document.createDocumentFragment();
-    bodies.forEach(function (b) { frag.appendChild(b); });
-    table.insertBefore(frag, empty);
+    apply(true);
     headers.forEach(function (th) {
       th.setAttribute('aria-sort', th.dataset.key !== key ? 'none' : (dir === 'asc' ? 'ascending' : 'descending'));
     });
@@ -101,9 +116,14 @@
     });
   });
 
+  more.addEventListener('click', function () {
+    limit += PAGE;
+    apply(true);
+  });
+
   [q, stage].concat(boxes).forEach(function (el) {
-    el.addEventListener('input', apply);
-    el.addEventListener('change', apply);
+    el.addEventListener('input', function () { apply(); });
+    el.addEventListener('change', function () { apply(); });
   });
   apply();
 })();
