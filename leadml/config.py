@@ -26,9 +26,11 @@ __all__ = [
     "ConfigError",
     "ExplainConfig",
     "FeaturesConfig",
+    "FlatConfig",
     "LeadMLConfig",
     "ModelConfig",
     "ScoringConfig",
+    "SparkConfig",
     "TimelineConfig",
     "TrackingConfig",
     "TrainingConfig",
@@ -85,6 +87,9 @@ class FeaturesConfig(_Section):
     windows_days: tuple[int, ...] = (7, 30, 90)
     half_life_days: float = Field(14.0, gt=0)
     trend_days: int = Field(14, ge=1)
+    # Days over which to sum the events' numeric `value` (e.g. seconds on page) per event type,
+    # as `sum_<type>_value_<w>d`; None (the default) leaves value features out.
+    value_window_days: int | None = Field(None, ge=1)
     identifier_columns: tuple[str, ...] = ()
     exclude_columns: tuple[str, ...] = ()
     max_category_levels: int = Field(50, ge=2)
@@ -133,7 +138,11 @@ class ExplainConfig(_Section):
 
     n_positive: int = Field(4, ge=0)
     n_negative: int = Field(2, ge=0)
-    engine: Literal["lightgbm", "shap"] = "lightgbm"
+    # "leadml": the package's own exact TreeSHAP (numba; falls back to "lightgbm" when it cannot
+    # run); "lightgbm": Booster.predict(pred_contrib=True); "shap": shap.TreeExplainer. All three
+    # give the same values (exact path-dependent TreeSHAP); they differ only in speed.
+    engine: Literal["leadml", "lightgbm", "shap"] = "leadml"
+    n_threads: int | None = Field(None, ge=1)
 
 
 class ScoringConfig(_Section):
@@ -141,6 +150,31 @@ class ScoringConfig(_Section):
 
     chunk_size: int = Field(50_000, ge=1)
     format: Literal["parquet", "csv"] = "parquet"
+
+
+class SparkConfig(_Section):
+    """``leadml score --engine spark``: master (``--spark-master`` and ``$LEADML_SPARK_MASTER``
+    win; default ``local[2]``) and lead buckets (default ``spark.sql.shuffle.partitions``)."""
+
+    master: str | None = None
+    partitions: int | None = Field(None, ge=1)
+
+
+class FlatConfig(_Section):
+    """Flat-table mode (``leadml train --table``): cleaning, leakage guard and split."""
+
+    # Read as missing (trimmed, case-insensitive). "Unknown"/"None"/"Other" are left out on
+    # purpose: in many CRMs they are explicit answers, not untouched form defaults.
+    placeholders: tuple[str, ...] = ("Select", "N/A", "NA", "-", "--", "null", "NaN", "")
+    leakage_auc_threshold: float = Field(0.9, gt=0.5, le=1.0)
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _shares(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0 or abs(sum(v) - 1) > 1e-9:
+            raise ValueError(f"train/validation/test shares must be positive and sum to 1, got {v}")
+        return v
 
 
 class TrackingConfig(_Section):
@@ -163,6 +197,8 @@ class LeadMLConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     explain: ExplainConfig = ExplainConfig()
     scoring: ScoringConfig = ScoringConfig()
+    spark: SparkConfig = SparkConfig()
+    flat: FlatConfig = FlatConfig()
     tracking: TrackingConfig = TrackingConfig()
 
     def dump(self) -> dict[str, Any]:
