@@ -1,27 +1,46 @@
 """Point-in-time features: one function for training and for scoring.
 
-:func:`build_features` turns the three tables and a set of observation points ``(lead_id, as_of)``
-into one row per point. Only rows strictly before ``as_of`` are used (events, stage changes), and
-``as_of`` is floored to the second so that comparisons on whole-second keys are exact.
+:func:`build_features` turns the three tables and observation points ``(lead_id, as_of)`` into one
+row per point. Only rows **strictly before** ``as_of`` are used: an event or a stage change at
+``as_of`` or later never changes a feature of that point. Times are compared in whole seconds,
+both sides floored, so an event in the same second as ``as_of`` counts as "not before" (never a
+leak; at worst one second of history is left out).
 
 Feature families (names carry unit and window):
 
-- fit: the lead's own attributes (``industry``, ``company_size``, ...), categoricals with levels
-  fixed by the :class:`FeatureSpec`; identifiers are excluded automatically;
-- engagement: ``n_<type>_<w>d`` events of each type in ``[as_of - w, as_of)``,
-  ``days_since_last_<type>`` (missing when never), ``n_active_days_<W>d`` distinct UTC dates with
-  an event in the largest window, ``engagement_decayed`` (each past event weighs
-  ``2 ** (-age / half_life)``), ``engagement_trend_<t>d`` (events in the last *t* days minus the
-  *t* days before);
-- lifecycle: ``tenure_days``, ``days_in_stage`` (since the last stage change before as_of, or
-  creation), ``n_disqualifications`` (past disqualifications, i.e. recycles).
+fit
+    The lead's own attributes (``industry``, ``company_size``, ``annual_revenue_musd``, ...):
+    strings become categoricals whose levels the :class:`FeatureSpec` fixes (the most frequent
+    ``max_category_levels - 1`` levels, the rest folded into ``"other"``; levels unseen in
+    training become missing), numbers stay numbers. Direct identifiers (configured ones, and
+    columns named like name, email, phone, company, owner, address, url, notes, or holding free
+    text / mostly-unique strings), timestamps and constants are never features; one
+    :class:`IdentifierColumnsExcluded` warning lists what was left out and why.
+engagement, per event type
+    ``n_<type>_<w>d``: events in ``[as_of - w days, as_of)`` for each lookback window;
+    ``days_since_last_<type>``: days since the last one (missing when never);
+    ``sum_<type>_value_<w>d``: sum of the events' ``value`` over one window, for types that carry
+    values (e.g. seconds on page); opt-in with ``features.value_window_days``.
+engagement, all event types of the vocabulary together
+    ``n_active_days_<W>d``: distinct UTC dates with an event in the largest window;
+    ``engagement_decayed``: every past event weighs ``2 ** (-age / half_life)``;
+    ``engagement_trend_<t>d``: events in the last *t* days minus events in the *t* days before
+    (a difference, not a ratio: defined for quiet leads, and in events a rep can picture).
+lifecycle
+    ``tenure_days`` since ``created_at``; ``current_stage``, the stage of the last stage change
+    before ``as_of`` (``lead`` if none); ``days_in_stage`` since that change (or creation);
+    ``n_disqualifications`` before ``as_of`` (past disqualifications, i.e. recycles).
 
-Every feature belongs to a reason *group* (all windows and the recency of one event type form one
-group; each fit attribute is its own) and has a plain-language template, so any feature can become a
-reason a rep reads (:meth:`FeatureSpec.describe`).
+Every feature belongs to a reason *group* (all windows, recency and value of one event type are
+one group; each fit attribute is its own group; ``engagement``, ``tenure`` and ``stage_history``
+hold the rest) and has plain-language templates, so any feature can become a sentence a rep
+reads (:meth:`FeatureSpec.describe`).
 
-Cost grows with events + points: per event type, events are keyed ``lead_code << 32 | seconds``
-and every window count is a difference of two ``searchsorted`` positions.
+Cost grows with events + points, never events × points: events are keyed
+``lead_position << 32 | seconds`` in one sorted array (per event type, a sorted sub-array), so a
+window count is the difference of two :func:`numpy.searchsorted` positions, recency reads the key
+just before ``as_of``, distinct active days are differences of a cumulative count of
+(lead, date) runs, and the decayed total reads a running decayed count computed once per event.
 """
 
 from __future__ import annotations
@@ -36,9 +55,10 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig
-from leadml.contracts import CRMData
+from leadml.contracts import STAGES, CRMData
 
 __all__ = [
+    "FeatureInputError",
     "FeatureSpec",
     "IdentifierColumnsExcluded",
     "build_features",
@@ -47,44 +67,62 @@ __all__ = [
     "to_categorical",
 ]
 
-_SEC_PER_DAY = 86_400
-_IDENTIFIER_PATTERN = re.compile(
-    r"(^|_)(first_?name|last_?name|full_?name|name|e_?mail|email_address|phone|phone_number|"
-    r"mobile|address|street|url|website|linkedin|ssn|notes?|comments?|description)($|_)"
-    r"|^(company|company_name|account|account_name|owner|owner_name|owner_id)$",
-    re.IGNORECASE,
-)
+_DAY = 86_400
+_LOW = (1 << 32) - 1  # the seconds part of a key
 
-# How an event type reads in a sentence: (past-tense verb phrase, noun phrase for recency).
-_EVENT_PHRASES: dict[str, tuple[str, str]] = {
-    "email_open": ("Opened an email", "opened an email"),
-    "email_click": ("Clicked a link in an email", "clicked an email link"),
-    "web_visit": ("Visited the website", "visited the website"),
-    "pricing_page_view": ("Viewed the pricing page", "viewed the pricing page"),
-    "content_download": ("Downloaded content", "downloaded content"),
-    "webinar_attended": ("Attended a webinar", "attended a webinar"),
-    "form_submit": ("Submitted a form", "submitted a form"),
-    "demo_request": ("Requested a demo", "requested a demo"),
+# How an event type reads in a sentence: (did it, did not, group label).
+_EVENT_WORDS: dict[str, tuple[str, str, str]] = {
+    "email_open": ("Opened an email", "Did not open an email", "Email opens"),
+    "email_click": (
+        "Clicked a link in an email",
+        "Did not click a link in an email",
+        "Email clicks",
+    ),
+    "web_visit": ("Visited the website", "Did not visit the website", "Website visits"),
+    "pricing_page_view": (
+        "Viewed the pricing page",
+        "Did not view the pricing page",
+        "Pricing page views",
+    ),
+    "content_download": ("Downloaded content", "Did not download content", "Content downloads"),
+    "webinar_attended": ("Attended a webinar", "Did not attend a webinar", "Webinars attended"),
+    "form_submit": ("Submitted a form", "Did not submit a form", "Form submissions"),
+    "demo_request": ("Requested a demo", "Did not request a demo", "Demo requests"),
 }
+_GROUP_LABELS = {
+    "engagement": "Overall engagement",
+    "tenure": "Time since creation",
+    "stage_history": "Stage history",
+}
+
+# Column-name tokens that mark direct identifiers or free text.
+_IDENTIFIER_TOKENS = frozenset(
+    {
+        "name", "firstname", "lastname", "fullname", "surname", "username",
+        "email", "emailaddress",
+        "phone", "mobile", "telephone", "tel", "fax", "phonenumber",
+        "owner", "address", "street", "url", "website", "homepage", "linkedin", "twitter",
+        "ssn", "notes", "note", "comment", "comments", "description", "freetext",
+    }
+)  # fmt: skip
+# "company" / "account" are identifiers on their own or with these words, but company_size,
+# company_industry or account_type are fit attributes.
+_ENTITY_TOKENS = frozenset({"company", "account", "organisation", "organization"})
+_ENTITY_ID_TOKENS = frozenset({"name", "id", "domain", "website", "url", "legal"})
+_UNIT_SUFFIXES = {"_musd": " (US$ millions)", "_usd": " (US$)", "_pct": " (%)", "_days": " (days)"}
 
 
 class IdentifierColumnsExcluded(UserWarning):
-    """Lead columns that look like direct identifiers were left out of the features."""
+    """Lead columns that look like identifiers, free text, timestamps or constants were left out."""
 
 
-def _phrase(event_type: str) -> tuple[str, str]:
-    if event_type in _EVENT_PHRASES:
-        return _EVENT_PHRASES[event_type]
-    label = event_type.replace("_", " ")
-    return (f"Had '{label}' events", f"had a '{label}' event")
+class FeatureInputError(ValueError):
+    """Observation points or tables that features cannot be built from; says what and how to fix."""
 
 
-def _times(n: float) -> str:
-    n = int(round(n))
-    return "once" if n == 1 else f"{n} times"
-
-
-_UNIT_SUFFIXES = {"_musd": " (US$ millions)", "_usd": " (US$)", "_pct": " (%)", "_days": " (days)"}
+def _tokens(column: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column)
+    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
 
 
 def _label(column: str) -> str:
@@ -97,45 +135,148 @@ def _label(column: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _event_words(event_type: str) -> tuple[str, str, str]:
+    if event_type in _EVENT_WORDS:
+        return _EVENT_WORDS[event_type]
+    label = event_type.replace("_", " ")
+    return (f"Had a '{label}' event", f"No '{label}' event", f"{_label(event_type)} events")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        return bool(isinstance(value, float | np.floating) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def _number(v: float) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    if v == int(v) and abs(v) < 1e15:
+        return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def _fit_templates(column: str, kind: str) -> dict[str, str]:
+    label = _label(column)
+    value = f"{label}: {{value}}" if kind == "categorical" else f"{label}: {{num}}"
+    return {"value": value, "missing": f"{label} unknown"}
+
+
+def _normalise_templates(
+    names: tuple[str, ...], kinds: dict[str, str], templates: dict[str, Any]
+) -> dict[str, dict[str, str]]:
+    """Accept a plain format string per feature (or ``"fit:<column>"``) as well as a dict."""
+    out: dict[str, dict[str, str]] = {}
+    for name in names:
+        t = templates.get(name)
+        if isinstance(t, dict):
+            out[name] = {str(k): str(v) for k, v in t.items()}
+        elif isinstance(t, str) and t.startswith("fit:"):
+            out[name] = _fit_templates(t[4:], kinds.get(name, "numeric"))
+        elif isinstance(t, str):
+            out[name] = {"value": t}
+        else:
+            out[name] = _fit_templates(name, kinds.get(name, "numeric"))
+    return out
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Everything needed to rebuild identical features and to put them into words.
 
     Built at training time by :func:`make_feature_spec`, stored in the model bundle as JSON
-    (:meth:`to_dict`), and passed to :func:`build_features` at scoring time so the columns, their
-    order, dtypes and category levels never drift from what the model saw.
+    (:meth:`to_dict` / :meth:`from_dict`), and passed to :func:`build_features` at scoring time so
+    the columns, their order, dtypes and category levels never drift from what the model saw.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Feature columns, in model order.
+    kinds : dict
+        ``"numeric"`` or ``"categorical"`` per feature.
+    levels : dict
+        Category levels per categorical feature (pandas ``category`` dtype with exactly these).
+    groups : dict
+        Reason group per feature.
+    templates : dict
+        Per feature, plain-language format strings: ``"value"`` (always), and optionally
+        ``"zero"`` (shown when the value rounds to 0), ``"negative"`` and ``"missing"``. Fields:
+        ``{value}`` (as given), ``{num}`` (a readable number), ``{n}`` (absolute value rounded to
+        a whole number), ``{s}`` (``"s"`` unless ``n == 1``), ``{abs}``.
+    event_types : tuple of str
+        Event vocabulary; other types are ignored when building features.
+    fit_columns, excluded_columns : tuple of str
+        Lead columns used as fit features, and those left out.
+    windows_days, half_life_days, trend_days : engagement settings
+    value_types : tuple of str
+        Event types whose ``value`` is summed over ``value_window_days``.
+    group_labels : dict
+        Short human label per reason group.
+    columns : dict
+        Column names of the input tables (:class:`~leadml.config.ColumnsConfig`).
     """
 
     names: tuple[str, ...]
     kinds: dict[str, str]
     levels: dict[str, tuple[str, ...]]
     groups: dict[str, str]
-    templates: dict[str, str]
+    templates: dict[str, dict[str, str]]
     event_types: tuple[str, ...]
     fit_columns: tuple[str, ...]
     excluded_columns: tuple[str, ...]
     windows_days: tuple[int, ...]
     half_life_days: float
     trend_days: int
+    value_types: tuple[str, ...] = ()
+    value_window_days: int | None = None
+    group_labels: dict[str, str] = field(default_factory=dict)
     columns: dict[str, str] = field(default_factory=lambda: ColumnsConfig().model_dump())
+
+    def __post_init__(self) -> None:
+        templates = _normalise_templates(self.names, self.kinds, dict(self.templates))
+        object.__setattr__(self, "templates", templates)
+        missing = [n for n in self.names if n not in self.kinds or n not in self.groups]
+        if missing:
+            raise ValueError(f"FeatureSpec: features without a kind or group: {missing}")
 
     @property
     def categorical(self) -> tuple[str, ...]:
+        """Categorical features, in model order."""
         return tuple(n for n in self.names if self.kinds[n] == "categorical")
 
     @property
     def group_names(self) -> tuple[str, ...]:
+        """Reason groups in the order their first feature appears."""
         return tuple(dict.fromkeys(self.groups[n] for n in self.names))
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (lists instead of tuples); :meth:`from_dict` reverses it."""
         d = asdict(self)
         d["levels"] = {k: list(v) for k, v in self.levels.items()}
-        for key in ("names", "event_types", "fit_columns", "excluded_columns", "windows_days"):
+        for key in (
+            "names",
+            "event_types",
+            "fit_columns",
+            "excluded_columns",
+            "windows_days",
+            "value_types",
+        ):
             d[key] = list(d[key])
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        """Rebuild a spec from :meth:`to_dict` output (e.g. read from a bundle's JSON)."""
+        vw = d.get("value_window_days")
         return cls(
             names=tuple(d["names"]),
             kinds=dict(d["kinds"]),
@@ -148,145 +289,161 @@ class FeatureSpec:
             windows_days=tuple(int(w) for w in d["windows_days"]),
             half_life_days=float(d["half_life_days"]),
             trend_days=int(d["trend_days"]),
+            value_types=tuple(d.get("value_types", ())),
+            value_window_days=None if vw is None else int(vw),
+            group_labels=dict(d.get("group_labels", {})),
             columns=dict(d.get("columns", ColumnsConfig().model_dump())),
         )
 
     def group_label(self, group: str) -> str:
-        """Short human label of a reason group, e.g. ``Pricing page view``."""
-        if group in self.event_types:
-            return _label(group)
-        return {"engagement": "Overall engagement", "stage_history": "Stage history"}.get(
-            group, _label(group)
-        )
+        """Short human label of a reason group, e.g. ``Pricing page views``."""
+        return self.group_labels.get(group) or _GROUP_LABELS.get(group) or _label(group)
 
     def describe(self, feature: str, value: Any) -> str:
         """Render ``feature = value`` as a sentence a sales rep can read.
 
         Examples
         --------
-        >>> spec = FeatureSpec(names=("n_pricing_page_view_7d",),
-        ...     kinds={"n_pricing_page_view_7d": "numeric"}, levels={},
-        ...     groups={"n_pricing_page_view_7d": "pricing_page_view"},
-        ...     templates={"n_pricing_page_view_7d": "count:pricing_page_view:7"},
-        ...     event_types=("pricing_page_view",), fit_columns=(), excluded_columns=(),
-        ...     windows_days=(7,), half_life_days=14.0, trend_days=14)
+        >>> spec = FeatureSpec(
+        ...     names=("n_pricing_page_view_7d", "days_since_last_demo_request", "company_size"),
+        ...     kinds={"n_pricing_page_view_7d": "numeric",
+        ...            "days_since_last_demo_request": "numeric", "company_size": "categorical"},
+        ...     levels={"company_size": ("1-10", "11-50")},
+        ...     groups={"n_pricing_page_view_7d": "pricing_page_view",
+        ...             "days_since_last_demo_request": "demo_request",
+        ...             "company_size": "company_size"},
+        ...     templates={
+        ...         "n_pricing_page_view_7d": {
+        ...             "value": "Viewed the pricing page {n} time{s} in the last 7 days",
+        ...             "zero": "Did not view the pricing page in the last 7 days"},
+        ...         "days_since_last_demo_request": {
+        ...             "value": "Last requested a demo {n} day{s} ago",
+        ...             "zero": "Last requested a demo today",
+        ...             "missing": "Never requested a demo"},
+        ...         "company_size": "fit:company_size"},
+        ...     event_types=("demo_request", "pricing_page_view"), fit_columns=("company_size",),
+        ...     excluded_columns=(), windows_days=(7,), half_life_days=14.0, trend_days=14)
         >>> spec.describe("n_pricing_page_view_7d", 3)
         'Viewed the pricing page 3 times in the last 7 days'
+        >>> spec.describe("n_pricing_page_view_7d", 1)
+        'Viewed the pricing page 1 time in the last 7 days'
         >>> spec.describe("n_pricing_page_view_7d", 0)
         'Did not view the pricing page in the last 7 days'
+        >>> spec.describe("days_since_last_demo_request", float("nan"))
+        'Never requested a demo'
+        >>> spec.describe("company_size", "11-50")
+        'Company size: 11-50'
         """
-        kind, _, arg = self.templates[feature].partition(":")
-        missing = value is None or (isinstance(value, float) and math.isnan(value))
-        if kind == "count":
-            etype, _, w = arg.partition(":")
-            verb, _ = _phrase(etype)
-            if missing or float(value) == 0:
-                return f"{_negate(verb)} in the last {w} days"
-            return f"{verb} {_times(float(value))} in the last {w} days"
-        if kind == "recency":
-            _, noun = _phrase(arg)
-            if missing:
-                return f"Never {noun}"
-            days = float(value)
-            when = "today" if days < 1 else ("1 day ago" if days < 2 else f"{int(days)} days ago")
-            return f"Last {noun} {when}"
-        if kind == "fit":
-            label = _label(arg)
-            return f"{label} unknown" if missing else f"{label}: {_fmt(value)}"
-        if kind == "active_days":
-            return f"Active on {0 if missing else int(value)} of the last {arg} days"
-        if kind == "decayed":
-            n = 0.0 if missing else float(value)
-            return f"Engagement score {n:.1f} (events weighted by recency, half-life {self.half_life_days:g} days)"
-        if kind == "trend":
-            v = 0 if missing else int(round(float(value)))
-            if v == 0:
-                return f"Engagement steady over the last {arg} days"
-            word = "up" if v > 0 else "down"
-            return f"Engagement {word} by {abs(v)} events vs the {arg} days before"
-        if kind == "tenure":
-            return f"Lead for {int(value)} days"
-        if kind == "stage":
-            return f"Currently a {value}" if not missing else "Stage unknown"
-        if kind == "days_in_stage":
-            return f"In the current stage for {int(value)} days"
-        if kind == "disqualifications":
-            n = 0 if missing else int(value)
-            return "Never disqualified before" if n == 0 else f"Disqualified {_times(n)} before"
-        return f"{_label(feature)}: {_fmt(value)}"
+        t = self.templates[feature]
+        if _is_missing(value):
+            return t.get("missing", f"{_label(feature)} unknown")
+        if self.kinds.get(feature) == "categorical" or isinstance(value, str):
+            return t["value"].format(value=value, num=str(value), n=value, s="s", abs=value)
+        v = float(value)
+        n = int(math.floor(abs(v) + 0.5))
+        key = "value"
+        if n == 0 and "zero" in t:
+            key = "zero"
+        elif v < 0 and "negative" in t:
+            key = "negative"
+        return t[key].format(value=v, num=_number(v), n=n, s="" if n == 1 else "s", abs=abs(v))
 
 
-def _negate(verb: str) -> str:
-    # "Viewed the pricing page" -> "Did not view the pricing page"
-    head, _, rest = verb.partition(" ")
-    base = {
-        "Opened": "open",
-        "Clicked": "click",
-        "Visited": "visit",
-        "Viewed": "view",
-        "Downloaded": "download",
-        "Attended": "attend",
-        "Submitted": "submit",
-        "Requested": "request",
-        "Had": "have",
-    }.get(head, head.lower())
-    return f"Did not {base} {rest}".rstrip()
+def feature_groups(spec: FeatureSpec) -> dict[str, list[str]]:
+    """Reason group -> its features, in spec order."""
+    groups: dict[str, list[str]] = {}
+    for n in spec.names:
+        groups.setdefault(spec.groups[n], []).append(n)
+    return groups
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return f"{float(value):,.4g}"
-    return str(value)
+# --- the spec: vocabulary and levels from training data ---------------------------------------
 
 
-def _is_identifier(column: str, values: pd.Series) -> bool:
-    if _IDENTIFIER_PATTERN.search(column):
-        return True
-    if isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        return False
-    # Free text or per-lead codes: mostly unique strings carry no reusable signal, only identity.
+def _exclusion_reason(column: str, values: pd.Series) -> str | None:
+    tokens = _tokens(column)
+    joined = "".join(tokens)
+    if any(t in _IDENTIFIER_TOKENS for t in tokens) or any(w in joined for w in ("email", "phone")):
+        return "identifier"
+    entity = [t for t in tokens if t in _ENTITY_TOKENS]
+    if entity and all(t in _ENTITY_TOKENS or t in _ENTITY_ID_TOKENS for t in tokens):
+        return "identifier"
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return "timestamp"
     non_null = values.dropna()
-    return len(non_null) >= 50 and non_null.nunique() > 0.5 * len(non_null)
+    if non_null.nunique() <= 1:
+        return "constant"
+    if isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(values.dtype):
+        return None
+    text = non_null.astype("string")
+    # Free text or per-lead codes: mostly unique strings carry identity, not reusable signal.
+    if len(text) >= 20 and text.nunique() > 0.5 * len(text):
+        return "free text / mostly unique"
+    if len(text) and float(text.str.len().mean()) > 60:
+        return "free text"
+    return None
 
 
 def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> FeatureSpec:
     """Infer the feature vocabulary (event types, fit columns, category levels) from training data.
 
-    Warns with :class:`IdentifierColumnsExcluded` listing the lead columns that were left out.
+    Parameters
+    ----------
+    data : CRMData
+        Training data (validated).
+    config : FeaturesConfig, optional
+        Windows, decay, trend, value window, exclusions and the category level cap.
+
+    Returns
+    -------
+    FeatureSpec
+
+    Warns
+    -----
+    IdentifierColumnsExcluded
+        Once, listing the lead columns left out automatically and why. Columns listed in
+        ``identifier_columns`` / ``exclude_columns`` are left out silently.
     """
     cfg = config or FeaturesConfig()
     c = data.columns
     leads = data.leads
-    reserved = {c.lead_id, c.created_at}
     configured = set(cfg.identifier_columns) | set(cfg.exclude_columns)
     excluded: list[str] = []
+    noted: list[str] = []
     fit: list[str] = []
     for col in leads.columns:
-        if col in reserved:
+        if col in (c.lead_id, c.created_at):
             continue
-        s = leads[col]
-        if (
-            col in configured
-            or _is_identifier(col, s)
-            or pd.api.types.is_datetime64_any_dtype(s.dtype)
-            or s.nunique(dropna=True) <= 1
-        ):
+        if col in configured:
             excluded.append(col)
-        else:
+            continue
+        reason = _exclusion_reason(col, leads[col])
+        if reason is None:
             fit.append(col)
-    if excluded:
+        else:
+            excluded.append(col)
+            noted.append(f"{col} ({reason})")
+    if noted:
         warnings.warn(
-            "not used as features (identifiers, free text, timestamps or constants): "
-            + ", ".join(excluded),
+            "leads columns not used as features: "
+            + ", ".join(noted)
+            + ". Add them to features.exclude_columns to acknowledge, or rename a column that "
+            "is a genuine attribute.",
             IdentifierColumnsExcluded,
             stacklevel=2,
         )
 
+    names: list[str] = []
     kinds: dict[str, str] = {}
     levels: dict[str, tuple[str, ...]] = {}
     groups: dict[str, str] = {}
-    templates: dict[str, str] = {}
-    names: list[str] = []
+    templates: dict[str, dict[str, str]] = {}
+    group_labels: dict[str, str] = {}
+
+    def add(name: str, kind: str, group: str, template: dict[str, str]) -> None:
+        names.append(name)
+        kinds[name], groups[name], templates[name] = kind, group, template
+
     for col in fit:
         s = leads[col]
         if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
@@ -296,44 +453,117 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
             keep = [k for k, _ in order[: cfg.max_category_levels - 1]]
             if len(order) > len(keep):
                 keep.append("other")
-            levels[col] = tuple(sorted(keep))
-            kinds[col] = "categorical"
+            levels[col] = tuple(sorted(set(keep)))
+            kind = "categorical"
         else:
-            kinds[col] = "numeric"
-        groups[col] = col
-        templates[col] = f"fit:{col}"
-        names.append(col)
+            kind = "numeric"
+        add(col, kind, col, _fit_templates(col, kind))
+        group_labels[col] = _label(col)
 
-    et = data.events[c.event_type]
+    ev = data.events
+    et = ev[c.event_type]
     if isinstance(et.dtype, pd.CategoricalDtype):
-        present = et.cat.remove_unused_categories().cat.categories
+        # Counting the codes is O(events); remove_unused_categories sorts them.
+        used = np.bincount(np.asarray(et.cat.codes) + 1, minlength=len(et.cat.categories) + 1)
+        present = [str(x) for x, n in zip(et.cat.categories, used[1:], strict=True) if n]
     else:
-        present = pd.Index(et.dropna().unique())
-    event_types = tuple(sorted(str(x) for x in present))
+        present = [str(x) for x in pd.unique(et.dropna())]
+    event_types = tuple(sorted(present))
+    value_types: tuple[str, ...] = ()
+    if cfg.value_window_days is not None and c.value in ev.columns and len(ev):
+        finite = np.isfinite(ev[c.value].to_numpy(dtype="float64", na_value=np.nan))
+        cats = et if isinstance(et.dtype, pd.CategoricalDtype) else et.astype("category")
+        n_cats = len(cats.cat.categories)
+        seen = np.bincount(np.asarray(cats.cat.codes)[finite] + 1, minlength=n_cats + 1)[1:]
+        with_values = {str(cats.cat.categories[k]) for k in np.flatnonzero(seen)}
+        value_types = tuple(t for t in event_types if t in with_values)
+    vw = cfg.value_window_days
     for etype in event_types:
+        did, did_not, group_label = _event_words(etype)
+        group_labels[etype] = group_label
         for w in cfg.windows_days:
-            n = f"n_{etype}_{w}d"
-            names.append(n)
-            kinds[n], groups[n], templates[n] = "numeric", etype, f"count:{etype}:{w}"
-        n = f"days_since_last_{etype}"
-        names.append(n)
-        kinds[n], groups[n], templates[n] = "numeric", etype, f"recency:{etype}"
-    wmax = max(cfg.windows_days)
-    extra = {
-        f"n_active_days_{wmax}d": ("engagement", f"active_days:{wmax}"),
-        "engagement_decayed": ("engagement", "decayed:"),
-        f"engagement_trend_{cfg.trend_days}d": ("engagement", f"trend:{cfg.trend_days}"),
-        "tenure_days": ("tenure", "tenure:"),
-        "current_stage": ("stage_history", "stage:"),
-        "days_in_stage": ("stage_history", "days_in_stage:"),
-        "n_disqualifications": ("stage_history", "disqualifications:"),
-    }
-    for n, (g, t) in extra.items():
-        names.append(n)
-        kinds[n], groups[n], templates[n] = "numeric", g, t
-    # The stage a lead was last moved to before as_of (recycled leads come back as "lead").
-    kinds["current_stage"] = "categorical"
-    levels["current_stage"] = ("disqualified", "lead", "prospect")
+            add(
+                f"n_{etype}_{w}d",
+                "numeric",
+                etype,
+                {
+                    "value": f"{did} {{n}} time{{s}} in the last {w} days",
+                    "zero": f"{did_not} in the last {w} days",
+                },
+            )
+        add(
+            f"days_since_last_{etype}",
+            "numeric",
+            etype,
+            {
+                "value": f"Last {_lower_first(did)} {{n}} day{{s}} ago",
+                "zero": f"Last {_lower_first(did)} today",
+                "missing": f"Never {_lower_first(did)}",
+            },
+        )
+        if etype in value_types:
+            add(
+                f"sum_{etype}_value_{vw}d",
+                "numeric",
+                etype,
+                {"value": f"{group_label} in the last {vw} days: total value {{num}}"},
+            )
+
+    wmax, td, hl = max(cfg.windows_days), cfg.trend_days, cfg.half_life_days
+    add(
+        f"n_active_days_{wmax}d",
+        "numeric",
+        "engagement",
+        {
+            "value": f"Active on {{n}} day{{s}} of the last {wmax}",
+            "zero": f"No activity in the last {wmax} days",
+        },
+    )
+    add(
+        "engagement_decayed",
+        "numeric",
+        "engagement",
+        {
+            "value": f"Recency-weighted engagement {{value:.1f}} (an event counts half after "
+            f"{hl:g} days)",
+            "zero": "Little or no engagement so far",
+        },
+    )
+    add(
+        f"engagement_trend_{td}d",
+        "numeric",
+        "engagement",
+        {
+            "value": f"{{n}} more event{{s}} in the last {td} days than in the {td} days before",
+            "negative": f"{{n}} fewer event{{s}} in the last {td} days than in the {td} days "
+            "before",
+            "zero": f"As many events in the last {td} days as in the {td} days before",
+        },
+    )
+    add(
+        "tenure_days",
+        "numeric",
+        "tenure",
+        {"value": "Created {n} day{s} ago", "zero": "Created today"},
+    )
+    add("current_stage", "categorical", "stage_history", {"value": "Current stage: {value}"})
+    levels["current_stage"] = STAGES
+    add(
+        "days_in_stage",
+        "numeric",
+        "stage_history",
+        {
+            "value": "In the current stage for {n} day{s}",
+            "zero": "Entered the current stage today",
+        },
+    )
+    add(
+        "n_disqualifications",
+        "numeric",
+        "stage_history",
+        {"value": "Disqualified {n} time{s} before", "zero": "Never disqualified before"},
+    )
+    group_labels.update(_GROUP_LABELS)
     return FeatureSpec(
         names=tuple(names),
         kinds=kinds,
@@ -344,8 +574,11 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         fit_columns=tuple(fit),
         excluded_columns=tuple(excluded),
         windows_days=tuple(cfg.windows_days),
-        half_life_days=float(cfg.half_life_days),
-        trend_days=int(cfg.trend_days),
+        half_life_days=float(hl),
+        trend_days=int(td),
+        value_types=value_types,
+        value_window_days=vw if value_types else None,
+        group_labels=group_labels,
         columns=c.model_dump(),
     )
 
@@ -358,27 +591,105 @@ def to_categorical(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd
     return pd.Categorical(arr, categories=list(levels))
 
 
-def _seconds(ts: np.ndarray) -> np.ndarray:
-    return ts.astype("datetime64[ns]").astype("int64") // 1_000_000_000
+# --- building features --------------------------------------------------------------------------
 
 
-class _Keyed:
-    """Sorted ``lead_code << 32 | seconds`` keys for fast per-lead window queries."""
+def _positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Row position in the leads table of each id (-1 when unknown).
 
-    def __init__(self, codes: np.ndarray, seconds: np.ndarray, t0: int):
-        rel = np.clip(seconds - t0, 0, 2**32 - 1)
-        raw = (codes.astype(np.int64) << 32) | rel
-        self.order = np.argsort(raw, kind="stable")
-        self.keys = raw[self.order]
+    Event tables hold long runs of the same lead, so each run is looked up once.
+    """
+    values = ids.to_numpy()
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n > 2 * len(index):
+        change = np.empty(n, dtype=bool)
+        change[0] = True
+        np.not_equal(values[1:], values[:-1], out=change[1:])
+        starts = np.flatnonzero(change)
+        if len(starts) < n // 2:
+            run_pos = index.get_indexer(values[starts]).astype(np.int64)
+            return np.repeat(run_pos, np.diff(np.append(starts, n)))
+    return index.get_indexer(values).astype(np.int64)
 
-    def count_before(self, q: np.ndarray) -> np.ndarray:
+
+def _seconds(values: pd.Series | np.ndarray) -> np.ndarray:
+    ns = np.asarray(values, dtype="datetime64[ns]").view(np.int64)
+    return ns // 1_000_000_000
+
+
+def _as_of(points: pd.DataFrame) -> np.ndarray:
+    raw = points["as_of"]
+    idx = pd.DatetimeIndex(pd.to_datetime(raw))
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    out = idx.to_numpy(dtype="datetime64[ns]")
+    if np.isnat(out).any():
+        rows = np.flatnonzero(np.isnat(out))[:5].tolist()
+        raise FeatureInputError(
+            f"points.as_of: {int(np.isnat(out).sum())} missing as_of (rows {rows}); every "
+            "observation point needs an instant"
+        )
+    return out
+
+
+class _Timeline:
+    """One table's rows as sorted ``lead_position << 32 | seconds - t0`` keys.
+
+    ``pos`` and ``rel`` (lead position and seconds since ``t0``) are kept beside the keys, in the
+    same order, because the decayed total and the active days need them.
+    """
+
+    def __init__(self, pos: np.ndarray, seconds: np.ndarray, t0: int, *payload: np.ndarray):
+        # In place where possible: at 50M events every temporary is 400 MB. ``seconds`` is
+        # ours to overwrite (a fresh array from _seconds).
+        rel = seconds
+        rel -= t0
+        np.clip(rel, 0, _LOW, out=rel)
+        keys = pos << 32
+        keys |= rel
+        self.payload = list(payload)
+        if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
+            order = np.argsort(keys, kind="stable")
+            keys, pos, rel = keys[order], pos[order], rel[order]
+            self.payload = [p[order] for p in payload]
+        self.keys, self.pos, self.rel = keys, pos, rel
+
+    def before(self, q: np.ndarray) -> np.ndarray:
+        """How many keys are strictly before each query key."""
         return np.searchsorted(self.keys, q, side="left")
 
-    def last_before(self, n_before: np.ndarray) -> np.ndarray:
-        """Key of the last entry before each query (given ``count_before``), or -1."""
+    def last(self, n_before: np.ndarray, q_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index of each query's last earlier row of the same lead, and whether there is one."""
+        i = np.maximum(n_before - 1, 0)
         if len(self.keys) == 0:
-            return np.full(len(n_before), -1, dtype=np.int64)
-        return np.where(n_before > 0, self.keys[np.maximum(n_before - 1, 0)], -1)
+            return i, np.zeros(len(n_before), dtype=bool)
+        return i, (n_before > 0) & ((self.keys[i] >> 32) == q_pos)
+
+
+def _range_sums(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``values[lo:hi].sum()`` per pair; each sum only reads its own slice (exact, no drift)."""
+    if len(lo) == 0:
+        return np.zeros(0)
+    padded = np.append(values, 0.0)
+    idx = np.empty(2 * len(lo), dtype=np.int64)
+    idx[0::2], idx[1::2] = lo, hi
+    sums = np.add.reduceat(padded, idx)[0::2]
+    return np.where(hi > lo, sums, 0.0)
+
+
+def _level_codes(values: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
+    """Category codes of ``values`` in ``levels``; rare levels fold into "other", unseen -> -1."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        # Map each category once, then gather by code: no per-row strings.
+        per_category = _level_codes(pd.Series(values.cat.categories.astype(str)), levels)
+        lookup = np.append(per_category, -1)  # code -1 (missing) -> the appended -1
+        return lookup[np.asarray(values.cat.codes)]
+    text = values.astype("string")
+    if "other" in levels:
+        text = text.where(text.isna() | text.isin(list(levels)), "other")
+    return pd.Index(list(levels), dtype=object).get_indexer(text.astype(object)).astype(np.int64)
 
 
 def build_features(
@@ -396,175 +707,306 @@ def build_features(
     Parameters
     ----------
     leads, events, stage_changes : DataFrame
-        Validated tables (see :func:`leadml.contracts.validate`).
+        Validated tables (see :func:`leadml.contracts.validate`). Rows after ``as_of`` may be
+        present; they are never read for that point.
     points : DataFrame
-        ``lead_id`` and ``as_of`` columns; output rows follow its order.
-    columns, config : optional
-        Column names and feature settings; ignored for what ``spec`` fixes.
+        ``lead_id`` and ``as_of`` columns; output rows follow its order. Leads need no events.
+    columns : ColumnsConfig, optional
+        Column names of the tables.
+    config : FeaturesConfig, optional
+        Used only to infer a spec when ``spec`` is None.
     spec : FeatureSpec, optional
-        The training-time spec. Without it one is inferred from these tables.
+        The training-time spec: fixes the columns, their order, dtypes and category levels.
+        Event types outside its vocabulary are ignored; vocabulary types with no events get
+        zero counts. Without a spec, one is inferred from these tables.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id`` (the leads' dtype), ``as_of`` (``datetime64[ns]``), then ``spec.names``:
+        float64 numerics and ``category`` columns with exactly the spec's levels.
+
+    Raises
+    ------
+    FeatureInputError
+        Points without ``lead_id``/``as_of``, for unknown leads, with a missing ``as_of``, or
+        before the lead was created.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from leadml.contracts import validate
+    >>> data = validate(
+    ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
+    ...     pd.DataFrame({"lead_id": [1, 1], "event_type": ["web_visit", "web_visit"],
+    ...                   "occurred_at": ["2024-01-28", "2024-02-01"]}),
+    ...     pd.DataFrame({"lead_id": [1], "stage": ["lead"], "changed_at": ["2024-01-01"]}))
+    >>> points = pd.DataFrame({"lead_id": [1], "as_of": [pd.Timestamp("2024-02-01")]})
+    >>> f = build_features(data.leads, data.events, data.stage_changes, points)
+    >>> f[["n_web_visit_7d", "days_since_last_web_visit", "tenure_days"]].iloc[0].tolist()
+    [1.0, 4.0, 31.0]
     """
     c = columns or ColumnsConfig()
     if spec is None:
-        data = CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c)
-        spec = make_feature_spec(data, config)
+        spec = make_feature_spec(
+            CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c), config
+        )
     missing = [col for col in (c.lead_id, "as_of") if col not in points.columns]
     if missing:
-        raise ValueError(f"points: missing column(s) {missing}; expected lead_id and as_of")
-
-    lead_index = pd.Index(leads[c.lead_id])
-    p_code = lead_index.get_indexer(points[c.lead_id])
-    if (p_code < 0).any():
-        bad = points.loc[p_code < 0, c.lead_id].head(3).tolist()
-        raise ValueError(f"points: {int((p_code < 0).sum())} points for unknown leads, e.g. {bad}")
-    as_of = pd.to_datetime(points["as_of"]).to_numpy(dtype="datetime64[ns]")
-    as_of = as_of.astype("datetime64[s]").astype("datetime64[ns]")
+        raise FeatureInputError(
+            f"points: missing column(s) {missing} (found {list(points.columns)[:8]}); expected "
+            f"{c.lead_id!r} and 'as_of', e.g. from leadml.timeline.build_observation_points"
+        )
+    index = pd.Index(leads[c.lead_id])
+    p_pos = _positions(index, points[c.lead_id])
+    if (p_pos < 0).any():
+        bad = np.flatnonzero(p_pos < 0)
+        raise FeatureInputError(
+            f"points.{c.lead_id}: {len(bad)} points for leads not in the leads table (rows "
+            f"{bad[:5].tolist()}; e.g. {points[c.lead_id].iloc[bad[:3]].tolist()}); build points "
+            "and features from the same tables"
+        )
+    as_of = _as_of(points)
     q_sec = _seconds(as_of)
-    t0 = int(q_sec.min()) - 10 * 365 * _SEC_PER_DAY if len(q_sec) else 0
-    p_code64 = p_code.astype(np.int64) << 32
+    created_sec = _seconds(leads[c.created_at])
+    early = created_sec[p_pos] > q_sec
+    if early.any():
+        bad = np.flatnonzero(early)
+        raise FeatureInputError(
+            f"points.as_of: {len(bad)} points before their lead's {c.created_at} (rows "
+            f"{bad[:5].tolist()}); a lead does not exist before it is created, drop those points"
+        )
 
-    def q(offset_seconds: int | np.ndarray = 0) -> np.ndarray:
-        rel = np.clip(q_sec - offset_seconds - t0, 0, 2**32 - 1)
-        return p_code64 | rel
+    t0 = _origin(q_sec, events[c.occurred_at], stage_changes[c.changed_at])
 
-    out: dict[str, Any] = {
+    # Work on queries sorted by key: searchsorted is many times faster on sorted needles.
+    q_rel = q_sec - t0
+    q_key = (p_pos << 32) | q_rel
+    order = None
+    if len(q_key) > 1 and not bool(np.all(q_key[1:] >= q_key[:-1])):
+        order = np.argsort(q_key, kind="stable")
+        q_key, q_rel, qp, qs = q_key[order], q_rel[order], p_pos[order], q_sec[order]
+    else:
+        qp, qs = p_pos, q_sec
+    q_base = qp << 32
+
+    def back(seconds: int) -> np.ndarray:
+        """Query keys moved ``seconds`` back, not before the start of the lead's key range."""
+        return q_base | np.maximum(q_rel - seconds, 0)
+
+    out: dict[str, np.ndarray] = {}
+    _engagement(events, index, c, spec, t0, q_key, q_rel, qp, back, out)
+    _lifecycle(stage_changes, index, c, t0, q_key, qp, qs, created_sec, out)
+
+    frame_cols: dict[str, Any] = {
         c.lead_id: points[c.lead_id].to_numpy(),
         "as_of": as_of,
     }
-
-    # Fit attributes, mapped onto the spec's levels.
-    lead_rows = leads.iloc[p_code]
-    for col in spec.fit_columns:
-        s = (
-            lead_rows[col].reset_index(drop=True)
-            if col in leads.columns
-            else pd.Series([np.nan] * len(points))
-        )
-        if spec.kinds[col] == "categorical":
-            lv = spec.levels[col]
-            text = s.astype("string")
-            if "other" in lv:
-                text = text.where(text.isna() | text.isin(lv), "other")
-            out[col] = to_categorical(text, lv)
+    for name in spec.names:
+        if name in spec.fit_columns:
+            frame_cols[name] = _fit_column(leads, name, spec, p_pos)
+        elif name == "current_stage":
+            codes = _unsort(out[name], order)
+            frame_cols[name] = pd.Categorical.from_codes(codes, categories=list(spec.levels[name]))
         else:
-            out[col] = pd.to_numeric(s, errors="coerce").astype("float64").to_numpy()
-
-    # Engagement: per event type, counts in windows and recency.
-    e_code = lead_index.get_indexer(events[c.lead_id]) if len(events) else np.array([], dtype=int)
-    e_sec = (
-        _seconds(events[c.occurred_at].to_numpy(dtype="datetime64[ns]"))
-        if len(events)
-        else (np.array([], dtype=np.int64))
-    )
-    # Compare small integer codes, never 50M Python strings.
-    et = events[c.event_type]
-    if not isinstance(et.dtype, pd.CategoricalDtype):
-        et = et.astype("string").astype("category")
-    vocabulary = {str(v): i for i, v in enumerate(et.cat.categories)}
-    e_type = et.cat.codes.to_numpy()
-    q_now = q()
-    day = _SEC_PER_DAY
-    for etype in spec.event_types:
-        sel = e_type == vocabulary.get(etype, -2)
-        keyed = _Keyed(e_code[sel], e_sec[sel], t0)
-        before_now = keyed.count_before(q_now)
-        for w in spec.windows_days:
-            out[f"n_{etype}_{w}d"] = (before_now - keyed.count_before(q(w * day))).astype("float64")
-        last = keyed.last_before(before_now)
-        same_lead = (last >> 32) == p_code
-        last_sec = (last & 0xFFFFFFFF) + t0
-        out[f"days_since_last_{etype}"] = np.where(
-            same_lead & (last >= 0), (q_sec - last_sec) / day, np.nan
-        )
-
-    # All events together: active days, trend, decayed total.
-    wmax = max(spec.windows_days)
-    all_keyed = _Keyed(e_code, e_sec, t0)
-    # all_keyed.keys is sorted by (lead, time), so (lead, date) keys come out sorted too and
-    # distinct dates are where the key changes: O(events), no hashing or sorting.
-    sorted_days = (all_keyed.keys >> 32 << 32) | (
-        (all_keyed.keys & 0xFFFFFFFF) + t0
-    ) // day - t0 // day
-    change = np.ones(len(sorted_days), dtype=bool)
-    change[1:] = sorted_days[1:] != sorted_days[:-1]
-    day_keys = sorted_days[change]
-    q_day = q_sec // day - t0 // day
-    # Whole dates strictly before as_of's date, within the window, plus as_of's date if an event
-    # happened on it before as_of.
-    n_days = np.searchsorted(day_keys, p_code64 | q_day, side="left") - np.searchsorted(
-        day_keys, p_code64 | np.maximum(q_day - wmax, 0), side="left"
-    )
-    before_all = all_keyed.count_before(q_now)
-    last_any = all_keyed.last_before(before_all)
-    today = ((last_any >> 32) == p_code) & (((last_any & 0xFFFFFFFF) + t0) // day == q_sec // day)
-    out[f"n_active_days_{wmax}d"] = (n_days + today).astype("float64")
-    t = spec.trend_days * day
-    recent = before_all - all_keyed.count_before(q(t))
-    earlier = all_keyed.count_before(q(t)) - all_keyed.count_before(q(2 * t))
-    out[f"engagement_trend_{spec.trend_days}d"] = (recent - earlier).astype("float64")
-    out["engagement_decayed"] = _decayed(
-        all_keyed.keys, before_all, t0, p_code, q_sec, spec.half_life_days * day
-    )
-
-    # Lifecycle, from stage changes strictly before as_of.
-    created = _seconds(leads[c.created_at].to_numpy(dtype="datetime64[ns]"))[p_code]
-    out["tenure_days"] = ((q_sec - created) / day).astype("float64")
-    s_code = lead_index.get_indexer(stage_changes[c.lead_id])
-    s_sec = _seconds(stage_changes[c.changed_at].to_numpy(dtype="datetime64[ns]"))
-    sc_keyed = _Keyed(s_code, s_sec, t0)
-    n_before = sc_keyed.count_before(q_now)
-    last_sc = sc_keyed.last_before(n_before)
-    has_sc = ((last_sc >> 32) == p_code) & (last_sc >= 0)
-    since = np.where(has_sc, (last_sc & 0xFFFFFFFF) + t0, created)
-    out["days_in_stage"] = ((q_sec - np.maximum(since, created)) / day).astype("float64")
-    stages_arr = stage_changes[c.stage].to_numpy(dtype=object)
-    last_stage = np.where(has_sc, stages_arr[sc_keyed.order[np.maximum(n_before - 1, 0)]], "lead")
-    if "current_stage" in spec.kinds:
-        out["current_stage"] = to_categorical(
-            pd.Series(last_stage, dtype="string"), spec.levels["current_stage"]
-        )
-    dq = (stage_changes[c.stage] == "disqualified").to_numpy()
-    dq_keyed = _Keyed(s_code[dq], s_sec[dq], t0)
-    out["n_disqualifications"] = (
-        dq_keyed.count_before(q_now) - dq_keyed.count_before(p_code64)
-    ).astype("float64")
-
-    frame = pd.DataFrame(out)
+            frame_cols[name] = _unsort(out[name], order)
+    frame = pd.DataFrame(frame_cols)
     frame[c.lead_id] = frame[c.lead_id].astype(leads[c.lead_id].dtype)
-    return frame[[c.lead_id, "as_of", *spec.names]]
+    return frame
+
+
+def _origin(q_sec: np.ndarray, *times: pd.Series) -> int:
+    """Second 0 of the keys: the earliest time anywhere, but at most 68 years before any as_of.
+
+    Older rows (placeholder dates such as 1900-01-01) are clipped to it: they stay before every
+    as_of and outside every window.
+    """
+    lows = [int(q_sec.min())] if len(q_sec) else []
+    lows += [pd.Timestamp(t.min()).value // 10**9 for t in times if len(t) and pd.notna(t.min())]
+    if not lows:
+        return 0
+    t0 = min(lows)
+    if len(q_sec):
+        t0 = max(t0, int(q_sec.min()) - (1 << 31))
+        if int(q_sec.max()) - t0 >= _LOW:
+            raise FeatureInputError(
+                "points.as_of: the observation points span more than 68 years; split them"
+            )
+    return t0
+
+
+def _unsort(values: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    if order is None:
+        return values
+    out = np.empty_like(values)
+    out[order] = values
+    return out
+
+
+def _fit_column(leads: pd.DataFrame, col: str, spec: FeatureSpec, p_pos: np.ndarray) -> Any:
+    # Map once per lead, then gather per point: training sets repeat each lead many times.
+    if spec.kinds[col] == "categorical":
+        lv = spec.levels[col]
+        if col in leads.columns:
+            codes = _level_codes(leads[col], lv)[p_pos]
+        else:
+            codes = np.full(len(p_pos), -1, dtype=np.int64)
+        return pd.Categorical.from_codes(codes, categories=list(lv))
+    if col not in leads.columns:
+        return np.full(len(p_pos), np.nan)
+    values = pd.to_numeric(leads[col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return values[p_pos]
+
+
+def _engagement(
+    events: pd.DataFrame,
+    index: pd.Index,
+    c: ColumnsConfig,
+    spec: FeatureSpec,
+    t0: int,
+    q_key: np.ndarray,
+    q_rel: np.ndarray,
+    qp: np.ndarray,
+    back: Any,
+    out: dict[str, np.ndarray],
+) -> None:
+    n_q = len(q_key)
+    vocab = {t: i for i, t in enumerate(spec.event_types)}
+    if len(events):
+        et = events[c.event_type]
+        if not isinstance(et.dtype, pd.CategoricalDtype):
+            et = et.astype("string").astype("category")
+        to_spec = np.array(
+            [vocab.get(str(x), -1) for x in et.cat.categories] + [-1], dtype=np.int16
+        )
+        e_type = to_spec[np.asarray(et.cat.codes)]
+    else:
+        e_type = np.zeros(0, dtype=np.int16)
+    payload = [e_type]
+    if c.value in events.columns and spec.value_types and spec.value_window_days is not None:
+        payload.append(events[c.value].to_numpy(dtype="float64", na_value=np.nan))
+    e_pos = _positions(index, events[c.lead_id])
+    e_sec = _seconds(events[c.occurred_at])
+    # Unknown event types (not in the training vocabulary) and unknown leads are ignored.
+    if len(e_pos) and (int(e_type.min()) < 0 or int(e_pos.min()) < 0):
+        keep = (e_type >= 0) & (e_pos >= 0)
+        e_pos, e_sec = e_pos[keep], e_sec[keep]
+        payload = [p[keep] for p in payload]
+    tl = _Timeline(e_pos, e_sec, t0, *payload)
+    del e_pos, e_sec, payload
+    e_type = tl.payload[0]
+    value = tl.payload[1] if len(tl.payload) > 1 else np.zeros(len(tl.keys))
+    keys = tl.keys
+
+    now_all = tl.before(q_key)
+    mask = np.empty(len(keys), dtype=bool)
+    for etype, k in vocab.items():
+        np.equal(e_type, k, out=mask)
+        sub = keys[mask]
+        now = np.searchsorted(sub, q_key, side="left")
+        for w in spec.windows_days:
+            lo = np.searchsorted(sub, back(w * _DAY), side="left")
+            out[f"n_{etype}_{w}d"] = (now - lo).astype(np.float64)
+        i = np.maximum(now - 1, 0)
+        if len(sub):
+            has = (now > 0) & ((sub[i] >> 32) == qp)
+            days = (q_rel - (sub[i] & _LOW)) / _DAY
+            out[f"days_since_last_{etype}"] = np.where(has, days, np.nan)
+        else:
+            out[f"days_since_last_{etype}"] = np.full(n_q, np.nan)
+        vw = spec.value_window_days
+        if etype in spec.value_types and vw is not None:
+            # Scoring data without a value column sums to 0, like a lead without such events.
+            v = np.nan_to_num(value[mask], nan=0.0, posinf=0.0, neginf=0.0)
+            lo = np.searchsorted(sub, back(vw * _DAY), side="left")
+            out[f"sum_{etype}_value_{vw}d"] = _range_sums(v, lo, now)
+    del mask, e_type, value
+
+    # All vocabulary events together.
+    lead, rel = tl.pos, tl.rel
+    wmax = max(spec.windows_days)
+    lo = tl.before(back(wmax * _DAY))
+    # A (lead, UTC date) run starts where either changes; distinct dates among events[lo:hi]
+    # are 1 + the run starts strictly inside the slice.
+    n = len(keys)
+    start = np.ones(n, dtype=bool)
+    if n > 1:
+        np.not_equal(lead[1:], lead[:-1], out=start[1:])
+        date = rel + t0
+        date //= _DAY
+        start[1:] |= date[1:] != date[:-1]
+        del date
+    runs_before = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)
+    np.cumsum(start, out=runs_before[1:])
+    del start
+    inside = runs_before[now_all] - runs_before[np.minimum(lo + 1, n)]
+    out[f"n_active_days_{wmax}d"] = np.where(now_all > lo, 1 + inside, 0).astype(np.float64)
+    del runs_before
+
+    td = spec.trend_days * _DAY
+    mid, old = tl.before(back(td)), tl.before(back(2 * td))
+    out[f"engagement_trend_{spec.trend_days}d"] = ((now_all - mid) - (mid - old)).astype(np.float64)
+    out["engagement_decayed"] = _decayed(lead, rel, now_all, qp, q_rel, spec.half_life_days * _DAY)
 
 
 def _decayed(
-    keys: np.ndarray,
+    lead: np.ndarray,
+    rel: np.ndarray,
     n_before: np.ndarray,
-    t0: int,
-    p_code: np.ndarray,
-    q_sec: np.ndarray,
+    qp: np.ndarray,
+    q_rel: np.ndarray,
     half_life_seconds: float,
 ) -> np.ndarray:
     """Σ 2^(-(as_of - t) / half_life) over each point's events strictly before as_of.
 
-    A running decayed count is computed once along each lead's sorted events (exact, never
-    overflows, O(events)); a point then reads the value at its last earlier event and decays it
-    to as_of. ``n_before`` is each point's count of keys before it (from ``searchsorted``).
+    ``lead`` and ``rel`` are the sorted events' lead positions and seconds. A running decayed
+    count is computed once along each lead's events (sequential per lead: exact, never overflows,
+    O(events), and a lead's value never depends on other leads or on its own later events); a
+    point reads the value at its last earlier event and decays it to as_of.
     """
+    if len(lead) == 0 or len(qp) == 0:
+        return np.zeros(len(qp))
     from leadml._kernels import decay_running
 
     rate = math.log(2) / half_life_seconds
-    lead = keys >> 32
-    secs = ((keys & 0xFFFFFFFF) + t0).astype(np.float64)
-    running = decay_running(lead, secs, rate)
+    running = decay_running(lead, rel, rate)
     last = np.maximum(n_before - 1, 0)
-    has = (n_before > 0) & (lead[last] == p_code) if len(keys) else np.zeros(len(q_sec), bool)
-    if not len(keys):
-        return np.zeros(len(q_sec))
-    value = running[last] * np.exp(-rate * (q_sec - secs[last]))
+    has = (n_before > 0) & (lead[last] == qp)
+    value = running[last] * np.exp(-rate * (q_rel - rel[last]))
     return np.where(has, value, 0.0)
 
 
-def feature_groups(spec: FeatureSpec) -> dict[str, list[str]]:
-    """Reason group -> its features, in spec order."""
-    groups: dict[str, list[str]] = {}
-    for n in spec.names:
-        groups.setdefault(spec.groups[n], []).append(n)
-    return groups
+def _lifecycle(
+    stage_changes: pd.DataFrame,
+    index: pd.Index,
+    c: ColumnsConfig,
+    t0: int,
+    q_key: np.ndarray,
+    qp: np.ndarray,
+    qs: np.ndarray,
+    created_sec: np.ndarray,
+    out: dict[str, np.ndarray],
+) -> None:
+    stage_codes = (
+        pd.Index(list(STAGES), dtype=object)
+        .get_indexer(stage_changes[c.stage].astype(object))
+        .astype(np.int64)
+    )
+    s_pos = _positions(index, stage_changes[c.lead_id])
+    s_sec = _seconds(stage_changes[c.changed_at])
+    keep = s_pos >= 0
+    tl = _Timeline(s_pos[keep], s_sec[keep], t0, stage_codes[keep])
+    (codes,) = tl.payload
+    created = created_sec[qp]
+    out["tenure_days"] = ((qs - created) / _DAY).astype(np.float64)
+    n_before = tl.before(q_key)
+    i, has = tl.last(n_before, qp)
+    since = np.where(has, (tl.keys[i] & _LOW) + t0 if len(tl.keys) else 0, created)
+    out["days_in_stage"] = ((qs - np.maximum(since, created)) / _DAY).astype(np.float64)
+    lead_code = STAGES.index("lead")
+    out["current_stage"] = np.where(has, codes[i] if len(codes) else lead_code, lead_code)
+    dq = codes == STAGES.index("disqualified")
+    dq_keys = tl.keys[dq]
+    out["n_disqualifications"] = (
+        np.searchsorted(dq_keys, q_key) - np.searchsorted(dq_keys, qp << 32)
+    ).astype(np.float64)

@@ -1,7 +1,8 @@
 """Training and scoring sets: observation points -> labels -> features, through one feature path.
 
 The same :func:`leadml.features.build_features` builds a training set and a scoring set; the only
-difference is that scoring rows have no label.
+difference is that scoring rows have no label. Both are deterministic: identical inputs give
+identical frames (and byte-identical Parquet files).
 """
 
 from __future__ import annotations
@@ -14,19 +15,41 @@ import pandas as pd
 
 from leadml.config import LeadMLConfig
 from leadml.contracts import CRMData
-from leadml.features import (
-    FeatureSpec,
-    build_features,
-    make_feature_spec,
+from leadml.features import FeatureSpec, build_features, make_feature_spec
+from leadml.timeline import (
+    SOURCE_STAGES,
+    build_labels,
+    build_observation_points,
+    label_name,
+    stage_at,
 )
-from leadml.timeline import build_labels, build_observation_points, label_name, stage_at
 
 __all__ = ["TrainingSet", "build_scoring_set", "build_training_set", "default_window"]
+
+#: Stages a lead can be scored in (the source stages of either transition).
+SCORABLE_STAGES: tuple[str, ...] = SOURCE_STAGES["opportunity"]
 
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Features + label + as_of, the spec that built them, and what happened on the way."""
+    """A labelled, point-in-time training set and how it was made.
+
+    Attributes
+    ----------
+    frame : DataFrame
+        ``lead_id``, ``as_of``, the features in ``spec.names`` order, then the label column
+        (int8), one row per uncensored observation point, sorted by ``lead_id`` then ``as_of``.
+    spec : FeatureSpec
+        The spec that built the features (stored with the model).
+    label : str
+        Name of the label column, e.g. ``promoted_to_prospect``.
+    transition : str
+        ``prospect`` or ``opportunity``.
+    summary : dict
+        JSON-ready counts: ``points_generated``, ``censored``, ``kept``, ``positives``,
+        ``positive_rate``, ``leads``, the window and settings, and ``per_month`` (one record per
+        as_of month with points, positives and positive_rate).
+    """
 
     frame: pd.DataFrame
     spec: FeatureSpec
@@ -34,14 +57,27 @@ class TrainingSet:
     transition: str
     summary: dict[str, Any] = field(default_factory=dict)
 
+    def per_month(self) -> pd.DataFrame:
+        """The summary's per-month counts as a small DataFrame."""
+        return pd.DataFrame(self.summary.get("per_month", []))
+
 
 def default_window(
-    data: CRMData, transition: str, config: LeadMLConfig
+    data: CRMData, transition: str, config: LeadMLConfig | None = None
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """Default first and last observation instants: from the first lead's creation day to the
-    data's end. Points whose label window runs past the end are censored and counted."""
+    """Default first and last observation instants for a transition.
+
+    ``start`` is the first lead's creation day (midnight UTC), so the weekly grid is anchored on
+    the data and the same on every run. ``end`` is the data's end minus the horizon and the gap:
+    the last instant whose label window is fully observed, so by default nothing is censored.
+    Pass a later ``end`` to :func:`build_training_set` to see censoring counted in the summary.
+    """
+    cfg = config or LeadMLConfig()
+    tl = cfg.timeline
+    horizon = tl.horizon_days[transition]  # type: ignore[index]
     start = data.start.floor("D")
-    return start, data.end
+    end = data.end - pd.Timedelta(days=horizon + tl.gap_days)
+    return start, max(end, start)
 
 
 def build_training_set(
@@ -53,14 +89,30 @@ def build_training_set(
     *,
     spec: FeatureSpec | None = None,
 ) -> TrainingSet:
-    """Build a point-in-time-correct training set for ``transition`` (prospect | opportunity).
+    """Build a point-in-time-correct training set for ``transition``.
 
-    Returns one row per uncensored observation point, sorted by lead then as_of, with the
-    features, the label (``promoted_to_<stage>``, int8) and a summary with points generated,
-    censored, kept, positives and the positive rate per as_of month.
+    Parameters
+    ----------
+    data : CRMData
+        Validated tables.
+    transition : {"prospect", "opportunity"}
+        Which promotion to model.
+    start, end : timestamp, optional
+        First and last observation instants (see :func:`default_window` for the defaults).
+    config : LeadMLConfig, optional
+        Uses its ``timeline`` (cadence, horizon, gap) and ``features`` sections.
+    spec : FeatureSpec, optional
+        Reuse a spec (e.g. to build a second set with the same columns); by default one is
+        inferred from ``data``.
+
+    Returns
+    -------
+    TrainingSet
+        Censored points (label window past the data's end) are dropped and counted.
     """
     cfg = config or LeadMLConfig()
     tl = cfg.timeline
+    name = label_name(transition)
     horizon = tl.horizon_days[transition]  # type: ignore[index]
     d_start, d_end = default_window(data, transition, cfg)
     start_ts = pd.Timestamp(start) if start is not None else d_start
@@ -71,10 +123,9 @@ def build_training_set(
     labelled = build_labels(
         data, points, transition, horizon_days=horizon, gap_days=tl.gap_days, data_end=data.end
     )
-    kept = labelled.loc[~labelled["censored"]].reset_index(drop=True)
+    kept = labelled.loc[~labelled["censored"].to_numpy()].reset_index(drop=True)
     if spec is None:
         spec = make_feature_spec(data, cfg.features)
-    name = label_name(transition)
     c = data.columns
     feats = build_features(
         data.leads,
@@ -82,30 +133,45 @@ def build_training_set(
         data.stage_changes,
         kept[[c.lead_id, "as_of"]],
         columns=c,
-        config=cfg.features,
         spec=spec,
     )
-    feats[name] = kept[name].astype("int8").to_numpy()
+    feats[name] = kept[name].to_numpy(dtype="int8")
+    # Points come sorted by lead then as_of already; the stable sort only guarantees it.
     feats = feats.sort_values([c.lead_id, "as_of"], kind="stable").reset_index(drop=True)
 
-    month = kept["as_of"].dt.to_period("M").astype(str)
+    y = kept[name].to_numpy(dtype="int64")
+    month = kept["as_of"].dt.strftime("%Y-%m").to_numpy()
     per_month = (
-        kept.assign(month=month)
-        .groupby("month", sort=True)[name]
+        pd.DataFrame({"month": month, "y": y})
+        .groupby("month", sort=True)["y"]
         .agg(points="size", positives="sum")
-        .assign(positive_rate=lambda m: m["positives"] / m["points"])
+        .reset_index()
     )
+    per_month["positive_rate"] = per_month["positives"] / per_month["points"]
     summary = {
         "transition": transition,
+        "label": name,
         "start": str(start_ts),
         "end": str(end_ts),
+        "data_end": str(data.end),
+        "cadence_days": tl.cadence_days,
+        "horizon_days": horizon,
+        "gap_days": tl.gap_days,
         "points_generated": int(len(points)),
         "censored": int(labelled["censored"].sum()),
         "kept": int(len(kept)),
-        "positives": int(kept[name].sum()),
-        "positive_rate": float(kept[name].mean()) if len(kept) else float("nan"),
+        "positives": int(y.sum()),
+        "positive_rate": float(y.mean()) if len(y) else float("nan"),
         "leads": int(kept[c.lead_id].nunique()),
-        "per_month": per_month.reset_index().to_dict(orient="records"),
+        "per_month": [
+            {
+                "month": str(r.month),
+                "points": int(r.points),
+                "positives": int(r.positives),
+                "positive_rate": float(r.positive_rate),
+            }
+            for r in per_month.itertuples()
+        ],
     }
     return TrainingSet(frame=feats, spec=spec, label=name, transition=transition, summary=summary)
 
@@ -116,31 +182,35 @@ def build_scoring_set(
     config: LeadMLConfig | None = None,
     spec: FeatureSpec | None = None,
 ) -> pd.DataFrame:
-    """Features at ``as_of`` for every lead eligible then (created before, stage lead or prospect),
-    with a ``stage`` column. Sorted by lead_id."""
+    """Features at ``as_of`` for every lead eligible then, sorted by ``lead_id``.
+
+    Eligible: created strictly before ``as_of`` and in stage ``lead`` or ``prospect`` at
+    ``as_of`` (leads without any events included: zero counts, missing recencies). Columns:
+    ``lead_id``, ``as_of``, ``stage`` (at ``as_of``, which picks the lead's next-stage model),
+    then ``spec.names``. Pass the training ``spec`` so the columns match the model.
+    """
     cfg = config or LeadMLConfig()
     c = data.columns
     ts = pd.Timestamp(as_of)
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    ts = ts.floor("s")
-    created = data.leads[c.created_at]
-    alive = data.leads.loc[(created < ts).to_numpy(), c.lead_id]
-    stage = stage_at(data, alive.to_numpy(), np.full(len(alive), ts.to_datetime64()))
-    eligible = stage.isin(["lead", "prospect"]).to_numpy()
-    points = pd.DataFrame({c.lead_id: alive.to_numpy()[eligible], "as_of": ts})
-    points[c.lead_id] = points[c.lead_id].astype(data.leads[c.lead_id].dtype)
-    points["as_of"] = points["as_of"].astype("datetime64[ns]")
+    alive = data.leads.loc[(data.leads[c.created_at] < ts).to_numpy(), c.lead_id].to_numpy()
+    if not pd.Index(alive).is_monotonic_increasing:
+        alive = np.sort(alive, kind="stable")
+    stage = stage_at(data, alive, ts).to_numpy()
+    eligible = np.isin(stage, SCORABLE_STAGES)
+    points = pd.DataFrame(
+        {
+            c.lead_id: pd.Series(alive[eligible]).astype(data.leads[c.lead_id].dtype),
+            "as_of": pd.Series(np.full(int(eligible.sum()), ts.to_datetime64())).astype(
+                "datetime64[ns]"
+            ),
+        }
+    )
     if spec is None:
         spec = make_feature_spec(data, cfg.features)
     feats = build_features(
-        data.leads,
-        data.events,
-        data.stage_changes,
-        points,
-        columns=c,
-        config=cfg.features,
-        spec=spec,
+        data.leads, data.events, data.stage_changes, points, columns=c, spec=spec
     )
-    feats.insert(2, "stage", stage.to_numpy()[eligible].astype(object))
+    feats.insert(2, "stage", stage[eligible].astype(object))
     return feats

@@ -81,7 +81,7 @@ def test_models_beat_the_baseline_and_recover_the_true_drivers() -> None:
         r = train(data, t)
         assert r.metrics["pr_auc"] > r.baseline_metrics["pr_auc"], t
         assert r.metrics["ece"] <= 0.02, t
-        imp = global_importance(r.model, r.test_frame.head(20_000))
+        imp = global_importance(r.model, r.test_frame.head(20_000))["mean_abs_shap"]
         top = list(imp.index[:8])
         behaviour = {
             "pricing_page_view",

@@ -1,62 +1,120 @@
-"""Training sets on synthetic data agree with labels computed the slow, obvious way."""
+"""Training and scoring sets on synthetic data agree with the raw stage changes, read the slow,
+obvious way."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from leadml.contracts import FUNNEL
-from leadml.timeline import build_observation_points
-from leadml.trainset import build_scoring_set, build_training_set
+from leadml.config import LeadMLConfig
+from leadml.contracts import FUNNEL, validate
+from leadml.trainset import build_scoring_set, build_training_set, default_window
 
-
-def _slow_label(
-    sc: pd.DataFrame, lead_id: int, as_of: pd.Timestamp, horizon: int, target: str
-) -> int:
-    rows = sc.loc[sc["lead_id"] == lead_id]
-    later = FUNNEL[FUNNEL.index(target) :]
-    hit = rows.loc[
-        rows["stage"].isin(later)
-        & (rows["changed_at"] > as_of)
-        & (rows["changed_at"] <= as_of + pd.Timedelta(days=horizon))
-    ]
-    return int(len(hit) > 0)
+SOURCE = {"prospect": ("lead",), "opportunity": ("lead", "prospect")}
 
 
-def test_labels_and_censoring_match_the_raw_stage_changes(crm) -> None:
-    for transition, horizon in (("prospect", 30), ("opportunity", 60)):
-        ts = build_training_set(crm, transition)
-        s = ts.summary
-        end = crm.end
-        points = build_observation_points(crm, transition, s["start"], s["end"])
-        censored = int((points["as_of"] + pd.Timedelta(days=horizon) > end).sum())
-        assert s["censored"] == censored > 0
-        assert s["kept"] == len(ts.frame) == s["points_generated"] - censored
-        sample = ts.frame.sample(300, random_state=0)
-        slow = [
-            _slow_label(crm.stage_changes, r.lead_id, r.as_of, horizon, transition)
-            for r in sample.itertuples()
-        ]
-        assert sample[ts.label].tolist() == slow
-        # Weekly hazard of promotion: a few percent per point, and the generator's funnel rates.
-        assert 0.005 < s["positive_rate"] < 0.08
+def _truth(crm, transition: str, start, end, horizon: int, cadence: int = 7):
+    """Every observation point and its label, from the raw tables, one lead and instant at a time.
+
+    Returns {(lead_id, as_of_ns): label or None when censored}.
+    """
+    day = 86_400 * 10**9
+    reached = set(FUNNEL[FUNNEL.index(transition) :])
+    grid = range(pd.Timestamp(start).value, pd.Timestamp(end).value + 1, cadence * day)
+    data_end = crm.end.value
+    changes: dict[int, list[tuple[int, str]]] = {}
+    for lead, stage, at in zip(
+        crm.stage_changes["lead_id"].tolist(),
+        crm.stage_changes["stage"].tolist(),
+        crm.stage_changes["changed_at"].astype("int64").tolist(),
+        strict=True,
+    ):
+        changes.setdefault(lead, []).append((at, stage))
+    out: dict[tuple[int, int], int | None] = {}
+    for lead, created in zip(
+        crm.leads["lead_id"].tolist(), crm.leads["created_at"].astype("int64").tolist(), strict=True
+    ):
+        rows = sorted(changes.get(lead, []), key=lambda r: r[0])
+        promotions = [at for at, stage in rows if stage in reached]
+        first = min(promotions) if promotions else None
+        for t in grid:
+            if created >= t:
+                continue
+            stage = "lead"
+            for at, s in rows:
+                if at <= t:
+                    stage = s
+            if stage not in SOURCE[transition] or (first is not None and first <= t):
+                continue
+            close = t + horizon * day
+            if close > data_end:
+                out[(lead, t)] = None
+            else:
+                out[(lead, t)] = int(first is not None and t < first <= close)
+    return out
 
 
-def test_positive_rate_matches_the_generators_funnel(crm) -> None:
-    """Leads that ever reach prospect (generator truth) = leads with a positive point, up to
-    those promoted in their first week, within the censored tail, or before the first point."""
+@pytest.mark.parametrize(("transition", "horizon"), [("prospect", 30), ("opportunity", 60)])
+def test_points_labels_and_censoring_match_the_raw_stage_changes(crm, transition, horizon) -> None:
+    start, end = crm.start.floor("D"), crm.end
+    ts = build_training_set(crm, transition, start, end)
+    truth = _truth(crm, transition, start, end, horizon)
+    s = ts.summary
+    censored = sum(v is None for v in truth.values())
+    assert s["points_generated"] == len(truth)
+    assert s["censored"] == censored > 0
+    assert s["kept"] == len(ts.frame) == len(truth) - censored
+    got = dict(
+        zip(
+            zip(
+                ts.frame["lead_id"].tolist(),
+                ts.frame["as_of"].astype("int64").tolist(),
+                strict=True,
+            ),
+            ts.frame[ts.label].tolist(),
+            strict=True,
+        )
+    )
+    assert got == {k: v for k, v in truth.items() if v is not None}
+    positives = sum(v == 1 for v in truth.values())
+    assert s["positives"] == positives
+    # Weekly hazard of promotion: a few percent per point.
+    assert 0.005 < s["positive_rate"] < 0.08
+
+
+def test_default_window_observes_every_label(crm) -> None:
     ts = build_training_set(crm, "prospect")
-    positives = set(ts.frame.loc[ts.frame[ts.label] == 1, "lead_id"])
-    ever = set(crm.stage_changes.loc[crm.stage_changes["stage"] != "lead", "lead_id"])
-    promoted = set(crm.stage_changes.loc[crm.stage_changes["stage"].isin(FUNNEL[1:]), "lead_id"])
-    assert positives <= promoted <= ever
-    assert len(positives) / max(len(promoted), 1) > 0.6
+    start, end = default_window(crm, "prospect")
+    assert ts.summary["censored"] == 0
+    assert ts.summary["start"] == str(start) and start == crm.start.floor("D")
+    assert end == crm.end - pd.Timedelta(days=30)
+    assert ts.frame["as_of"].max() <= end
+    per_month = ts.per_month()
+    assert per_month["points"].sum() == ts.summary["kept"]
+    assert per_month["positives"].sum() == ts.summary["positives"]
+    assert per_month["month"].is_monotonic_increasing
+    gap = build_training_set(
+        crm, "prospect", config=LeadMLConfig().with_overrides({"timeline": {"gap_days": 5}})
+    )
+    assert gap.summary["censored"] == 0 and gap.summary["gap_days"] == 5
 
 
-def test_training_set_is_sorted_and_deterministic(crm, tmp_path) -> None:
+def test_frame_layout(crm) -> None:
+    ts = build_training_set(crm, "opportunity")
+    assert list(ts.frame.columns) == ["lead_id", "as_of", *ts.spec.names, "promoted_to_opportunity"]
+    assert ts.label == "promoted_to_opportunity" and ts.transition == "opportunity"
+    assert ts.frame[ts.label].dtype == np.int8
+    assert set(ts.frame["current_stage"].dropna()) <= {"lead", "prospect", "disqualified"}
+    keys = ts.frame[["lead_id", "as_of"]]
+    assert keys.equals(keys.sort_values(["lead_id", "as_of"]).reset_index(drop=True))
+    assert not keys.duplicated().any()
+
+
+def test_training_set_is_deterministic(crm, tmp_path) -> None:
     a = build_training_set(crm, "prospect").frame
     b = build_training_set(crm, "prospect").frame
-    assert a[["lead_id", "as_of"]].equals(a.sort_values(["lead_id", "as_of"])[["lead_id", "as_of"]])
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
     a.to_parquet(tmp_path / "a.parquet")
     b.to_parquet(tmp_path / "b.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
@@ -72,5 +130,26 @@ def test_scoring_set_has_every_eligible_lead_and_nobody_else(crm) -> None:
         i for i in created.index[created < as_of] if last.get(i, "lead") in ("lead", "prospect")
     )
     assert frame["lead_id"].tolist() == expected
-    assert set(frame["stage"]) <= {"lead", "prospect"}
+    assert frame["stage"].tolist() == [last.get(i, "lead") for i in expected]
     assert np.all(frame["as_of"] == as_of)
+    assert list(frame.columns[:3]) == ["lead_id", "as_of", "stage"]
+    again = build_scoring_set(crm, as_of)
+    pd.testing.assert_frame_equal(frame, again, check_exact=True)
+
+
+def test_scoring_set_includes_leads_without_events_and_uses_the_training_spec(crm) -> None:
+    spec = build_training_set(crm, "prospect").spec
+    quiet = crm.leads["lead_id"].iloc[-5:]
+    data = validate(
+        crm.leads,
+        crm.events.loc[~crm.events["lead_id"].isin(quiet)],
+        crm.stage_changes,
+    )
+    as_of = crm.end
+    frame = build_scoring_set(data, as_of, spec=spec).set_index("lead_id")
+    eligible = [i for i in quiet if i in frame.index]
+    assert eligible
+    rows = frame.loc[eligible]
+    assert (rows[[f"n_{t}_7d" for t in spec.event_types]] == 0).all().all()
+    assert rows[[f"days_since_last_{t}" for t in spec.event_types]].isna().all().all()
+    assert list(frame.columns[2:]) == list(spec.names)
