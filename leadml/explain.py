@@ -1,70 +1,168 @@
 """Exact TreeSHAP contributions -> grouped, ranked, plain-language reasons.
 
-Contributions are exact path-dependent TreeSHAP values of the raw margin (log-odds): LightGBM's
-``pred_contrib`` (default engine; identical to ``shap.TreeExplainer`` in its default mode, which is
-kept as the ``shap`` reference engine). They are additive: ``expected value + Σ contributions =
-margin``.
+**Contributions** are exact path-dependent TreeSHAP values of the model's raw margin (log-odds),
+shape ``(rows, features + 1)`` with the expected value in the last column, so that
+``expected value + Σ contributions = margin`` for every row. Three engines compute the same
+numbers (:data:`ENGINES`):
 
-A **reason** is a group of features (all windows and the recency of one event type; one fit
-attribute; overall engagement; stage history; tenure). Its contribution is the sum over its
-features. Its **effect** is in probability points and defined as the change in the lead's
+- ``"leadml"`` (default): :mod:`leadml._treeshap`, the package's own engine, several times faster;
+  falls back to ``"lightgbm"`` (with a log message) if it cannot run (numba missing, or a model
+  shape it does not support);
+- ``"lightgbm"``: ``booster.predict(X, pred_contrib=True)``;
+- ``"shap"``: ``shap.TreeExplainer(booster).shap_values(X)``, the reference (in its default mode
+  shap itself calls ``pred_contrib`` for LightGBM models).
+
+A **reason** is a group of features (``FeatureSpec.groups``: all windows and the recency of one
+event type; one fit attribute; overall engagement; stage history; tenure). Its contribution
+``φ_g`` is the sum of its features' contributions. Its **effect** is the change in the lead's
 calibrated probability when the group's contribution is removed from the margin::
 
     effect_g = calibrate(margin) - calibrate(margin - φ_g)
 
-With Platt calibration that is ``sigmoid(a·m + b) - sigmoid(a·(m - φ_g) + b)``. Effects of
-different groups do not add up to the probability (the sigmoid is not linear); they say how much
-each reason alone moves this lead's score. Reasons are ranked by effect: the top ``n_positive``
-positive ones, then the top ``n_negative`` negative ones. The sentence is rendered from the lead's
-own value of the group's most influential feature (largest |contribution|).
+With Platt calibration that is ``sigmoid(a·m + b) - sigmoid(a·(m - φ_g) + b)``. Effects are
+probabilities (0.041 is 4.1 percentage points, shown as ``+4.1 pts``); they have the sign of
+``φ_g`` (calibration is increasing) and do not add up to the probability (the sigmoid is not
+linear): each says how much that reason alone moves this lead's chance.
+
+Per row, positive reasons (``φ_g > 0``) are ranked by effect, largest first, then negative ones
+(``φ_g < 0``), most negative first; ties break on ``φ_g``, then on the spec's group order. The
+sentence is rendered by ``FeatureSpec.describe`` from the lead's own value of the group's most
+influential feature for that row (largest ``|contribution|`` within the group), e.g. *Viewed the
+pricing page 3 times in the last 7 days*.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import warnings
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from leadml.training import StageModel
+if TYPE_CHECKING:
+    import lightgbm as lgb
+
+    from leadml.features import FeatureSpec
+    from leadml.training import StageModel
 
 __all__ = [
     "ENGINES",
     "additivity_error",
     "contributions",
+    "explain_contributions",
+    "explain_reasons",
     "global_importance",
     "group_contributions",
+    "reason_effects",
     "reasons",
 ]
 
-ENGINES = ("lightgbm", "shap")
+log = logging.getLogger(__name__)
+
+ENGINES: tuple[str, ...] = ("leadml", "lightgbm", "shap")
+
+_fallback_noted: set[str] = set()
 
 
-def contributions(model: StageModel, X: pd.DataFrame, engine: str = "lightgbm") -> np.ndarray:
-    """Exact TreeSHAP of the raw margin: shape (rows, features + 1), last column the expected
-    value."""
-    Xf = model.features(X)
+def explain_contributions(
+    booster: lgb.Booster,
+    X: pd.DataFrame | np.ndarray,
+    engine: str = "leadml",
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """Exact TreeSHAP of a LightGBM booster's raw margin.
+
+    Parameters
+    ----------
+    booster : lightgbm.Booster
+        A binary (or regression) model.
+    X : DataFrame or ndarray
+        Rows with the model's features in training order (``category`` columns as trained).
+    engine : {"leadml", "lightgbm", "shap"}
+        Which implementation computes them (see the module docs); the values are the same.
+    n_threads : int, optional
+        Threads for the ``leadml`` and ``lightgbm`` engines (default: all cores). Results do not
+        depend on it.
+
+    Returns
+    -------
+    ndarray
+        Shape ``(rows, features + 1)``, float64; the last column is the expected value. Each row
+        sums to ``booster.predict(X, raw_score=True)``.
+    """
+    if engine not in ENGINES:
+        raise ValueError(
+            f"unknown explainer {engine!r}; expected one of {', '.join(ENGINES)} "
+            "(config explain.engine or --explainer)"
+        )
+    if engine == "leadml":
+        fast = _leadml_engine()
+        if fast is not None:
+            explain_margin, error_type = fast
+            try:
+                return np.asarray(explain_margin(booster, X, n_threads=n_threads), dtype=float)
+            except error_type as e:
+                _note_fallback(f"leadml TreeSHAP cannot explain this model ({e})")
+            except Exception as e:
+                # A nightly job should not die on the fast path when the reference path gives
+                # the same numbers; the log says what broke.
+                _note_fallback(f"leadml TreeSHAP failed ({type(e).__name__}: {e})")
+        engine = "lightgbm"
     if engine == "lightgbm":
-        return np.asarray(model.booster.predict(Xf, pred_contrib=True), dtype=float)
-    if engine == "shap":
-        import shap
+        params: dict[str, Any] = {} if n_threads is None else {"num_threads": n_threads}
+        return np.asarray(booster.predict(X, pred_contrib=True, **params), dtype=float)
+    import shap
 
-        explainer = shap.TreeExplainer(model.booster)
-        values = np.asarray(explainer.shap_values(Xf), dtype=float)
-        if values.ndim == 3:  # some shap versions return one matrix per class
-            values = values[..., -1]
-        base = np.full((len(Xf), 1), float(np.ravel(explainer.expected_value)[-1]))
-        return np.hstack([values, base])
-    raise ValueError(f"unknown explainer {engine!r}; expected one of {', '.join(ENGINES)}")
+    with warnings.catch_warnings():
+        # shap notes a change of its *multi-output* return type whenever the booster's objective
+        # is binary; ours is one margin, returned as one matrix either way.
+        warnings.filterwarnings(
+            "ignore", message="LightGBM binary classifier", category=UserWarning
+        )
+        explainer = shap.TreeExplainer(booster)
+        values = np.asarray(explainer.shap_values(X), dtype=float)
+    if values.ndim == 3:  # one matrix per output in some shap versions
+        values = values[..., -1]
+    base = np.full((values.shape[0], 1), float(np.ravel(explainer.expected_value)[-1]))
+    return np.hstack([values, base])
+
+
+def _leadml_engine() -> tuple[Any, type[Exception]] | None:
+    try:
+        from leadml._treeshap import TreeShapError, explain_margin
+    except ImportError as e:  # numba is optional at run time
+        _note_fallback(f"leadml TreeSHAP is unavailable ({e})")
+        return None
+    return explain_margin, TreeShapError
+
+
+def _note_fallback(why: str) -> None:
+    if why not in _fallback_noted:
+        _fallback_noted.add(why)
+        log.warning("%s; using LightGBM pred_contrib (same values, slower)", why)
+
+
+def contributions(
+    model: StageModel,
+    X: pd.DataFrame,
+    engine: str = "leadml",
+    *,
+    n_threads: int | None = None,
+) -> np.ndarray:
+    """:func:`explain_contributions` of a stage model on a features frame (extra columns such as
+    ``lead_id`` are ignored; the model's features are selected in its order)."""
+    return explain_contributions(model.booster, model.features(X), engine, n_threads=n_threads)
 
 
 def additivity_error(model: StageModel, X: pd.DataFrame, contrib: np.ndarray) -> float:
-    """Largest |expected value + Σ contributions − margin| over the rows."""
+    """Largest ``|expected value + Σ contributions - margin|`` over the rows."""
     return float(np.max(np.abs(contrib.sum(axis=1) - model.predict_margin(X)), initial=0.0))
 
 
-def _membership(model: StageModel) -> tuple[list[str], np.ndarray]:
-    spec = model.spec
+def _membership(spec: FeatureSpec) -> tuple[list[str], np.ndarray]:
+    """Reason groups in spec order and the (features x groups) 0/1 membership matrix."""
     groups = list(spec.group_names)
     index = {g: i for i, g in enumerate(groups)}
     member = np.zeros((len(spec.names), len(groups)))
@@ -74,15 +172,31 @@ def _membership(model: StageModel) -> tuple[list[str], np.ndarray]:
 
 
 def group_contributions(model: StageModel, contrib: np.ndarray) -> pd.DataFrame:
-    """Per-row contribution (log-odds) of each reason group."""
-    groups, member = _membership(model)
+    """Per-row contribution (log-odds of the raw margin) of each reason group, in spec order."""
+    groups, member = _membership(model.spec)
     return pd.DataFrame(contrib[:, :-1] @ member, columns=groups)
 
 
-def global_importance(model: StageModel, X: pd.DataFrame, engine: str = "lightgbm") -> pd.Series:
-    """Mean |SHAP| (log-odds) per reason group over the rows of ``X``, largest first."""
-    g = group_contributions(model, contributions(model, X, engine))
-    return g.abs().mean().sort_values(ascending=False).rename("mean_abs_shap")
+def reason_effects(calibration: Any, margin: np.ndarray, group_phi: np.ndarray) -> np.ndarray:
+    """``calibrate(margin) - calibrate(margin - φ_g)`` for every row and group (probabilities).
+
+    Parameters
+    ----------
+    calibration : callable
+        Margin -> probability (``StageModel.calibration``).
+    margin : ndarray, shape (rows,)
+    group_phi : ndarray, shape (rows, groups)
+
+    Examples
+    --------
+    >>> from leadml.training import Calibration
+    >>> e = reason_effects(Calibration("platt", 1.0, 0.0), np.array([0.0]), np.array([[1.0, -1.0]]))
+    >>> np.round(e, 4).tolist()
+    [[0.2311, -0.2311]]
+    """
+    margin = np.asarray(margin, dtype=float)
+    p = np.asarray(calibration(margin), dtype=float)
+    return p[:, None] - np.asarray(calibration(margin[:, None] - group_phi), dtype=float)
 
 
 def reasons(
@@ -93,51 +207,132 @@ def reasons(
     n_positive: int = 4,
     n_negative: int = 2,
 ) -> list[list[dict[str, Any]]]:
-    """Ranked reasons per row: ``{group, text, direction, effect}`` (effect in probability
-    points, signed), positives first (largest first), then negatives (most negative first)."""
+    """Ranked reasons per row: lists of ``{group, text, direction, effect}``.
+
+    Parameters
+    ----------
+    model : StageModel
+        Gives the feature spec (groups, sentences) and the calibration.
+    X : DataFrame
+        The rows explained (features frame); values feed the sentences.
+    contrib : ndarray
+        Their contributions, from :func:`contributions`.
+    n_positive, n_negative : int
+        How many reasons of each sign to keep at most.
+
+    Returns
+    -------
+    list of list of dict
+        One list per row: positive reasons first (largest effect first), then negative ones
+        (most negative first). ``direction`` is ``"+"`` or ``"-"``, ``effect`` the signed change
+        in probability (module docs), rounded to 1e-6.
+    """
+    n = len(X)
     spec = model.spec
-    groups, member = _membership(model)
+    groups, member = _membership(spec)
     phi = contrib[:, :-1]
-    margin = contrib.sum(axis=1)
     G = phi @ member
-    p = model.calibration(margin)
-    effect = p[:, None] - model.calibration(margin[:, None] - G)
-    # Most influential feature of each group, per row, for the sentence.
+    effect = reason_effects(model.calibration, contrib.sum(axis=1), G)
+    # Rank on (effect, φ, group order): φ breaks ties where a flat (isotonic) calibration gives
+    # equal effects, so the order never depends on the sort algorithm.
+    rank = np.arange(len(groups))[None, :].repeat(n, axis=0)
+    pos_order = np.lexsort((rank, -G, -effect), axis=1)[:, :n_positive]
+    neg_order = np.lexsort((rank, G, effect), axis=1)[:, :n_negative]
+    pos_ok = np.take_along_axis(G, pos_order, axis=1) > 0
+    neg_ok = np.take_along_axis(G, neg_order, axis=1) < 0
+    order = np.hstack([pos_order, neg_order])
+    ok = np.hstack([pos_ok, neg_ok])
+    rows, slots = np.nonzero(ok)  # row-major: each row's reasons in rank order
+    k = order[rows, slots]
+    # The group's most influential feature for this row speaks for it.
     names = list(spec.names)
-    cols = [np.flatnonzero(member[:, k]) for k in range(len(groups))]
-    top_feature = np.empty((len(X), len(groups)), dtype=np.int64)
+    cols = [np.flatnonzero(member[:, g]) for g in range(len(groups))]
+    feature = np.empty(len(rows), dtype=np.int64)
     absphi = np.abs(phi)
-    for k, idx in enumerate(cols):
-        top_feature[:, k] = idx[np.argmax(absphi[:, idx], axis=1)]
-    values = model.features(X)
-    value_cols = [values[n].to_numpy(dtype=object) for n in names]
-
-    order_pos = np.argsort(-effect, axis=1, kind="stable")[:, :n_positive]
-    order_neg = np.argsort(effect, axis=1, kind="stable")[:, :n_negative]
-    out: list[list[dict[str, Any]]] = []
-    for i in range(len(X)):
-        row: list[dict[str, Any]] = []
-        for ks, sign in ((order_pos[i], 1), (order_neg[i], -1)):
-            for k in ks:
-                e = float(effect[i, k])
-                if sign * e <= 0:
-                    break
-                f = int(top_feature[i, k])
-                row.append(
-                    {
-                        "group": groups[k],
-                        "text": spec.describe(names[f], _py(value_cols[f][i])),
-                        "direction": "+" if sign > 0 else "-",
-                        "effect": round(e, 6),
-                    }
-                )
-        out.append(row)
-    return out
+    for g, idx in enumerate(cols):
+        at = k == g
+        if at.any():
+            feature[at] = idx[np.argmax(absphi[rows[at]][:, idx], axis=1)]
+    texts = _sentences(spec, model.features(X), names, rows, feature)
+    values = np.round(effect[rows, k], 6)
+    flat = [
+        {
+            "group": groups[g],
+            "text": t,
+            "direction": "+" if G[i, g] > 0 else "-",
+            "effect": float(e) + 0.0,  # + 0.0 turns -0.0 into 0.0
+        }
+        for i, g, t, e in zip(rows.tolist(), k.tolist(), texts, values.tolist(), strict=True)
+    ]
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    return [flat[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
-def _py(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return float("nan")
+def _sentences(
+    spec: FeatureSpec,
+    values: pd.DataFrame,
+    names: list[str],
+    rows: np.ndarray,
+    feature: np.ndarray,
+) -> list[str]:
+    """``spec.describe(feature, value)`` for each (row, feature) pair, each distinct value once."""
+    out = np.empty(len(rows), dtype=object)
+    for f in np.unique(feature):
+        at = np.flatnonzero(feature == f)
+        col = values[names[f]]
+        picked = col.iloc[rows[at]]
+        codes, uniques = pd.factorize(picked, use_na_sentinel=True)
+        texts = [spec.describe(names[f], _plain(v)) for v in uniques]
+        missing = spec.describe(names[f], float("nan")) if (codes < 0).any() else ""
+        out[at] = [texts[c] if c >= 0 else missing for c in codes]
+    return out.tolist()
+
+
+def _plain(v: Any) -> Any:
     if isinstance(v, np.floating):
         return float(v)
+    if isinstance(v, np.integer):
+        return int(v)
     return v
+
+
+def explain_reasons(
+    model: StageModel,
+    X: pd.DataFrame,
+    *,
+    engine: str = "leadml",
+    n_positive: int = 4,
+    n_negative: int = 2,
+    n_threads: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """:func:`contributions` then :func:`reasons`, for a features frame."""
+    contrib = contributions(model, X, engine, n_threads=n_threads)
+    return reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative)
+
+
+def global_importance(model: StageModel, X: pd.DataFrame, engine: str = "leadml") -> pd.DataFrame:
+    """How much each reason group moves this model's scores, over the rows of ``X``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed by group (largest first), columns ``label`` (for people), ``mean_abs_shap``
+        (mean ``|φ_g|``, log-odds of the raw margin), ``share`` (of the summed ``mean_abs_shap``)
+        and ``mean_abs_effect`` (mean ``|effect_g|``, probability).
+    """
+    contrib = contributions(model, X, engine)
+    groups, member = _membership(model.spec)
+    G = contrib[:, :-1] @ member
+    effect = reason_effects(model.calibration, contrib.sum(axis=1), G)
+    mean_abs = np.abs(G).mean(axis=0) if len(G) else np.zeros(len(groups))
+    total = float(mean_abs.sum())
+    table = pd.DataFrame(
+        {
+            "label": [model.spec.group_label(g) for g in groups],
+            "mean_abs_shap": mean_abs,
+            "share": mean_abs / total if total > 0 else np.zeros(len(groups)),
+            "mean_abs_effect": np.abs(effect).mean(axis=0) if len(G) else np.zeros(len(groups)),
+        },
+        index=pd.Index(groups, name="group"),
+    )
+    return table.sort_values("mean_abs_shap", ascending=False, kind="stable")
