@@ -30,7 +30,10 @@ def _user_errors(func: F) -> F:
         except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
             if os.environ.get("LEADML_DEBUG"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            # A single data-contract problem reads best on one line; several stay a list.
+            problems = getattr(e, "problems", None)
+            one = str(problems[0]) if isinstance(problems, list) and len(problems) == 1 else e
+            click.echo(f"error: {one}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
@@ -285,26 +288,29 @@ def train(
 
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables.")
-@click.option("--as-of", "as_of", help="Score as of this instant (default: now, UTC).")
+@click.option(
+    "--as-of", "as_of", help="Score as of this instant (default: now, UTC, to the second)."
+)
 @click.option("--out", required=True, type=click.Path(), help="Output file (.parquet or .csv).")
 @click.option(
     "--model",
     "model_specs",
     multiple=True,
-    help="Bundle path or MLflow URI, optionally as prospect=... / opportunity=...; default: the champion alias of both registered models.",
+    help="Bundle directory or MLflow model URI, optionally as prospect=... / opportunity=...; "
+    "once per model. Default: the champion alias of leadml-prospect and leadml-opportunity.",
 )
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(["parquet", "csv"]),
-    help="Output format (default: from --out's extension).",
+    help="Output format (default: from --out's extension, else config scoring.format).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @click.option(
     "--explainer",
-    type=click.Choice(["lightgbm", "shap"]),
-    help="TreeSHAP engine (default from config: lightgbm pred_contrib).",
+    type=click.Choice(["leadml", "lightgbm", "shap"]),
+    help="TreeSHAP engine; same values, different speed (default: config explain.engine, leadml).",
 )
 @click.option("--table", type=click.Path(), help="Flat mode: score this one-row-per-lead table.")
 @_user_errors
@@ -319,7 +325,11 @@ def score(
     explainer: str | None,
     table: str | None,
 ) -> None:
-    """Score every eligible lead with reasons; writes the whole file or nothing."""
+    """Score every eligible lead with reasons; writes the whole file or nothing.
+
+    A lead is scored by the prospect model, a prospect by the opportunity model. Rows are
+    sorted by score (highest first), then lead_id.
+    """
     cfg = _config(config_path)
     out_path = Path(out)
     if out_path.exists() and not overwrite:
@@ -333,30 +343,19 @@ def score(
         return
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
-    from leadml.contracts import load_crm
-    from leadml.scoring import load_models, write_scores
-    from leadml.scoring import score as score_leads
-    from leadml.tracking import set_tracking_uri
+    from leadml.scoring import run_score
 
-    t0 = time.perf_counter()
-    set_tracking_uri(cfg.tracking.tracking_uri)
-    models = load_models(model_specs or None, prefix=cfg.tracking.model_name_prefix)
-    data = load_crm(data_dir, columns=cfg.columns)
-    scores = score_leads(data, as_of, models, cfg, engine=explainer)
-    write_scores(
-        scores,
-        out_path,
-        fmt=fmt,
-        overwrite=overwrite,
-        n_reasons=cfg.explain.n_positive + cfg.explain.n_negative,
-    )
-    skipped = ", ".join(f"{v:,} {k}" for k, v in scores.attrs["skipped"].items() if v)
-    tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
     click.echo(
-        f"scored {len(scores):,} leads as of {scores['as_of'].iloc[0] if len(scores) else as_of} "
-        f"(tiers {', '.join(f'{t}={n:,}' for t, n in tiers.items())}) in "
-        f"{time.perf_counter() - t0:.1f}s -> {out}\nskipped: {skipped or 'none'}\n"
-        f"models: {scores.attrs['model_versions']}"
+        run_score(
+            data_dir,
+            out,
+            as_of=as_of,
+            model_specs=model_specs,
+            fmt=fmt,
+            overwrite=overwrite,
+            config=cfg,
+            engine=explainer,
+        )
     )
 
 

@@ -1,18 +1,33 @@
-"""Batch scoring and explanations: exact SHAP, additivity, readable reasons, atomic output."""
+"""Batch scoring: who is scored, the output contract, the pyfunc's rows, planted reasons,
+CSV = Parquet, byte-identical reruns, atomic writes and the errors a user sees."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 
 from leadml.bundle import save_bundle
+from leadml.config import LeadMLConfig
 from leadml.contracts import validate
-from leadml.explain import additivity_error, contributions, group_contributions
-from leadml.scoring import score, write_scores
+from leadml.explain import additivity_error, contributions
+from leadml.scoring import (
+    OUTPUT_COLUMNS,
+    explain_lead,
+    load_models,
+    run_score,
+    score,
+    score_features,
+    write_scores,
+)
+from leadml.timeline import stage_at
 from leadml.trainset import build_scoring_set
 
 AS_OF = "2025-04-01"
@@ -28,194 +43,349 @@ def scores(crm_medium, models):
     return score(crm_medium, AS_OF, models)
 
 
-def test_contributions_are_additive_and_equal_shap(crm_medium, models) -> None:
-    m = models["prospect"]
-    X = build_scoring_set(crm_medium, AS_OF, spec=m.spec).head(300)
-    X.loc[X.index[:20], "company_size"] = None  # missing categoricals route like LightGBM
-    ours = contributions(m, X, "lightgbm")
-    assert additivity_error(m, X, ours) < 1e-9
-    ref = contributions(m, X, "shap")
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+@pytest.fixture(scope="module")
+def workdir(crm_medium, models, tmp_path_factory) -> Path:
+    """The CRM as files and both models as bundles, as a nightly job finds them."""
+    from leadml.datasets import write_crm
+
+    root = tmp_path_factory.mktemp("job")
+    write_crm(crm_medium, root / "crm")
+    for t, m in models.items():
+        save_bundle(m, root / f"bundle-{t}")
+    return root
 
 
-def test_output_columns_and_rules(scores) -> None:
-    for col in (
-        "lead_id",
-        "as_of",
-        "stage",
-        "p_prospect",
-        "p_opportunity",
-        "score",
-        "tier",
-        "reasons",
-        "model_version",
-    ):
+def model_args(root: Path) -> list[str]:
+    return [str(root / "bundle-prospect"), f"opportunity={root / 'bundle-opportunity'}"]
+
+
+def test_every_eligible_lead_is_scored_once_and_the_rest_are_counted(crm_medium, scores) -> None:
+    leads = crm_medium.leads
+    t = pd.Timestamp(AS_OF)
+    alive = leads.loc[leads["created_at"] < t, "lead_id"].to_numpy()
+    stage = stage_at(crm_medium, alive, t).to_numpy()
+    eligible = set(alive[np.isin(stage, ["lead", "prospect"])].tolist())
+    assert scores["lead_id"].is_unique and set(scores["lead_id"]) == eligible
+    skipped = scores.attrs["skipped"]
+    assert skipped["not created yet"] == int((leads["created_at"] >= t).sum())
+    assert skipped["already opportunity"] == int((stage == "opportunity").sum())
+    assert len(scores) + sum(skipped.values()) == len(leads)
+
+
+def test_output_columns_rows_and_order(crm_medium, scores, models) -> None:
+    assert list(scores.columns[:9]) == list(OUTPUT_COLUMNS)
+    for col in ("name", "company", "job_title", "lead_source", "owner"):
         assert col in scores.columns
-    prospects = scores["stage"] == "prospect"
-    assert scores.loc[prospects, "p_prospect"].isna().all()
-    assert scores.loc[~prospects, "p_prospect"].notna().all()
-    assert scores["score"].between(0, 100).all()
-    assert set(scores["tier"]) <= set("ABCD")
-    assert scores["score"].is_monotonic_decreasing
-    # Leads are scored by the prospect model, prospects by the opportunity model.
-    lead_scores = (100 * scores.loc[~prospects, "p_prospect"]).round().astype(int)
-    assert (lead_scores == scores.loc[~prospects, "score"]).all()
+    assert (scores["as_of"] == pd.Timestamp(AS_OF)).all()
+    lead = scores["stage"] == "lead"
+    assert set(scores["stage"]) == {"lead", "prospect"}
+    assert scores.loc[~lead, "p_prospect"].isna().all()
+    assert scores["p_opportunity"].notna().all() and scores.loc[lead, "p_prospect"].notna().all()
+    # Score, tier and version come from the next stage's model.
+    p_next = np.where(lead, scores["p_prospect"], scores["p_opportunity"])
+    assert (scores["score"].to_numpy() == np.rint(100 * p_next).astype(int)).all()
+    for stage, t in (("lead", "prospect"), ("prospect", "opportunity")):
+        rows = scores["stage"] == stage
+        assert (scores.loc[rows, "tier"] == models[t].tier(p_next[rows.to_numpy()])).all()
+        assert scores.loc[rows, "model_version"].str.startswith(f"leadml-{t}@bundle:").all()
+    order = scores.sort_values(["score", "lead_id"], ascending=[False, True])
+    assert order.index.tolist() == list(range(len(scores)))
     for rs in scores["reasons"]:
         signs = [r["direction"] for r in rs]
-        assert signs == sorted(signs, key=lambda s: s != "+")  # positives first
-        assert sum(s == "+" for s in signs) <= 4 and sum(s == "-" for s in signs) <= 2
-        pos = [r["effect"] for r in rs if r["direction"] == "+"]
-        assert pos == sorted(pos, reverse=True)
-        assert all(r["text"] and "{" not in r["text"] for r in rs)
+        assert signs == sorted(signs, key=lambda s: s != "+")
+        assert signs.count("+") <= 4 and signs.count("-") <= 2
+        assert all(set(r) == {"group", "text", "direction", "effect"} for r in rs)
 
 
-def test_effect_is_probability_change_without_the_group(crm_medium, models) -> None:
-    from leadml.explain import reasons
+def test_last_activity_is_the_latest_event_before_as_of(crm_medium, scores) -> None:
+    ev = crm_medium.events
+    before = ev.loc[ev["occurred_at"] < pd.Timestamp(AS_OF)]
+    latest = before.groupby("lead_id")["occurred_at"].max()
+    got = scores.set_index("lead_id")["last_activity_at"]
+    np.testing.assert_array_equal(got.to_numpy(), latest.reindex(got.index).to_numpy())
+    quiet = ~scores["lead_id"].isin(latest.index)
+    assert scores.loc[quiet, "last_activity_at"].isna().all()
+    one = scores.loc[~quiet].iloc[0]
+    same = before.loc[
+        (before["lead_id"] == one["lead_id"]) & (before["occurred_at"] == one["last_activity_at"])
+    ]
+    assert one["last_activity_type"] in set(same["event_type"].astype(str))
 
+
+def test_real_models_explain_additively_and_the_engines_agree(crm_medium, models) -> None:
     m = models["prospect"]
-    X = build_scoring_set(crm_medium, AS_OF, spec=m.spec).head(5)
-    contrib = contributions(m, X)
-    g = group_contributions(m, contrib)
-    margin = contrib.sum(axis=1)
-    r = reasons(m, X, contrib)[0][0]
-    expected = m.calibration(margin[:1])[0] - m.calibration(margin[:1] - g.loc[0, r["group"]])[0]
-    assert r["effect"] == pytest.approx(expected, abs=1e-6)
+    X = build_scoring_set(crm_medium, AS_OF, spec=m.spec).head(300)
+    X.loc[X.index[:20], "industry"] = None  # missing categoricals route like LightGBM
+    fast = contributions(m, X, "leadml")
+    assert additivity_error(m, X, fast) < 1e-9
+    # shap's default mode is pred_contrib itself (tests/test_explain.py checks all three).
+    np.testing.assert_allclose(contributions(m, X, "lightgbm"), fast, rtol=0, atol=1e-9)
 
 
-def test_planted_high_intent_lead_is_explained_by_the_planted_behaviour(crm_medium, models) -> None:
-    s = score(crm_medium, AS_OF, models)
-    cold = s.loc[(s["stage"] == "lead") & (s["tier"] == "D")].iloc[0]["lead_id"]
+def test_score_features_gives_exactly_the_batch_rows(crm_medium, models, scores) -> None:
+    """The MLflow pyfunc calls score_features: same rows, values and reasons as the file."""
+    frame = build_scoring_set(crm_medium, AS_OF, spec=models["prospect"].spec)
+    got = score_features(frame, models).sort_values("lead_id", ignore_index=True)
+    want = scores[list(OUTPUT_COLUMNS)].sort_values("lead_id", ignore_index=True)
+    pd.testing.assert_frame_equal(got, want)
+    only = score_features(frame, {"prospect": models["prospect"]})
+    assert set(only["stage"]) == {"lead"} and only["p_opportunity"].isna().all()
+    leads = want.loc[want["stage"] == "lead"].set_index("lead_id")
+    np.testing.assert_array_equal(
+        only.set_index("lead_id")["score"], leads.loc[only["lead_id"], "score"]
+    )
+
+
+def test_chunking_never_changes_a_row(crm_medium, models, scores) -> None:
+    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 397}})
+    small = score(crm_medium, AS_OF, models, cfg, engine="lightgbm")
+    pd.testing.assert_frame_equal(small, scores)
+
+
+def test_planted_high_intent_lead_is_explained_by_the_planted_behaviour(
+    crm_medium, models, scores
+) -> None:
     t = pd.Timestamp(AS_OF)
+    recent = crm_medium.events.loc[crm_medium.events["occurred_at"] >= t - pd.Timedelta(days=90)]
+    cold = scores.loc[
+        (scores["stage"] == "lead")
+        & (scores["tier"] == "D")
+        & ~scores["lead_id"].isin(recent["lead_id"])
+    ]
+    lead = cold["lead_id"].iloc[0]
     planted = pd.DataFrame(
         {
-            "lead_id": cold,
-            "event_type": [
-                "demo_request",
-                "pricing_page_view",
-                "pricing_page_view",
-                "demo_request",
-            ],
-            "occurred_at": [t - pd.Timedelta(days=d) for d in (1, 2, 3, 4)],
+            "lead_id": lead,
+            "event_type": ["demo_request"] * 3 + ["pricing_page_view"] * 3,
+            "occurred_at": [t - pd.Timedelta(days=d, hours=3) for d in (1, 2, 4, 1, 3, 5)],
         }
     )
     events = pd.concat([crm_medium.events, planted], ignore_index=True)
     data = validate(crm_medium.leads, events, crm_medium.stage_changes)
-    after = score(data, AS_OF, models).set_index("lead_id")
-    row = after.loc[cold]
-    assert row["score"] > s.set_index("lead_id").loc[cold, "score"]
-    top = [r["group"] for r in row["reasons"][:2]]
-    assert {"demo_request", "pricing_page_view", "engagement"} & set(top), row["reasons"]
-
-
-def test_csv_and_parquet_agree_and_reruns_are_byte_identical(
-    crm_medium, models, scores, tmp_path
-) -> None:
-    write_scores(scores, tmp_path / "a.parquet")
-    write_scores(score(crm_medium, AS_OF, models), tmp_path / "b.parquet")
-    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
-    write_scores(scores, tmp_path / "a.csv")
-    pq = pd.read_parquet(tmp_path / "a.parquet")
-    csv = pd.read_csv(tmp_path / "a.csv")
-    assert pq["lead_id"].tolist() == csv["lead_id"].tolist()
-    assert pq["score"].tolist() == csv["score"].tolist()
-    np.testing.assert_allclose(pq["p_opportunity"], csv["p_opportunity"], rtol=1e-5)
-    first = pq["reasons"].iloc[0][0]
-    assert csv["reason_1"].iloc[0].startswith(f"{first['direction']} {first['text']}")
-    assert list(pq.columns[:9]) == [
-        "lead_id",
-        "as_of",
-        "stage",
-        "p_prospect",
-        "p_opportunity",
-        "score",
-        "tier",
-        "reasons",
-        "model_version",
+    after = score(data, AS_OF, models).set_index("lead_id").loc[lead]
+    assert after["score"] > cold["score"].iloc[0]
+    top = after["reasons"][0]
+    assert top["direction"] == "+" and top["group"] in {"demo_request", "pricing_page_view"}, after[
+        "reasons"
     ]
+    assert "in the last 7 days" in top["text"] or "ago" in top["text"]
 
 
-def test_failed_run_leaves_no_output_and_keeps_a_good_file(
-    crm_medium, models, scores, tmp_path, monkeypatch
+def test_csv_and_parquet_agree(scores, tmp_path) -> None:
+    pq_path = write_scores(scores, tmp_path / "s.parquet")
+    csv_path = write_scores(scores, tmp_path / "s.csv")
+    a = pd.read_parquet(pq_path)
+    b = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    assert list(a.columns[:9]) == list(OUTPUT_COLUMNS)
+    reason_cols = [f"reason_{k}" for k in range(1, 7)]
+    assert list(b.columns) == [*OUTPUT_COLUMNS[:7], *reason_cols, *a.columns[8:]]
+    assert a["lead_id"].tolist() == b["lead_id"].tolist()
+    for col in ("stage", "score", "tier", "model_version", "name", "owner", "last_activity_type"):
+        assert a[col].fillna("").astype(str).tolist() == b[col].fillna("").astype(str).tolist()
+    for col in ("p_prospect", "p_opportunity"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-5)
+    np.testing.assert_array_equal(
+        pd.to_datetime(b["last_activity_at"]).to_numpy(), a["last_activity_at"].to_numpy()
+    )
+    for i in (0, len(a) // 2, len(a) - 1):
+        rs = a["reasons"].iloc[i]
+        texts = [f"{r['direction']} {r['text']} ({100 * r['effect']:+.1f} pts)" for r in rs]
+        assert b.loc[i, reason_cols].fillna("").tolist() == texts + [""] * (6 - len(texts))
+    meta = pq.read_schema(pq_path).metadata
+    tiers = json.loads(meta[b"leadml.tier_info"])
+    assert set(tiers) == set("ABCD") and set(tiers["A"]) == {"conversion_rate", "share"}
+    assert meta[b"leadml.as_of"] == b"2025-04-01T00:00:00"
+    assert meta[b"leadml.model_versions"].decode() == scores.attrs["model_versions"]
+    assert json.loads(meta[b"leadml.horizon_days"]) == {"prospect": 30, "opportunity": 60}
+
+
+def test_reruns_are_byte_identical_and_the_job_writes_what_the_api_writes(
+    workdir, crm_medium, models, scores, tmp_path
 ) -> None:
-    import leadml.scoring as scoring
+    """Three independent runs (the fixture's, the job's and a fresh API call) give the same
+    bytes, in both formats."""
+    again = score(crm_medium, AS_OF, models)
+    for ext in ("parquet", "csv"):
+        job = tmp_path / f"job.{ext}"
+        summary = run_score(workdir / "crm", job, as_of=AS_OF, model_specs=model_args(workdir))
+        assert write_scores(scores, tmp_path / f"api.{ext}").read_bytes() == job.read_bytes()
+        assert write_scores(again, tmp_path / f"again.{ext}").read_bytes() == job.read_bytes()
+        assert summary.startswith(f"scored {len(scores):,} leads as of 2025-04-01 00:00:00")
+        assert "skipped: " in summary and "already opportunity" in summary
 
-    out = tmp_path / "scores.parquet"
-    write_scores(scores, out)
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
+    workdir, scores, tmp_path, monkeypatch, failure
+) -> None:
+    import leadml.explain
+
+    out = write_scores(scores, tmp_path / "scores.parquet")
     good = out.read_bytes()
+    real = leadml.explain.explain_reasons
     calls = {"n": 0}
-    real = scoring.reasons
 
-    def boom(*args, **kwargs):
+    def dies_in_the_second_chunk(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("disk on fire")
+        if calls["n"] == 3:  # one call per model per chunk: dies after a chunk was written
+            raise failure("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "reasons", boom)
-    from leadml.config import LeadMLConfig
-
-    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 100}})
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        write_scores(score(crm_medium, AS_OF, models, cfg), out, overwrite=True)
+    monkeypatch.setattr(leadml.explain, "explain_reasons", dies_in_the_second_chunk)
+    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
+    for target in (out, tmp_path / "new.csv"):
+        calls["n"] = 0
+        with pytest.raises(failure, match="disk on fire"):
+            run_score(
+                workdir / "crm",
+                target,
+                as_of=AS_OF,
+                model_specs=model_args(workdir),
+                overwrite=True,
+                config=cfg,
+            )
+        assert calls["n"] == 3
     assert out.read_bytes() == good
-    assert [p.name for p in tmp_path.iterdir()] == ["scores.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+
+
+def test_an_existing_file_is_refused_before_any_work(tmp_path) -> None:
+    out = tmp_path / "scores.csv"
+    out.write_text("keep me")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        write_scores(scores, out)
+        run_score(tmp_path / "no-such-dir", out, model_specs=["no-such-bundle"])
+    assert out.read_text() == "keep me"
 
 
-def test_leads_without_events_get_scores(crm_medium, models) -> None:
+def test_user_errors_are_clear(crm_medium, workdir, models, tmp_path) -> None:
+    crm, out = workdir / "crm", tmp_path / "s.parquet"
+    with pytest.raises(ValueError, match="neither an existing bundle directory nor an MLflow"):
+        run_score(crm, out, as_of=AS_OF, model_specs=["nope"])
+    with pytest.raises(ValueError, match="predicts 'opportunity', not 'prospect'"):
+        run_score(crm, out, as_of=AS_OF, model_specs=[f"prospect={workdir / 'bundle-opportunity'}"])
+    with pytest.raises(ValueError, match="two 'prospect' models"):
+        load_models([str(workdir / "bundle-prospect")] * 2)
+    with pytest.raises(ValueError, match="not a date or timestamp"):
+        run_score(crm, out, as_of="next tuesday", model_specs=model_args(workdir))
+    with pytest.raises(ValueError, match="no lead exists yet to score"):
+        score(crm_medium, "2020-01-01", models)
+    only_leads = tmp_path / "partial"
+    only_leads.mkdir()
+    (only_leads / "leads.parquet").write_bytes((crm / "leads.parquet").read_bytes())
+    with pytest.raises(ValueError, match="no stage_changes.parquet or stage_changes.csv"):
+        run_score(only_leads, out, as_of=AS_OF, model_specs=model_args(workdir))
+    assert not out.exists()
+
+
+def test_leads_without_events_are_scored_on_what_is_known(crm_medium, models) -> None:
     data = validate(crm_medium.leads, crm_medium.events.iloc[:0], crm_medium.stage_changes)
     s = score(data, AS_OF, models)
-    assert len(s) > 0 and s["score"].notna().all()
-    assert s["last_activity_at"].isna().all()
+    assert len(s) > 0 and s["score"].between(0, 100).all()
+    assert s["last_activity_at"].isna().all() and s["last_activity_type"].isna().all()
+    assert all(len(rs) > 0 for rs in s["reasons"].head(50))
 
 
-def test_as_of_before_any_data_is_a_clear_error(crm_medium, models) -> None:
-    with pytest.raises(ValueError, match="nobody exists yet"):
-        score(crm_medium, "2020-01-01", models)
+def test_default_as_of_is_now_in_utc_to_the_second(crm_medium, models) -> None:
+    before = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    s = score(crm_medium, None, {"prospect": models["prospect"]})
+    after = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    as_of = s["as_of"].iloc[0]
+    assert before <= as_of <= after and as_of == as_of.floor("s")
+    assert set(s["stage"]) == {"lead"} and s.attrs["skipped"]["no opportunity model given"] > 0
+
+
+def test_explain_lead_matches_the_scores_and_draws_a_waterfall(crm_medium, models, scores) -> None:
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    row = scores.loc[scores["stage"] == "lead"].iloc[0]
+    table, fig = explain_lead(row["lead_id"], crm_medium, AS_OF, models)
+    try:
+        assert isinstance(fig, Figure)
+        assert set(table["group"]) == set(models["prospect"].spec.group_names)
+        assert table.attrs["transition"] == "prospect"
+        assert round(100 * table.attrs["p"]) == row["score"]
+        top = table.loc[table["effect"] > 0].head(
+            len([r for r in row["reasons"] if r["direction"] == "+"])
+        )
+        got = [(r["group"], r["text"]) for r in row["reasons"] if r["direction"] == "+"]
+        assert list(zip(top["group"], top["text"], strict=True)) == got
+        np.testing.assert_allclose(
+            table.attrs["expected_value"] + table["contribution"].sum(), table.attrs["margin"]
+        )
+    finally:
+        plt.close(fig)
+    gone = scores["lead_id"].max() + 1000
+    with pytest.raises(ValueError, match=f"no lead {gone}"):
+        explain_lead(gone, crm_medium, AS_OF, models, plot=False)
+    t = pd.Timestamp(AS_OF)
+    stage = stage_at(crm_medium, crm_medium.leads["lead_id"], t)
+    won = crm_medium.leads.loc[(stage == "customer").to_numpy(), "lead_id"].iloc[0]
+    with pytest.raises(ValueError, match="past what the models predict"):
+        explain_lead(won, crm_medium, AS_OF, models, plot=False)
+
+
+def cli(*args: str, cwd: Path):
+    """``leadml ...`` in-process, as click runs it (stderr kept apart)."""
+    import os
+
+    from leadml.cli import main
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, list(args))
+    finally:
+        os.chdir(old)
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(workdir, tmp_path) -> None:
+    (tmp_path / "taken.csv").write_text("x")
+    (tmp_path / "partial").mkdir()
+    leads = (workdir / "crm" / "leads.parquet").read_bytes()
+    (tmp_path / "partial" / "leads.parquet").write_bytes(leads)
+    cases = {
+        "neither an existing bundle": ["--data", str(workdir / "crm"), "--model", "nope"],
+        "already exists": ["--data", str(workdir / "crm"), "--out", "taken.csv"],
+        "no stage_changes.parquet": [
+            "--data",
+            "partial",
+            *sum((["--model", m] for m in model_args(workdir)), []),
+        ],
+        "no lead exists yet": [
+            "--data",
+            str(workdir / "crm"),
+            "--as-of",
+            "2020-01-01",
+            *sum((["--model", m] for m in model_args(workdir)), []),
+        ],
+    }
+    for message, args in cases.items():
+        if "--out" not in args:
+            args = [*args, "--out", "s.parquet"]
+        if "--as-of" not in args:
+            args = [*args, "--as-of", AS_OF]
+        r = cli("score", *args, cwd=tmp_path)
+        assert r.exit_code == 2, (message, r.output)
+        assert r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "s.parquet").exists()
 
 
 @pytest.mark.slow
-def test_cli_score_as_a_user_runs_it(crm_medium, models, tmp_path) -> None:
-    from leadml.datasets import write_crm
-
-    write_crm(crm_medium, tmp_path / "crm")
-    for t, m in models.items():
-        save_bundle(m, tmp_path / f"b-{t}")
+def test_cli_score_as_a_user_runs_it(workdir, tmp_path) -> None:
     run = lambda *a: subprocess.run(
         [sys.executable, "-m", "leadml", *a], capture_output=True, text=True, cwd=tmp_path
-    )  # noqa: E731
-    ok = run(
-        "score",
-        "--data",
-        "crm",
-        "--as-of",
-        AS_OF,
-        "--out",
-        "s.csv",
-        "--model",
-        "b-prospect",
-        "--model",
-        "opportunity=b-opportunity",
     )
+    models = sum((["--model", m] for m in model_args(workdir)), [])
+    ok = run("score", "--data", str(workdir / "crm"), "--as-of", AS_OF, "--out", "s.csv", *models)
     assert ok.returncode == 0, ok.stderr
-    assert "scored" in ok.stdout and (tmp_path / "s.csv").exists()
-    again = run(
-        "score", "--data", "crm", "--as-of", AS_OF, "--out", "s.csv", "--model", "b-prospect"
-    )
+    assert ok.stdout.startswith("scored ") and "skipped: " in ok.stdout
+    assert "Traceback" not in ok.stderr and "scoring" not in ok.stderr  # no bar off a terminal
+    head = (tmp_path / "s.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert head.startswith("lead_id,as_of,stage,p_prospect,p_opportunity,score,tier,reason_1,")
+    again = run("score", "--data", str(workdir / "crm"), "--out", "s.csv", *models)
     assert (
         again.returncode == 2
-        and again.stderr.startswith("error: ")
-        and "Traceback" not in again.stderr
+        and again.stderr == "error: 's.csv' already exists; pass --overwrite to replace it\n"
     )
-    bad = run("score", "--data", "crm", "--as-of", AS_OF, "--out", "t.csv", "--model", "nope")
-    assert (
-        bad.returncode == 2
-        and "neither an existing bundle" in bad.stderr
-        and "Traceback" not in bad.stderr
-    )
-    missing = run(
-        "score", "--data", "nowhere", "--as-of", AS_OF, "--out", "u.csv", "--model", "b-prospect"
-    )
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
-    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "u.csv").exists()
