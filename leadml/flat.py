@@ -29,6 +29,23 @@ plan stored in the bundle, so a new export is cleaned the way the training data 
 - Timestamp columns are dropped as features (pass one as ``time_column`` to split on it).
 
 Every step is recorded in :attr:`FlatCleaning.steps` and printed by :meth:`FlatCleaning.report`.
+The identifier rules need evidence beyond the name: ``Do Not Email`` (a Yes/No consent flag) is
+a feature, ``Contact Email`` with an address per row is not.
+
+Training and scoring
+--------------------
+:func:`train_flat` splits first (:func:`split_flat`: out-of-time on a ``time_column`` or an
+``order_column`` such as a sequential lead number, stratified random with a
+:class:`RandomSplitWarning` otherwise), then plans the cleaning and runs the leakage guard on the
+training and validation rows only, builds a :class:`~leadml.features.FeatureSpec` in which every
+column is its own reason group ("Total Time Spent on Website: 1,532"), and hands the rest to the
+event mode's :func:`leadml.training.fit_calibrated` (LightGBM, Platt calibration on the margin,
+tiers A-D, logistic-regression baseline on the same test rows). The model is a
+:class:`~leadml.training.StageModel` with ``transition == "flat"`` whose metadata carries the
+cleaning plan, the leakage report and the split, so :func:`leadml.bundle.save_bundle`,
+:mod:`leadml.tracking` (``leadml-flat`` in the registry) and :func:`score_flat` (probability,
+score, tier and SHAP reasons per lead) work on it unchanged. :func:`run_train_flat` and
+:func:`run_score_flat` are the CLI's ``leadml train --table`` and ``leadml score --table``.
 
 Examples
 --------
@@ -56,21 +73,41 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
 
+from leadml.config import FlatConfig
+
+if TYPE_CHECKING:
+    from leadml.config import LeadMLConfig
+    from leadml.features import FeatureSpec
+    from leadml.leakage import LeakageReport
+    from leadml.training import StageModel
+
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
+    "FLAT_TRANSITION",
     "CleaningStep",
     "FlatCleaning",
     "FlatDataError",
+    "FlatResult",
+    "FlatSplit",
+    "RandomSplitWarning",
+    "build_flat_features",
     "clean_flat",
+    "flat_spec",
     "plan_cleaning",
+    "run_score_flat",
+    "run_train_flat",
+    "score_flat",
+    "split_flat",
+    "train_flat",
 ]
 
-DEFAULT_PLACEHOLDERS: tuple[str, ...] = ("Select", "N/A", "NA", "-", "--", "null", "NaN", "")
+#: Values read as missing unless told otherwise (``flat.placeholders`` in the config).
+DEFAULT_PLACEHOLDERS: tuple[str, ...] = FlatConfig().placeholders
 
 Kind = Literal["numeric", "categorical"]
 
@@ -156,12 +193,28 @@ class FlatCleaning:
             else:
                 spell = self.spellings.get(col, {})
                 text = values.astype("string").str.strip()
-                keys = text.map(_norm, na_action="ignore")
-                canonical = keys.map(spell, na_action="ignore")
+                canonical = _map_distinct(text, lambda v, spell=spell: spell.get(_norm(v)))
                 # A spelling never seen in training keeps its own (trimmed) form.
                 merged = canonical.where(canonical.notna(), text)
                 out[col] = merged.astype(object).where(merged.notna(), np.nan)
         return pd.DataFrame(out, index=table.index)
+
+    def without(self, columns: Iterable[str], reason: str) -> FlatCleaning:
+        """The same plan with ``columns`` no longer features (recorded as dropped for
+        ``reason``), so scoring tables need not carry them."""
+        gone = [c for c in columns if c in self.kinds]
+        if not gone:
+            return self
+        return FlatCleaning(
+            placeholders=self.placeholders,
+            kinds={c: k for c, k in self.kinds.items() if c not in gone},
+            spellings={c: v for c, v in self.spellings.items() if c not in gone},
+            dropped={**self.dropped, **dict.fromkeys(gone, reason)},
+            steps=(
+                *self.steps,
+                *(CleaningStep(c, f"dropped: {reason}", "see the leakage report") for c in gone),
+            ),
+        )
 
     def report(self) -> str:
         """What cleaning did, one line per step."""
@@ -194,11 +247,20 @@ def _norm(value: str) -> str:
     return " ".join(str(value).split()).casefold()
 
 
+def _map_distinct(s: pd.Series, fn: Any) -> pd.Series:
+    """``s.map(fn)`` computed once per distinct value (exports repeat a few values a lot)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    mapped = np.array([fn(u) for u in uniques] + [None], dtype=object)
+    out = pd.Series(mapped[codes], index=s.index, dtype=object)
+    return out.where(codes >= 0, None)
+
+
 def _blank_placeholders(s: pd.Series, placeholders: set[str]) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
         return s
     text = s.astype("string")
-    is_placeholder = text.map(_norm, na_action="ignore").isin(placeholders).fillna(False)
+    is_placeholder = _map_distinct(text, lambda v: _norm(v) in placeholders).fillna(False)
+    is_placeholder = is_placeholder.astype(bool)
     return s.where(~is_placeholder.to_numpy(), np.nan)
 
 
@@ -214,7 +276,7 @@ def _share_matching(text: pd.Series, pattern: re.Pattern[str]) -> float:
     present = text.dropna().astype(str).str.strip()
     if present.empty:
         return 0.0
-    return float(present.map(lambda v: bool(pattern.match(v))).mean())
+    return float(_map_distinct(present, lambda v: bool(pattern.match(v))).astype(bool).mean())
 
 
 def _name_key(column: str) -> str:
@@ -376,7 +438,7 @@ def plan_cleaning(
                     )
             if merged:
                 steps.append(CleaningStep(col, "merged case variants", "; ".join(merged[:4])))
-            values = text.map(_norm, na_action="ignore").map(spell, na_action="ignore")
+            values = _map_distinct(text, lambda v, spell=spell: spell[_norm(v)])
         n_levels = values.nunique(dropna=True)
         if n_levels <= 1 and not values.isna().any():
             only = repr(values.dropna().iloc[0]) if n_levels else "nothing"
@@ -590,10 +652,18 @@ def split_flat(
 
 # --- training and scoring: the event mode's LightGBM, calibration, tiers, bundle and reasons ---
 
+#: The transition name flat models carry (MLflow registers them as ``leadml-flat``).
+FLAT_TRANSITION = "flat"
 
-def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> Any:
-    """A FeatureSpec for clean flat columns: each column is its own reason group and reads as
-    "<Column>: <value>"."""
+
+def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> FeatureSpec:
+    """A :class:`~leadml.features.FeatureSpec` for clean flat columns.
+
+    Each column is its own reason group and reads as ``"<Column>: <value>"`` (``"<Column>
+    unknown"`` when missing), e.g. ``"Total Time Spent on Website: 1,532"``. Categorical levels are
+    the ``max_levels - 1`` most frequent values of ``X`` (the training rows) plus ``"other"`` when
+    there are more.
+    """
     from leadml.features import FeatureSpec
 
     kinds: dict[str, str] = {}
@@ -616,7 +686,7 @@ def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> Any:
         kinds=kinds,
         levels=levels,
         groups={n: n for n in names},
-        templates={n: f"fit:{n}" for n in names},
+        templates={n: _templates(n, kinds[n]) for n in names},
         event_types=(),
         fit_columns=names,
         excluded_columns=(),
@@ -626,7 +696,16 @@ def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> Any:
     )
 
 
-def _features(X: pd.DataFrame, spec: Any) -> pd.DataFrame:
+def _templates(column: str, kind: str) -> dict[str, str]:
+    # Export headers are already what a rep reads; snake_case ones get spaces.
+    label = column if " " in column else column.replace("_", " ").strip()
+    label = label[:1].upper() + label[1:]
+    value = "{value}" if kind == "categorical" else "{num}"
+    return {"value": f"{label}: {value}", "missing": f"{label} unknown"}
+
+
+def _features(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Clean columns -> the model's features frame (category dtypes with the spec's levels)."""
     from leadml.features import to_categorical
 
     out = pd.DataFrame(index=X.index)
@@ -645,93 +724,48 @@ def _features(X: pd.DataFrame, spec: Any) -> pd.DataFrame:
 
 @dataclass
 class FlatResult:
-    """A trained flat-table model with its cleaning plan, leakage report and metrics."""
+    """A trained flat-table model with its cleaning plan, leakage report, split and metrics.
 
-    model: Any
+    ``model`` is a :class:`~leadml.training.StageModel` (``transition == "flat"``) whose
+    ``metadata`` holds the cleaning plan, the leakage report, the split and the metrics, so
+    :func:`leadml.bundle.save_bundle` stores all of it and :func:`score_flat` needs nothing else.
+    """
+
+    model: StageModel
     cleaning: FlatCleaning
-    leakage: Any
+    leakage: LeakageReport
     split: FlatSplit
     metrics: dict[str, Any]
     baseline_metrics: dict[str, Any]
+    test_proba: np.ndarray = field(default_factory=lambda: np.empty(0))
+    tracking: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> str:
+        """Cleaning, leakage, split and model-vs-baseline metrics, as printed by the CLI."""
         keys = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"]
+        m = self.metrics
         lines = [
             self.cleaning.report(),
             "",
             str(self.leakage),
             "",
-            f"split: {self.split.description}",
+            f"Split: {self.split.description}.",
+            f"Model: {len(self.model.spec.names)} features, {m.get('n_trees', '?')} trees; "
+            f"test rows {m['rows']:,}, positive rate {m['positive_rate']:.3f}.",
+            f"  {'metric':<12}{'leadml':>10}{'baseline':>10}",
         ]
-        lines.append(f"  {'metric':<12}{'leadml':>10}{'baseline':>10}")
         for k in keys:
-            lines.append(f"  {k:<12}{self.metrics[k]:>10.4f}{self.baseline_metrics[k]:>10.4f}")
-        return "\n".join(lines)
-
-
-def train_flat(
-    table: pd.DataFrame,
-    target: str,
-    *,
-    id_column: str | None = None,
-    drop: Iterable[str] = (),
-    time_column: str | None = None,
-    order_column: str | None = None,
-    allow_columns: Iterable[str] = (),
-    config: Any = None,
-) -> FlatResult:
-    """Clean, guard against leakage, split (out of time when a time/order column is given) and
-    fit the same calibrated LightGBM as the event mode, beside the same baseline."""
-    from leadml.config import LeadMLConfig
-    from leadml.evaluation import tier_conversion
-    from leadml.leakage import check_leakage
-    from leadml.training import fit_calibrated
-
-    cfg = config or LeadMLConfig()
-    if target not in table.columns:
-        raise FlatDataError(
-            f"target column {target!r} not in the table (it has "
-            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
+            lines.append(f"  {k:<12}{m[k]:>10.4f}{self.baseline_metrics[k]:>10.4f}")
+        tiers = "  ".join(
+            f"{t}={m.get(f'conversion_tier_{t}', float('nan')):.3f}" for t in ("A", "B", "C", "D")
         )
-    if id_column is not None and id_column not in table.columns:
-        raise FlatDataError(f"id column {id_column!r} not in the table; check the spelling")
-    y = _target(table, target)
-    ordering = [c for c in (time_column, order_column) if c]
-    X, plan = clean_flat(table, target=target, id_column=id_column, drop=[*drop, *ordering])
-    leak = check_leakage(
-        pd.concat([X, pd.Series(y, index=X.index, name=target)], axis=1),
-        target,
-        allow_columns=allow_columns,
-    )
-    X = X.drop(columns=list(leak.excluded))
-    split = split_flat(table, target, time_column=time_column, order_column=order_column)
-    n = len(table)
-    masks = []
-    for part in (split.train, split.valid, split.test):
-        m = np.zeros(n, dtype=bool)
-        m[part] = True
-        masks.append(m)
-    spec = flat_spec(X, cfg.features.max_category_levels)
-    features = _features(X, spec).reset_index(drop=True)
-    model, metrics, base, _, tiers = fit_calibrated(
-        features, y, masks[0], masks[1], masks[2], spec, target, "flat", cfg
-    )
-    model.metadata = {
-        "mode": "flat",
-        "target": target,
-        "id_column": id_column,
-        "cleaning": plan.to_dict(),
-        "leakage": leak.to_dict(),
-        "split": split.to_dict(),
-        "metrics": metrics,
-        "baseline_metrics": base,
-        "tier_info": {
-            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
-            for t, v in tier_conversion(y[masks[2]], tiers).items()
-        },
-        "config": cfg.dump(),
-    }
-    return FlatResult(model, plan, leak, split, metrics, base)
+        lines.append(f"  conversion by tier: {tiers}")
+        if self.tracking:
+            lines.append(f"  run: {self.tracking.get('run_id')}")
+            lines.append(
+                f"  model: {self.tracking['model_uri']}  champion: {self.tracking['decision']}"
+            )
+        return "\n".join(lines)
 
 
 def _target(table: pd.DataFrame, target: str) -> np.ndarray:
@@ -747,32 +781,307 @@ def _target(table: pd.DataFrame, target: str) -> np.ndarray:
     return values.to_numpy().astype(int)
 
 
-def score_flat(
-    table: pd.DataFrame, model: Any, *, n_positive: int = 4, n_negative: int = 2
-) -> pd.DataFrame:
-    """Score a flat table with a flat model: ``lead_id, probability, score, tier, reasons``."""
-    from leadml.explain import contributions, reasons
+def _check_columns(table: pd.DataFrame, **named: str | Iterable[str] | None) -> None:
+    for role, cols in named.items():
+        for col in [cols] if isinstance(cols, str) else list(cols or ()):
+            if col not in table.columns:
+                raise FlatDataError(
+                    f"{role.replace('_', ' ')} {col!r} not in the table (it has "
+                    f"{', '.join(map(repr, list(table.columns)[:12]))}"
+                    f"{', ...' if table.shape[1] > 12 else ''}). Check the spelling."
+                )
 
+
+def _check_ids(table: pd.DataFrame, id_column: str) -> None:
+    ids = table[id_column]
+    bad = (ids.isna() | ids.duplicated(keep="first")).to_numpy()
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise FlatDataError(
+            f"id column {id_column!r}: {int(bad.sum())} missing or duplicate id(s) (rows {rows}; "
+            f"e.g. {[str(v) for v in ids[bad].head(3)]}). Expected one row per lead; "
+            "deduplicate the export."
+        )
+
+
+def train_flat(
+    table: pd.DataFrame,
+    target: str,
+    *,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    time_column: str | None = None,
+    order_column: str | None = None,
+    allow_columns: Iterable[str] = (),
+    config: LeadMLConfig | None = None,
+    track: bool = False,
+    force: bool = False,
+) -> FlatResult:
+    """Train a calibrated lead-scoring model on a flat table (one row per lead).
+
+    Steps, in this order so the test rows never inform a decision:
+
+    1. split (:func:`split_flat`): out-of-time with ``time_column`` or ``order_column``,
+       stratified random otherwise (with a :class:`RandomSplitWarning`);
+    2. plan the cleaning (:func:`plan_cleaning`) on the training and validation rows;
+    3. run the leakage guard (:func:`leadml.leakage.check_leakage`) on those rows and drop
+       every flagged column that ``allow_columns`` does not keep;
+    4. fit the event mode's LightGBM (early stopping on the validation rows), Platt calibration
+       on the validation rows and tiers, and evaluate it beside the logistic-regression baseline
+       on the test rows (:func:`leadml.training.fit_calibrated`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead with the outcome column.
+    target : str
+        The 0/1 outcome column (e.g. ``Converted``).
+    id_column : str, optional
+        Lead id; never a feature, copied to the scores as ``lead_id``.
+    drop : iterable of str
+        Columns to leave out (known leaks, columns you do not want as reasons).
+    time_column, order_column : str, optional
+        Creation time, or a number growing with arrival (e.g. a sequential lead number), for an
+        out-of-time split. Never features.
+    allow_columns : iterable of str
+        Columns the leakage guard flags but you keep on purpose (they stay in the report).
+    config : LeadMLConfig, optional
+        ``flat`` (placeholders, leakage AUC threshold, split shares), ``model`` (LightGBM),
+        ``training`` (calibration, tiers, ECE bins), ``features`` (``max_category_levels``,
+        ``identifier_columns``, ``exclude_columns``), ``tracking``.
+    track : bool
+        Log the run and register the model in MLflow (``leadml-flat``), like the event mode.
+    force : bool
+        With ``track``, move the ``champion`` alias even if the promotion gate says no.
+
+    Returns
+    -------
+    FlatResult
+        ``result.model`` is a StageModel ready for :func:`leadml.bundle.save_bundle` and
+        :func:`score_flat`; ``result.report()`` is what the CLI prints.
+
+    Raises
+    ------
+    FlatDataError
+        Unknown columns, a target that is not 0/1, missing or duplicate ids, an unusable time
+        or order column, or no feature left after cleaning and the leakage guard.
+    """
+    from leadml.config import LeadMLConfig
+    from leadml.evaluation import tier_conversion
+    from leadml.leakage import check_leakage
+    from leadml.training import fit_calibrated
+
+    cfg = config or LeadMLConfig()
+    allow, drop = list(allow_columns), list(drop)
+    if target not in table.columns:
+        raise FlatDataError(
+            f"target column {target!r} not in the table (it has "
+            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
+        )
+    _check_columns(
+        table,
+        id_column=id_column,
+        time_column=time_column,
+        order_column=order_column,
+        drop_column=drop,
+        allow_column=allow,
+    )
+    y = _target(table, target)
+    if id_column is not None:
+        _check_ids(table, id_column)
+    split = split_flat(
+        table,
+        target,
+        time_column=time_column,
+        order_column=order_column,
+        fractions=cfg.flat.split_fractions,
+        seed=cfg.model.seed,
+    )
+    fit_rows = np.sort(np.concatenate([split.train, split.valid]))
+    fit_table = table.iloc[fit_rows]
+    fc = cfg.features
+    ordering = [c for c in (time_column, order_column) if c]
+    excluded = [c for c in fc.exclude_columns if c in table.columns]
+    plan = plan_cleaning(
+        fit_table,
+        target=target,
+        id_column=id_column,
+        drop=[*drop, *ordering, *excluded],
+        placeholders=cfg.flat.placeholders,
+        identifier_columns=[c for c in fc.identifier_columns if c in table.columns],
+    )
+    X_fit = plan.apply(fit_table)
+    leak = check_leakage(
+        X_fit.assign(**{target: y[fit_rows]}),
+        target,
+        columns=list(X_fit.columns),
+        allow_columns=[c for c in allow if c in X_fit.columns],
+        auc_threshold=cfg.flat.leakage_auc_threshold,
+        seed=cfg.model.seed,
+    )
+    plan = plan.without(leak.excluded, reason="leaky")
+    if not plan.features:
+        raise FlatDataError(
+            "no feature column is left after cleaning and the leakage guard "
+            f"(dropped: {plan.dropped}). Keep a column with allow_columns or add fit attributes."
+        )
+    X = plan.apply(table)
+    spec = flat_spec(X.iloc[fit_rows], fc.max_category_levels)
+    features = _features(X, spec).reset_index(drop=True)
+    masks = []
+    for part in (split.train, split.valid, split.test):
+        m = np.zeros(len(table), dtype=bool)
+        m[part] = True
+        masks.append(m)
+    model, metrics, base, p, tiers = fit_calibrated(
+        features, y, masks[0], masks[1], masks[2], spec, target, FLAT_TRANSITION, cfg
+    )
+    model.metadata = {
+        "mode": "flat",
+        "target": target,
+        "id_column": id_column,
+        "time_column": time_column,
+        "order_column": order_column,
+        "cleaning": plan.to_dict(),
+        "leakage": leak.to_dict(),
+        "split": split.to_dict(),
+        "rows": {
+            "train": len(split.train),
+            "calibration": len(split.valid),
+            "test": len(split.test),
+        },
+        "metrics": metrics,
+        "baseline_metrics": base,
+        "tier_info": {
+            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
+            for t, v in tier_conversion(y[masks[2]], tiers).items()
+        },
+        "config": cfg.dump(),
+    }
+    result = FlatResult(model, plan, leak, split, metrics, base, test_proba=p[masks[2]])
+    if track:
+        result.tracking = _log_flat_run(result, table, features, y, cfg, force=force)
+    return result
+
+
+def _log_flat_run(
+    result: FlatResult,
+    table: pd.DataFrame,
+    features: pd.DataFrame,
+    y: np.ndarray,
+    cfg: LeadMLConfig,
+    *,
+    force: bool,
+) -> dict[str, Any]:
+    """MLflow run, registered model and champion gate through the event mode's tracking."""
+    from leadml.tracking import log_training_run
+    from leadml.training import TrainResult
+
+    test = result.split.test
+    meta = result.model.metadata
+    id_column, time_column = meta["id_column"], meta["time_column"]
+    ids = table[id_column].to_numpy()[test] if id_column else test
+    if time_column:
+        as_of = _ordering_key(table, time_column, "time").to_numpy()[test]
+    else:
+        # A flat row has no snapshot time; the tracking contract wants one, so use the run's.
+        as_of = np.full(len(test), pd.Timestamp.now("UTC").tz_localize(None).floor("s"))
+    test_frame = features.iloc[test].reset_index(drop=True)
+    test_frame.insert(0, "lead_id", ids)
+    test_frame.insert(1, "as_of", pd.to_datetime(as_of).astype("datetime64[ns]"))
+    test_frame[result.model.label] = y[test]
+    summary = {
+        "rows": len(table),
+        "positive_rate": float(y.mean()),
+        "features": len(result.model.spec.names),
+        "leaky_columns_excluded": len(result.leakage.excluded),
+        "columns_dropped_by_cleaning": len(result.cleaning.dropped),
+    }
+    train_result = TrainResult(
+        model=result.model,
+        metrics=result.metrics,
+        baseline_metrics=result.baseline_metrics,
+        split=cast(Any, result.split),  # tracking does not read the event-mode Split
+        summary=summary,
+        test_frame=test_frame,
+        test_proba=result.test_proba,
+        config=cfg,
+    )
+    return log_training_run(train_result, force=force)
+
+
+def build_flat_features(table: pd.DataFrame, model: StageModel) -> pd.DataFrame:
+    """The model's features frame for a flat table: the stored cleaning plan, then the spec's
+    columns, dtypes and category levels (index reset). :func:`score_flat` scores this frame."""
+    if model.metadata.get("mode") != "flat":
+        raise FlatDataError(
+            f"model {model.label!r} was trained in event mode ({model.transition!r}); score it "
+            "with `leadml score --data DIR`, not --table"
+        )
+    plan = FlatCleaning.from_dict(model.metadata["cleaning"])
+    return _features(plan.apply(table), model.spec).reset_index(drop=True)
+
+
+def score_flat(
+    table: pd.DataFrame,
+    model: StageModel,
+    config: LeadMLConfig | None = None,
+    *,
+    engine: str | None = None,
+) -> pd.DataFrame:
+    """Score and explain a flat table with a model from :func:`train_flat`.
+
+    The table is cleaned with the plan stored in the model (same placeholders, spellings and
+    columns as in training); extra columns are ignored.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead, in the training export's layout (the target may be absent).
+    model : StageModel
+        ``result.model``, or a loaded bundle / MLflow model (:func:`leadml.tracking.load_stage_model`).
+    config : LeadMLConfig, optional
+        ``explain``: reasons per sign, engine and threads.
+    engine : str, optional
+        Overrides ``config.explain.engine``.
+
+    Returns
+    -------
+    DataFrame
+        ``lead_id, probability, score, tier, reasons`` in the table's row order. ``lead_id`` is
+        the training id column when present (else a ``lead_id`` column, else the row number);
+        ``reasons`` holds lists of ``{group, text, direction, effect}``.
+    """
+    from leadml.config import LeadMLConfig
+    from leadml.explain import explain_reasons
+
+    cfg = config or LeadMLConfig()
     meta = model.metadata
-    if meta.get("mode") != "flat":
-        raise FlatDataError("this model was trained in event mode; score it with --data DIR")
-    plan = FlatCleaning.from_dict(meta["cleaning"])
-    X = _features(plan.apply(table), model.spec).reset_index(drop=True)
+    X = build_flat_features(table, model)
     p = model.predict_proba(X)
     id_column = meta.get("id_column")
-    ids = (
-        table[id_column].to_numpy()
-        if id_column and id_column in table.columns
-        else np.arange(len(table))
+    if id_column and id_column in table.columns:
+        ids = table[id_column].to_numpy()
+    elif "lead_id" in table.columns:
+        ids = table["lead_id"].to_numpy()
+    else:
+        ids = np.arange(len(table))
+    ex = cfg.explain
+    why = explain_reasons(
+        model,
+        X,
+        engine=engine or ex.engine,
+        n_positive=ex.n_positive,
+        n_negative=ex.n_negative,
+        n_threads=ex.n_threads,
     )
-    contrib = contributions(model, X)
     return pd.DataFrame(
         {
             "lead_id": ids,
             "probability": p,
             "score": model.score(p),
             "tier": model.tier(p),
-            "reasons": reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative),
+            "reasons": pd.Series(why, dtype=object),
         }
     )
 
@@ -781,7 +1090,7 @@ def _read_any(path: str) -> pd.DataFrame:
     from leadml.contracts import read_table
 
     if not Path(path).is_file():
-        raise FlatDataError(f"table {path!r} does not exist")
+        raise FlatDataError(f"table {path!r} does not exist; pass a .csv or .parquet file")
     return read_table(path)
 
 
@@ -795,11 +1104,14 @@ def run_train_flat(
     order_column: str | None = None,
     allow_columns: Iterable[str] = (),
     model_dir: str | None = None,
-    config: Any = None,
+    config: LeadMLConfig | None = None,
     track: bool = True,
     force: bool = False,
 ) -> str:
-    """``leadml train --table``: train, save the bundle and return the text to print."""
+    """``leadml train --table``: train, save the bundle (and track), return the text to print.
+
+    The bundle goes to ``<model_dir or models>/flat-<target>`` (replaced if it exists).
+    """
     from leadml.bundle import save_bundle
 
     result = train_flat(
@@ -811,37 +1123,47 @@ def run_train_flat(
         order_column=order_column,
         allow_columns=allow_columns,
         config=config,
+        track=track,
+        force=force,
     )
-    out = (
-        Path(model_dir or "models")
-        / f"flat-{re.sub(r'[^A-Za-z0-9]+', '-', target).strip('-').lower()}"
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower() or "model"
+    path = save_bundle(result.model, Path(model_dir or "models") / f"flat-{slug}", overwrite=True)
+    uri = result.tracking.get("model_uri") if result.tracking else None
+    return (
+        f"{result.report()}\n\nbundle: {path}\n"
+        f"score with: leadml score --table FILE --model {uri or path} --out scores.csv"
     )
-    path = save_bundle(result.model, out, overwrite=True)
-    del track, force  # flat models are bundles; MLflow registration is for the stage models
-    return f"{result.report()}\n\nbundle: {path}\nscore with: leadml score --table FILE --model {path} --out scores.csv"
 
 
 def run_score_flat(
-    table: str, model: str, out: str, *, overwrite: bool = False, config: Any = None
+    table: str,
+    model: str,
+    out: str,
+    *,
+    overwrite: bool = False,
+    config: LeadMLConfig | None = None,
 ) -> str:
-    """``leadml score --table``: score a flat table and write CSV or Parquet atomically."""
+    """``leadml score --table``: score a flat table, write CSV or Parquet (by extension)
+    atomically, and return a one-line summary. In CSV, ``reasons`` is a JSON list per row."""
     import json
     import os
     import tempfile
 
     from leadml.tracking import load_stage_model
 
-    m = load_stage_model(model)
-    scores = score_flat(_read_any(table), m)
     path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".parquet", ".pq"}:
+        raise FlatDataError(f"--out {out!r}: expected a .csv or .parquet file name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", dir=path.parent if str(path.parent) else "."
-    )
+    m = load_stage_model(model)
+    scores = score_flat(_read_any(table), m, config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        if path.suffix.lower() == ".csv":
+        if suffix == ".csv":
             flat = scores.drop(columns=["reasons"])
             flat["reasons"] = [json.dumps(r, ensure_ascii=False) for r in scores["reasons"]]
             flat.to_csv(tmp, index=False)
@@ -852,4 +1174,5 @@ def run_score_flat(
         Path(tmp).unlink(missing_ok=True)
         raise
     tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
-    return f"scored {len(scores):,} leads (tiers {', '.join(f'{t}={n:,}' for t, n in tiers.items())}) -> {out}"
+    counts = ", ".join(f"{t}={n:,}" for t, n in tiers.items())
+    return f"scored {len(scores):,} leads (tiers {counts}) -> {out}"

@@ -80,6 +80,10 @@ class LeadMLPyfunc(PythonModel):
     ) -> pd.DataFrame:
         from leadml.scoring import score_features
 
+        if self.model.metadata.get("mode") == "flat":
+            from leadml.flat import score_flat
+
+            return score_flat(pd.DataFrame(model_input), self.model)
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
         return score_features(frame, {self.model.transition: self.model})
 

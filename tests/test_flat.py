@@ -170,3 +170,175 @@ def test_split_errors_name_the_column() -> None:
     table["Created"] = "2024-01-01"
     with pytest.raises(FlatDataError, match="too few distinct values"):
         split_flat(table, "Converted", time_column="Created")
+
+
+# ---------------------------------------------------------------- training and scoring
+
+
+def _converting_export(n: int = 1500, seed: int = 0) -> pd.DataFrame:
+    """A flat export with a known driver, a planted leak and a creation date."""
+    rng = np.random.default_rng(seed)
+    minutes = rng.gamma(2, 4, n)
+    source = rng.choice(["Google", "google", "Referral", "Direct", "Select"], n)
+    logit = -1.5 + 0.12 * minutes + np.where(source == "Referral", 1.2, 0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.permutation(n) * 3, unit="h")
+    return pd.DataFrame(
+        {
+            "Lead ID": [f"L{i:05d}" for i in range(n)],
+            "Created": created,
+            "Lead Source": source,
+            "Minutes on Site": minutes.round(1),
+            "Magazine": "No",
+            "Call Outcome": np.where(y == 1, "keen", "no answer"),
+            "Converted": y,
+        }
+    )
+
+
+FAST = {
+    "model": {"n_estimators": 60, "learning_rate": 0.1, "min_child_samples": 20, "n_jobs": 1},
+    "explain": {"engine": "lightgbm"},
+}
+
+
+@pytest.fixture(scope="module")
+def flat_result():
+    from leadml.config import LeadMLConfig
+    from leadml.flat import train_flat
+
+    cfg = LeadMLConfig().with_overrides(FAST)
+    return train_flat(
+        _converting_export(), "Converted", id_column="Lead ID", time_column="Created", config=cfg
+    )
+
+
+def test_train_flat_uses_the_time_column_and_guards_leaks(flat_result) -> None:
+    table = _converting_export()
+    split = flat_result.split
+    created = table["Created"].to_numpy()
+    assert split.kind == "time"
+    assert created[split.train].max() < created[split.valid].min()
+    assert created[split.valid].max() < created[split.test].min()
+    assert flat_result.leakage.excluded == ("Call Outcome",)
+    assert flat_result.leakage.finding("Call Outcome").auc == pytest.approx(1.0)
+    assert flat_result.model.spec.names == ("Lead Source", "Minutes on Site")
+    assert flat_result.cleaning.dropped["Call Outcome"] == "leaky"
+    assert flat_result.metrics["roc_auc"] > 0.7
+    assert flat_result.metrics["roc_auc"] >= flat_result.baseline_metrics["roc_auc"] - 0.03
+    text = flat_result.report()
+    assert "'Call Outcome' (AUC 1.000)" in text and "out-of-time by 'Created'" in text
+
+
+def test_flat_bundle_round_trip_scores_and_reasons(flat_result, tmp_path) -> None:
+    from leadml.bundle import load_bundle, save_bundle
+    from leadml.config import LeadMLConfig
+    from leadml.flat import score_flat
+
+    path = save_bundle(flat_result.model, tmp_path / "flat")
+    loaded = load_bundle(path)
+    assert loaded.metadata["leakage"]["findings"][0]["column"] == "Call Outcome"
+    new = _converting_export(n=40, seed=9).drop(columns=["Converted", "Call Outcome", "Magazine"])
+    cfg = LeadMLConfig().with_overrides(FAST)
+    a = score_flat(new, flat_result.model, cfg)
+    b = score_flat(new, loaded, cfg)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["lead_id", "probability", "score", "tier", "reasons"]
+    assert a["lead_id"].tolist() == new["Lead ID"].tolist()
+    assert a["score"].tolist() == np.rint(100 * a["probability"]).astype(int).tolist()
+    assert set(a["tier"]) <= set("ABCD")
+    texts = [r["text"] for rs in a["reasons"] for r in rs]
+    assert any(t.startswith("Minutes on Site: ") for t in texts)
+    assert any(t in texts for t in ("Lead Source: Google", "Lead Source: Referral"))
+    # 'google' was merged into 'Google' by the stored cleaning plan.
+    assert "Lead Source: google" not in texts
+
+
+def test_score_flat_refuses_an_event_mode_model(flat_result) -> None:
+    from dataclasses import replace
+
+    from leadml.flat import score_flat
+
+    event_model = replace(flat_result.model, metadata={}, transition="prospect")
+    with pytest.raises(FlatDataError, match="trained in event mode"):
+        score_flat(_converting_export(n=5), event_model)
+
+
+def test_train_flat_errors_name_the_problem() -> None:
+    from leadml.flat import train_flat
+
+    table = _converting_export(n=50)
+    with pytest.raises(FlatDataError, match="allow column 'Tagz' not in the table"):
+        train_flat(table, "Converted", allow_columns=["Tagz"], time_column="Created")
+    table.loc[7, "Lead ID"] = "L00001"
+    with pytest.raises(FlatDataError, match="'Lead ID': 1 missing or duplicate id.*rows \\[7\\]"):
+        train_flat(table, "Converted", id_column="Lead ID", time_column="Created")
+
+
+def test_run_train_and_score_flat_write_files(tmp_path) -> None:
+    import json
+
+    from leadml.config import LeadMLConfig
+    from leadml.flat import run_score_flat, run_train_flat
+
+    cfg = LeadMLConfig().with_overrides(FAST)
+    _converting_export(n=800).to_csv(tmp_path / "leads.csv", index=False)
+    text = run_train_flat(
+        str(tmp_path / "leads.csv"),
+        "Converted",
+        id_column="Lead ID",
+        time_column="Created",
+        model_dir=str(tmp_path / "models"),
+        config=cfg,
+        track=False,
+    )
+    assert "excluded" in text and "'Call Outcome'" in text
+    bundle = tmp_path / "models" / "flat-converted"
+    assert (bundle / "bundle.json").is_file()
+    out = tmp_path / "scores.csv"
+    line = run_score_flat(str(tmp_path / "leads.csv"), str(bundle), str(out), config=cfg)
+    assert line.startswith("scored 800 leads (tiers A=")
+    scores = pd.read_csv(out)
+    assert len(scores) == 800 and isinstance(json.loads(scores.loc[0, "reasons"]), list)
+    with pytest.raises(FileExistsError, match="already exists"):
+        run_score_flat(str(tmp_path / "leads.csv"), str(bundle), str(out), config=cfg)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".scores")]
+
+
+@pytest.mark.slow
+def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
+    from leadml.config import LeadMLConfig
+    from leadml.flat import score_flat, train_flat
+    from leadml.tracking import load_stage_model
+
+    cfg = LeadMLConfig().with_overrides(FAST)
+    table = _converting_export(n=800)
+    result = train_flat(
+        table,
+        "Converted",
+        id_column="Lead ID",
+        order_column="Minutes on Site",
+        config=cfg,
+        track=True,
+    )
+    assert result.tracking["model_uri"] == "models:/leadml-flat/1"
+    assert result.tracking["promoted"]
+    model = load_stage_model("models:/leadml-flat@champion")
+    pd.testing.assert_frame_equal(score_flat(table, model), score_flat(table, result.model))
+
+    import mlflow
+
+    # The pyfunc takes the event mode's input shape: lead_id, as_of, stage and the features.
+    pyfunc = mlflow.pyfunc.load_model("models:/leadml-flat@champion")
+    frame = pd.DataFrame(
+        {
+            "lead_id": table["Lead ID"].head(5),
+            "as_of": pd.Timestamp("2025-01-01"),
+            "stage": "lead",
+            "Lead Source": table["Lead Source"].head(5),
+        }
+    )
+    out = pyfunc.predict(frame)
+    assert out["lead_id"].tolist() == table["Lead ID"].head(5).tolist()
+    expected = score_flat(table.head(5), result.model)["probability"].to_numpy()
+    np.testing.assert_allclose(out["probability"].to_numpy(), expected)
