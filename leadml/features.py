@@ -611,6 +611,20 @@ def _positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
         if len(starts) < n // 2:
             run_pos = index.get_indexer(values[starts]).astype(np.int64)
             return np.repeat(run_pos, np.diff(np.append(starts, n)))
+    if index.dtype.kind in "iu" and values.dtype.kind in "iu" and len(index):
+        lo, hi = int(index.min()), int(index.max())
+        if hi - lo < 4 * len(index) + 1024:
+            # Dense integer ids (the usual CRM key): one array lookup per row, no hashing.
+            table = np.full(hi - lo + 1, -1, dtype=np.int64)
+            table[index.to_numpy().astype(np.int64) - lo] = np.arange(len(index))
+            v = values.astype(np.int64, copy=True)
+            if int(v.min()) >= lo and int(v.max()) <= hi:
+                v -= lo
+                return table[v]
+            out = np.full(n, -1, dtype=np.int64)
+            ok = (v >= lo) & (v <= hi)
+            out[ok] = table[v[ok] - lo]
+            return out
     return index.get_indexer(values).astype(np.int64)
 
 
@@ -651,7 +665,9 @@ class _Timeline:
         keys |= rel
         self.payload = list(payload)
         if len(keys) > 1 and not bool(np.all(keys[1:] >= keys[:-1])):
-            order = np.argsort(keys, kind="stable")
+            from leadml._kernels import lead_key_order
+
+            order = lead_key_order(pos, keys)
             keys, pos, rel = keys[order], pos[order], rel[order]
             self.payload = [p[order] for p in payload]
         self.keys, self.pos, self.rel = keys, pos, rel

@@ -408,6 +408,41 @@ def test_matches_a_brute_force_reference_on_random_data(seed: int) -> None:
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-12), (name, i)
 
 
+def test_features_do_not_depend_on_the_row_order_of_the_input(crm) -> None:
+    """Exports arrive sorted by time, by lead, or not at all: the features are the same."""
+    from leadml.contracts import CRMData
+
+    spec = make_feature_spec(crm)
+    as_of = crm.start + (crm.end - crm.start) / 2
+    pts = crm.leads.loc[crm.leads["created_at"] < as_of, ["lead_id"]].assign(as_of=as_of)
+    pts["as_of"] = pts["as_of"].astype("datetime64[ns]")
+
+    def feats(events: pd.DataFrame, changes: pd.DataFrame) -> pd.DataFrame:
+        d = CRMData(crm.leads, events, changes, crm.columns)
+        return build_features(d.leads, d.events, d.stage_changes, pts, spec=spec)
+
+    expected = feats(crm.events, crm.stage_changes)
+    by_time = crm.events.sort_values("occurred_at", kind="stable").reset_index(drop=True)
+    shuffled = crm.events.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    changes = crm.stage_changes.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    pd.testing.assert_frame_equal(feats(by_time, crm.stage_changes), expected)
+    pd.testing.assert_frame_equal(feats(shuffled, changes), expected)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lead_key_order_is_a_stable_argsort(seed: int) -> None:
+    from leadml._kernels import lead_key_order
+
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, 50, 3000)
+    secs = rng.integers(0, 20, 3000)  # many ties: stability matters
+    if seed == 0:
+        order = np.lexsort((secs, pos))
+        pos, secs = pos[order], secs[order]  # already grouped: the counting pass alone
+    keys = (pos << 32) | secs
+    np.testing.assert_array_equal(lead_key_order(pos, keys), np.argsort(keys, kind="stable"))
+
+
 # --- the spec --------------------------------------------------------------------------------------
 
 
