@@ -503,6 +503,7 @@ def build_report(
     model_versions: str | None = None,
     horizon_days: Mapping[str, int] | None = None,
     page_size: int = 200,
+    tier_info_by_model: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     """The whole report as one self-contained HTML string.
 
@@ -532,6 +533,11 @@ def build_report(
     page_size : int
         How many matching leads the page lays out at once; a "Show more" button adds the next
         ones. Search, filters and sorting always cover every lead in the file.
+    tier_info_by_model : mapping, optional
+        ``tier_info`` per stage model (``{"prospect": {...}, "opportunity": {...}}``, as the
+        scorer writes it). Leads are tiered by the prospect model and prospects by the
+        opportunity model, so each tier card shows both observed rates; ``tier_info`` defaults
+        to the prospect model's entry.
 
     Returns
     -------
@@ -541,7 +547,9 @@ def build_report(
     if page_size < 1:
         raise ReportError(f"page_size must be a positive number of leads, got {page_size}")
     df = _prepare(scores, previous, owner, top)
-    info: Mapping[str, Any] = tier_info or {}
+    by_model: Mapping[str, Mapping[str, Any]] = tier_info_by_model or {}
+    info: Mapping[str, Any] = tier_info or by_model.get("prospect") or {}
+    opp_info: Mapping[str, Any] = by_model.get("opportunity") or {}
     horizon: Mapping[str, Any] = horizon_days or {}
     as_of = pd.Timestamp(df["as_of"].max()) if len(df) and df["as_of"].notna().any() else None
     tiers_present = sorted(set(df["tier"].dropna().astype(str)) - set(TIERS))
@@ -567,8 +575,11 @@ def build_report(
 
     cards = []
     for t in tiers:
-        r = _rate(info, t)
-        note = f"<b>{_pct(r)}</b> became prospects" if r is not None else "&nbsp;"
+        r, r_opp = _rate(info, t), _rate(opp_info, t)
+        notes = [f"<b>{_pct(r)}</b> became prospects"] if r is not None else []
+        if r_opp is not None:
+            notes.append(f"<b>{_pct(r_opp)}</b> of prospects became opportunities")
+        note = "<br>".join(notes) or "&nbsp;"
         n = int(counts.get(t, 0))
         cards.append(
             f'<button type="button" class="tier" data-only="{_e(t)}" title="Show only tier {_e(t)}">'
@@ -664,8 +675,14 @@ def build_report(
     if any(_rate(info, t) is not None for t in TIERS):
         tier_note = (
             " The share that became prospects is what the lead→prospect model observed per "
-            "tier on its held-out test period."
+            "tier on its held-out test period"
         )
+        if any(_rate(opp_info, t) is not None for t in TIERS):
+            tier_note += (
+                "; the share of prospects that became opportunities is the same for the "
+                "prospect→opportunity model, which tiers the leads already in stage prospect"
+            )
+        tier_note += "."
     windows = [
         f"{int(v)} days to become {'an' if str(k)[:1] in 'aeiou' else 'a'} {_e(k)}"
         for k, v in horizon.items()
@@ -751,6 +768,7 @@ def write_report(
         text = frame.to_csv(index=False, lineterminator="\n")
     else:
         tier_info = meta.get("tier_info")
+        by_model = meta.get("tier_info_by_model")
         horizon = meta.get("horizon_days")
         versions = meta.get("model_versions")
         text = build_report(
@@ -761,6 +779,7 @@ def write_report(
             tier_info=tier_info if isinstance(tier_info, dict) else None,
             model_versions=versions if isinstance(versions, str) else None,
             horizon_days=horizon if isinstance(horizon, dict) else None,
+            tier_info_by_model=by_model if isinstance(by_model, dict) else None,
         )
     _write_atomic(out, text)
     return out

@@ -182,6 +182,19 @@ def test_previous_run_gives_arrows_new_and_tier_moves() -> None:
     assert ">Change</button>" not in build_report(df)
 
 
+def test_tier_cards_show_each_models_own_conversion() -> None:
+    """Leads are tiered by the prospect model, prospects by the opportunity model."""
+    opp = {t: {"conversion_rate": r, "share": 0.25} for t, r in zip("ABCD", [0.5, 0.2, 0.1, 0.05])}
+    page = build_report(
+        fake_scores(), tier_info_by_model={"prospect": TIER_INFO, "opportunity": opp}
+    )
+    assert "31% of similar leads became prospects" in page  # the prospect model by default
+    assert "<b>50%</b> of prospects became opportunities" in page
+    assert "prospect→opportunity model" in page
+    only_prospect = build_report(fake_scores(), tier_info=TIER_INFO)
+    assert "became opportunities" not in only_prospect
+
+
 def test_header_explains_tiers_and_next_stage() -> None:
     page = build_report(
         fake_scores(),
