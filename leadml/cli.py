@@ -118,22 +118,10 @@ def synth(out_dir: str, n_leads: int, seed: int, start: str, end: str, overwrite
 
 
 def _write_parquet_atomic(frame: Any, out: str, overwrite: bool) -> None:
-    import os
-    import tempfile
+    from leadml._io import atomic_path, check_target
 
-    path = Path(out)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(check_target(out, overwrite), make_parents=False) as tmp:
         frame.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @main.command()

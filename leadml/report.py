@@ -27,10 +27,8 @@ import functools
 import html
 import json
 import math
-import os
 import re
 import string
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -38,6 +36,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from leadml._io import atomic_path
 
 __all__ = [
     "CRM_COLUMNS",
@@ -786,17 +786,5 @@ def write_report(
 
 
 def _write_atomic(out: Path, text: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; a report is meant to be shared like any other file.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)

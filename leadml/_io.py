@@ -1,0 +1,55 @@
+"""Atomic file output: a job writes its whole file or nothing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_path", "check_target"]
+
+
+def check_target(path: str | Path, overwrite: bool) -> Path:
+    """The output path, after refusing to replace an existing file without ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{str(p)!r} already exists; pass --overwrite to replace it")
+    return p
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, make_parents: bool = True) -> Iterator[Path]:
+    """A temporary file beside ``path`` that replaces ``path`` only when the block succeeds.
+
+    The temporary sits in the same directory (so the final ``os.replace`` is atomic on one file
+    system) and is hidden (``.name.xxxx.tmp``). On any exception, including ``KeyboardInterrupt``,
+    it is removed and ``path`` is left as it was. The committed file gets the permissions an
+    ordinary write would give it (``mkstemp`` alone would leave it private, 0600).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "scores.csv"
+    >>> with atomic_path(out) as tmp:
+    ...     _ = tmp.write_text("lead_id\\n1\\n")
+    >>> out.read_text()
+    'lead_id\\n1\\n'
+    """
+    target = Path(path)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    elif not target.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(target.parent)!r} does not exist")
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
