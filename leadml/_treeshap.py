@@ -729,6 +729,9 @@ def _as_prediction_matrix(
     if data.ndim == 2:
         # LightGBM's dense-row reader drops |x| <= kZeroThreshold, which then reads as 0.
         data[np.abs(data) <= _ZERO_THRESHOLD] = 0.0
+        # ... and its decisions see values beyond +-1e300 (infinities too) as +-1e300, which
+        # matters for a split whose threshold is 1e300 ("every present value goes left").
+        np.clip(data, -1e300, 1e300, out=data)  # NaN stays NaN
     return data
 
 

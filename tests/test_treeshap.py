@@ -248,6 +248,20 @@ def test_only_single_leaf_trees_give_the_bias_alone() -> None:
     _check(booster, X, phi)
 
 
+def test_infinities_route_like_lightgbm_at_a_missing_only_split() -> None:
+    """Found by the property test: LightGBM predicts with values clamped to +-1e300, so at a
+    split of "present vs missing" (threshold 1e300) +inf goes left with the other values."""
+    x = [-0.4, np.nan, 1.4, np.nan, 0.4, -0.5, -0.9, np.nan, -1.0, np.nan]
+    X = pd.DataFrame(
+        {"x0": x + [-0.1, np.nan, np.nan, np.nan, np.nan, -0.8, np.nan, 0, np.nan, -0.2]}
+    )
+    y = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0])
+    booster = _train(X, y, 1, num_leaves=2, min_data_in_leaf=10, min_sum_hessian_in_leaf=0.0)
+    assert booster.dump_model()["tree_info"][0]["tree_structure"]["threshold"] == 1e300
+    Xe = pd.DataFrame({"x0": [np.inf, -np.inf, 2e300, 1e300, 1e299, np.nan, 0.0]})
+    _check(booster, Xe, explain_margin(booster, Xe))
+
+
 def test_uses_best_iteration_like_predict() -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(600, 4))
