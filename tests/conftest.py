@@ -8,6 +8,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Locally, property tests draw new examples every run (that is how they find bugs); CI replays a
+# fixed, seed-derived set so a red build always means a reproducible failure.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Spark (tests marked spark) must run executors on this venv's Python.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
