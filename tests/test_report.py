@@ -184,7 +184,10 @@ def test_previous_run_gives_arrows_new_and_tier_moves() -> None:
 
 def test_tier_cards_show_each_models_own_conversion() -> None:
     """Leads are tiered by the prospect model, prospects by the opportunity model."""
-    opp = {t: {"conversion_rate": r, "share": 0.25} for t, r in zip("ABCD", [0.5, 0.2, 0.1, 0.05])}
+    opp = {
+        t: {"conversion_rate": r, "share": 0.25}
+        for t, r in zip("ABCD", [0.5, 0.2, 0.1, 0.05], strict=True)
+    }
     page = build_report(
         fake_scores(), tier_info_by_model={"prospect": TIER_INFO, "opportunity": opp}
     )
