@@ -33,6 +33,7 @@ process CPU seconds; on a shared machine trust the CPU column.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -144,15 +145,15 @@ def fit_baselines(
 
 def markdown(rows: list[Row]) -> str:
     head = (
-        "| setting | model | ROC AUC | PR AUC | Brier | ECE | lift@10% | fit s wall / CPU "
-        "| score s wall / CPU |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "| setting | model | test rows (positive) | ROC AUC | PR AUC | Brier | ECE | lift@10% "
+        "| fit s wall / CPU | score s wall / CPU |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         m = r.metrics
         lines.append(
-            f"| {r.setting} | {r.model} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | "
+            f"| {r.setting} | {r.model} | {r.n_test:,} ({r.positive_rate:.1%}) | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | "
             f"{m['brier']:.3f} | {m['ece']:.3f} | {m['lift_10']:.2f} | {r.fit_s} | "
             f"{r.score_s} |"
         )
@@ -340,7 +341,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-bpi", action="store_true")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
-    out: list[str] = []
+    import platform
+
+    import lightgbm
+    import sklearn
+
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    out: list[str] = [
+        f"load average at start: {load} ({os.cpu_count()} CPUs); Python "
+        f"{platform.python_version()}, LightGBM {lightgbm.__version__}, scikit-learn "
+        f"{sklearn.__version__}; seed {args.seed}",
+        "",
+    ]
     if not args.skip_x_education:
         rows, notes = bench_x_education(args.x_education, args.seed)
         out += ["## X Education Leads.csv (flat mode)", "", markdown(rows), "", *notes, ""]

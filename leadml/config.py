@@ -109,13 +109,18 @@ class ModelConfig(_Section):
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(15, ge=2)
     max_depth: int = Field(4, ge=-1)
-    min_child_samples: int = Field(400, ge=1)
+    # None (the default) scales the leaf size with the training rows, see
+    # leadml.training.effective_min_child_samples: min(400, max(20, n_train // 100)). 400 suits
+    # the 100k+ observation points of a large event log but freezes a 1k-5k row table to a few
+    # splits; an explicit number is used as given.
+    min_child_samples: int | None = Field(None, ge=1)
     subsample: float = Field(0.8, gt=0, le=1)
     subsample_freq: int = Field(1, ge=0)
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     reg_lambda: float = Field(10.0, ge=0)
     cat_smooth: float = Field(50.0, ge=0)
-    min_data_per_group: int = Field(200, ge=1)
+    # None: min(200, max(10, n_train // 200)), the same scaling for categorical groups.
+    min_data_per_group: int | None = Field(None, ge=1)
     early_stopping_rounds: int = Field(50, ge=1)
     seed: int = 42
     n_jobs: int = 2

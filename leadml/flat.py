@@ -937,6 +937,7 @@ def train_flat(
         features, y, masks[0], masks[1], masks[2], spec, target, FLAT_TRANSITION, cfg
     )
     model.metadata = {
+        **model.metadata,
         "mode": "flat",
         "target": target,
         "id_column": id_column,

@@ -6,7 +6,14 @@ the **calibration** slice, then another purge gap and the **test** slice at the 
 usable span is cut 60/20/20; ``training.split_date`` fixes ``T`` and the rest is halved.
 
 - LightGBM uses native categoricals and early stopping on the calibration slice; it is
-  deterministic for a seed (``deterministic``, row-wise histograms, fixed threads).
+  deterministic for a seed (``deterministic``, row-wise histograms, fixed threads). Early stopping
+  watches the binary log loss, which moves smoothly even on a few hundred validation rows (PR AUC
+  is a rank metric that can sit still for many rounds on a small slice and stop training after
+  the first tree); PR AUC is still computed on the slice and reported.
+- Small tables: unless ``model.min_child_samples`` / ``model.min_data_per_group`` are set, the
+  leaf and category-group sizes scale with the training rows (:func:`effective_min_child_samples`,
+  :func:`effective_min_data_per_group`): 400 / 200 on large event logs, down to 20 / 10 on a
+  table of a few thousand rows.
 - Class imbalance is handled deliberately by **not** reweighting: weights would distort the
   probabilities that calibration then has to undo. Rare positives are handled by the metrics we
   select on (PR AUC, lift) and by calibration on the real base rate.
@@ -40,6 +47,8 @@ __all__ = [
     "Split",
     "StageModel",
     "TrainResult",
+    "effective_min_child_samples",
+    "effective_min_data_per_group",
     "fit_calibrated",
     "fit_stage_model",
     "format_metrics_table",
@@ -194,14 +203,54 @@ def split_out_of_time(as_of: pd.Series, purge_days: int, split_date: str | None 
     )
 
 
-def lgb_params(m: ModelConfig) -> dict[str, Any]:
-    """LightGBM parameters from the model config (plain dict; estimators never see config)."""
+#: Ceilings and floors of the automatic leaf and category-group sizes (see ModelConfig).
+MIN_CHILD_SAMPLES_CAP, MIN_CHILD_SAMPLES_FLOOR = 400, 20
+MIN_DATA_PER_GROUP_CAP, MIN_DATA_PER_GROUP_FLOOR = 200, 10
+
+
+def effective_min_child_samples(m: ModelConfig, n_train: int | None) -> int:
+    """Minimum rows per leaf: the configured number, or (when it is None) one row in a hundred
+    of the training rows, clipped to [20, 400].
+
+    >>> from leadml.config import ModelConfig
+    >>> [effective_min_child_samples(ModelConfig(), n) for n in (900, 5_500, 200_000, None)]
+    [20, 55, 400, 400]
+    >>> effective_min_child_samples(ModelConfig(min_child_samples=7), 200_000)
+    7
+    """
+    if m.min_child_samples is not None:
+        return m.min_child_samples
+    if n_train is None:
+        return MIN_CHILD_SAMPLES_CAP
+    return min(MIN_CHILD_SAMPLES_CAP, max(MIN_CHILD_SAMPLES_FLOOR, n_train // 100))
+
+
+def effective_min_data_per_group(m: ModelConfig, n_train: int | None) -> int:
+    """Minimum rows per categorical group: configured, or n_train // 200 clipped to [10, 200].
+
+    >>> from leadml.config import ModelConfig
+    >>> [effective_min_data_per_group(ModelConfig(), n) for n in (900, 5_500, 200_000)]
+    [10, 27, 200]
+    """
+    if m.min_data_per_group is not None:
+        return m.min_data_per_group
+    if n_train is None:
+        return MIN_DATA_PER_GROUP_CAP
+    return min(MIN_DATA_PER_GROUP_CAP, max(MIN_DATA_PER_GROUP_FLOOR, n_train // 200))
+
+
+def lgb_params(m: ModelConfig, n_train: int | None = None) -> dict[str, Any]:
+    """LightGBM parameters from the model config (plain dict; estimators never see config).
+
+    ``n_train`` (the training rows) sizes the leaves when the config leaves them automatic.
+    Early stopping watches the first metric, the binary log loss; PR AUC is reported beside it.
+    """
     return {
         "objective": "binary",
         "learning_rate": m.learning_rate,
         "num_leaves": m.num_leaves,
         "max_depth": m.max_depth,
-        "min_child_samples": m.min_child_samples,
+        "min_child_samples": effective_min_child_samples(m, n_train),
         "subsample": m.subsample,
         "subsample_freq": m.subsample_freq,
         "colsample_bytree": m.colsample_bytree,
@@ -213,8 +262,8 @@ def lgb_params(m: ModelConfig) -> dict[str, Any]:
         "verbosity": -1,
         "max_cat_to_onehot": 8,
         "cat_smooth": m.cat_smooth,
-        "min_data_per_group": m.min_data_per_group,
-        "metric": ["average_precision", "binary_logloss"],
+        "min_data_per_group": effective_min_data_per_group(m, n_train),
+        "metric": ["binary_logloss", "average_precision"],
         "first_metric_only": True,
     }
 
@@ -304,7 +353,7 @@ def fit_calibrated(
                 f"the {name} slice has {int(m.sum())} rows and {int(y[m].sum())} positives: "
                 "not enough to train and validate out of time; add data or change the split"
             )
-    params = lgb_params(cfg.model)
+    params = lgb_params(cfg.model, int(m_train.sum()))
     dtrain = lgb.Dataset(
         X[m_train],
         y[m_train],
@@ -318,8 +367,13 @@ def fit_calibrated(
         num_boost_round=cfg.model.n_estimators,
         valid_sets=[dcal],
         valid_names=["calibration"],
-        callbacks=[lgb.early_stopping(cfg.model.early_stopping_rounds, verbose=False)],
+        callbacks=[
+            lgb.early_stopping(
+                cfg.model.early_stopping_rounds, first_metric_only=True, verbose=False
+            )
+        ],
     )
+    best = booster.best_score.get("calibration", {})
     # Keep only the trees early stopping chose, so the saved model is exactly what was validated.
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
     margin = np.asarray(booster.predict(X, raw_score=True), dtype=float)
@@ -330,6 +384,15 @@ def fit_calibrated(
     tiers = model.tier(p[m_test])
     metrics = evaluate(y[m_test], p[m_test], tiers=tiers, n_bins=tr.ece_bins)
     metrics["n_trees"] = booster.num_trees()
+    # What was actually fitted (the automatic sizes, the early-stopping point); callers keep it
+    # in the model's metadata.
+    model.metadata["fit"] = {
+        "min_child_samples": params["min_child_samples"],
+        "min_data_per_group": params["min_data_per_group"],
+        "best_iteration": booster.num_trees(),
+        "calibration_log_loss": float(best.get("binary_logloss", float("nan"))),
+        "calibration_pr_auc": float(best.get("average_precision", float("nan"))),
+    }
     baseline = make_baseline(spec).fit(X[m_train], y[m_train])
     p_base = baseline.predict_proba(X[m_test])[:, 1]
     base_metrics = evaluate(y[m_test], p_base, n_bins=tr.ece_bins)
@@ -357,6 +420,7 @@ def fit_stage_model(
         X, y, m_train, m_cal, m_test, spec, label, transition, cfg
     )
     model.metadata = {
+        **model.metadata,
         "metrics": metrics,
         "baseline_metrics": base_metrics,
         "tier_info": {
