@@ -1147,33 +1147,23 @@ def run_score_flat(
     """``leadml score --table``: score a flat table, write CSV or Parquet (by extension)
     atomically, and return a one-line summary. In CSV, ``reasons`` is a JSON list per row."""
     import json
-    import os
-    import tempfile
 
+    from leadml._io import atomic_path, check_target
     from leadml.tracking import load_stage_model
 
-    path = Path(out)
+    path = check_target(out, overwrite)
     suffix = path.suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
         raise FlatDataError(f"--out {out!r}: expected a .csv or .parquet file name")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
     m = load_stage_model(model)
     scores = score_flat(_read_any(table), m, config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".csv":
             flat = scores.drop(columns=["reasons"])
             flat["reasons"] = [json.dumps(r, ensure_ascii=False) for r in scores["reasons"]]
             flat.to_csv(tmp, index=False)
         else:
             scores.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
     counts = ", ".join(f"{t}={n:,}" for t, n in tiers.items())
     return f"scored {len(scores):,} leads (tiers {counts}) -> {out}"

@@ -55,10 +55,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,6 +66,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from leadml._io import atomic_path
 from leadml.config import LeadMLConfig
 from leadml.contracts import CRMData
 
@@ -707,19 +706,17 @@ class _ScoresWriter:
         self.n_reasons = n_reasons
         self.row_group_size = row_group_size
         self.schema = _arrow_schema(columns, metadata) if fmt == "parquet" else None
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        self._target = atomic_path(path, make_parents=False)
+        self.tmp = self._target.__enter__()
         self._pq: Any = None
         self._csv: Any = None
 
     def __enter__(self) -> _ScoresWriter:
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._close()
-        if self.tmp.exists():  # not committed: leave nothing behind
-            self.tmp.unlink()
+        self.tmp.unlink(missing_ok=True)  # not committed: leave nothing behind
 
     def write(self, chunk: pd.DataFrame) -> None:
         if self.fmt == "parquet":
@@ -766,11 +763,7 @@ class _ScoresWriter:
         if self.fmt == "parquet" and self._pq is None:
             self.write(pd.DataFrame({c: [] for c in self.schema.names}))  # type: ignore[union-attr]
         self._close()
-        # mkstemp makes the file private; give it the permissions a normal write would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
+        self._target.__exit__(None, None, None)  # normal permissions, then the atomic rename
         return self.path
 
 
