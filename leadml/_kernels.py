@@ -26,7 +26,10 @@ def decay_running(
 
 @njit(cache=True)
 def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: no cover
-    """The permutation ``np.argsort(keys, kind="stable")`` for keys ``pos << 32 | seconds``.
+    """The permutation that sorts rows stably by ``(pos, keys)``: ``np.argsort(keys,
+    kind="stable")`` when ``keys`` already order ``pos`` first (``pos << 32 | seconds``), or
+    pandas' stable ``sort_values([lead, time])`` when ``pos`` ranks the leads and ``keys`` are
+    times.
 
     A counting sort on the lead position (O(rows), stable) followed by a stable sort of each
     lead's own run only where it is out of order. CRM exports usually arrive sorted by time, so
@@ -57,3 +60,21 @@ def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: 
                 order[a:b] = seg[np.argsort(keys[seg], kind="mergesort")]
                 break
     return order
+
+
+@njit(cache=True)
+def latest_before(
+    pos: np.ndarray, t: np.ndarray, limit: int, n: int
+) -> np.ndarray:  # pragma: no cover
+    """Per position ``0..n-1``, the row index of its latest ``t`` strictly before ``limit`` (the
+    first such row in table order among equal times), -1 when it has none. Rows with a negative
+    ``pos`` are ignored."""
+    best = np.full(n, -1, dtype=np.int64)
+    for i in range(pos.shape[0]):
+        p = pos[i]
+        if p < 0 or t[i] >= limit:
+            continue
+        b = best[p]
+        if b < 0 or t[i] > t[b]:
+            best[p] = i
+    return best

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig
-from leadml.contracts import STAGES, CRMData
+from leadml.contracts import STAGES, CRMData, lead_positions
 
 __all__ = [
     "FeatureInputError",
@@ -594,40 +594,6 @@ def to_categorical(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd
 # --- building features --------------------------------------------------------------------------
 
 
-def _positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
-    """Row position in the leads table of each id (-1 when unknown).
-
-    Event tables hold long runs of the same lead, so each run is looked up once.
-    """
-    values = ids.to_numpy()
-    n = len(values)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if n > 2 * len(index):
-        change = np.empty(n, dtype=bool)
-        change[0] = True
-        np.not_equal(values[1:], values[:-1], out=change[1:])
-        starts = np.flatnonzero(change)
-        if len(starts) < n // 2:
-            run_pos = index.get_indexer(values[starts]).astype(np.int64)
-            return np.repeat(run_pos, np.diff(np.append(starts, n)))
-    if index.dtype.kind in "iu" and values.dtype.kind in "iu" and len(index):
-        lo, hi = int(index.min()), int(index.max())
-        if hi - lo < 4 * len(index) + 1024:
-            # Dense integer ids (the usual CRM key): one array lookup per row, no hashing.
-            table = np.full(hi - lo + 1, -1, dtype=np.int64)
-            table[index.to_numpy().astype(np.int64) - lo] = np.arange(len(index))
-            v = values.astype(np.int64, copy=True)
-            if int(v.min()) >= lo and int(v.max()) <= hi:
-                v -= lo
-                return table[v]
-            out = np.full(n, -1, dtype=np.int64)
-            ok = (v >= lo) & (v <= hi)
-            out[ok] = table[v[ok] - lo]
-            return out
-    return index.get_indexer(values).astype(np.int64)
-
-
 def _seconds(values: pd.Series | np.ndarray) -> np.ndarray:
     ns = np.asarray(values, dtype="datetime64[ns]").view(np.int64)
     return ns // 1_000_000_000
@@ -774,7 +740,7 @@ def build_features(
             f"{c.lead_id!r} and 'as_of', e.g. from leadml.timeline.build_observation_points"
         )
     index = pd.Index(leads[c.lead_id])
-    p_pos = _positions(index, points[c.lead_id])
+    p_pos = lead_positions(index, points[c.lead_id])
     if (p_pos < 0).any():
         bad = np.flatnonzero(p_pos < 0)
         raise FeatureInputError(
@@ -901,7 +867,7 @@ def _engagement(
     payload = [e_type]
     if c.value in events.columns and spec.value_types and spec.value_window_days is not None:
         payload.append(events[c.value].to_numpy(dtype="float64", na_value=np.nan))
-    e_pos = _positions(index, events[c.lead_id])
+    e_pos = lead_positions(index, events[c.lead_id])
     e_sec = _seconds(events[c.occurred_at])
     # Unknown event types (not in the training vocabulary) and unknown leads are ignored.
     if len(e_pos) and (int(e_type.min()) < 0 or int(e_pos.min()) < 0):
@@ -1008,7 +974,7 @@ def _lifecycle(
         .get_indexer(stage_changes[c.stage].astype(object))
         .astype(np.int64)
     )
-    s_pos = _positions(index, stage_changes[c.lead_id])
+    s_pos = lead_positions(index, stage_changes[c.lead_id])
     s_sec = _seconds(stage_changes[c.changed_at])
     keep = s_pos >= 0
     tl = _Timeline(s_pos[keep], s_sec[keep], t0, stage_codes[keep])

@@ -508,23 +508,20 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
     for col in DISPLAY_COLUMNS:
         if col in data.leads.columns and col not in (c.lead_id, c.created_at):
             out[col] = data.leads[col].astype("string").to_numpy()[lead_pos]
+    # The latest event per lead before as_of; among simultaneous ones the first in the table.
+    from leadml._kernels import latest_before
+    from leadml.contracts import lead_positions
+
     ev = data.events
+    pos = lead_positions(pd.Index(ids), ev[c.lead_id])
     when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
-    before = ev.loc[when < as_of.to_datetime64(), [c.lead_id, c.occurred_at, c.event_type]]
-    before = before.loc[before[c.lead_id].isin(ids)]
-    if len(before):
-        # The latest event per lead; among simultaneous ones the first in the table (stable).
-        last = before.loc[before.groupby(c.lead_id, sort=False)[c.occurred_at].idxmax()]
-        last = last.set_index(c.lead_id)
-        at = last.index.get_indexer(ids)
-        found = at >= 0
-        t = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        t[found] = last[c.occurred_at].to_numpy(dtype="datetime64[ns]")[at[found]]
-        kind = np.full(len(ids), None, dtype=object)
-        kind[found] = last[c.event_type].astype(str).to_numpy(dtype=object)[at[found]]
-    else:
-        t = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
-        kind = np.full(len(ids), None, dtype=object)
+    limit = int(as_of.as_unit("ns").value)
+    best = latest_before(pos, when.view(np.int64), limit, len(ids))
+    found = best >= 0
+    t = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
+    t[found] = when[best[found]]
+    kind = np.full(len(ids), None, dtype=object)
+    kind[found] = ev[c.event_type].iloc[best[found]].astype(str).to_numpy(dtype=object)
     out["last_activity_at"] = t
     out["last_activity_type"] = pd.array(kind, dtype="string")
     return out

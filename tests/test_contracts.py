@@ -216,3 +216,36 @@ def test_load_crm_missing_tables(tmp_path) -> None:
     assert "stage_changes: no stage_changes.parquet" in str(err.value)
     with pytest.raises(DataContractError, match=r"does not exist"):
         load_crm(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("ids", ["int", "string"])
+def test_rows_come_out_sorted_by_lead_then_time_ties_in_input_order(ids: str) -> None:
+    """validate's fast (lead, time) order is exactly pandas' stable sort, ties included."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    n_leads, n = 300, 6_000
+    lead_ids = rng.permutation(np.arange(10, 10 + n_leads) * 3)  # sparse, unsorted ids
+    created = pd.Timestamp("2024-01-01")
+    leads = pd.DataFrame({"lead_id": lead_ids, "created_at": created})
+    events = pd.DataFrame(
+        {
+            "lead_id": rng.choice(lead_ids, n),
+            "event_type": rng.choice(["web_visit", "email_open", "form_submit"], n),
+            # few distinct times, so many ties within a lead
+            "occurred_at": created + pd.to_timedelta(rng.integers(1, 20, n), unit="D"),
+            "value": np.arange(n, dtype=float),  # remembers the input row
+        }
+    )
+    stages = pd.DataFrame({"lead_id": lead_ids, "stage": "lead", "changed_at": created})
+    if ids == "string":
+        for df in (leads, events, stages):
+            df["lead_id"] = "L" + df["lead_id"].astype(str)
+    data = validate(leads, events, stages)
+    expected = data.events.sort_values(["lead_id", "occurred_at"], kind="stable")
+    pd.testing.assert_frame_equal(data.events, expected.reset_index(drop=True))
+    # ...and the original input order among equal (lead, time): the values still ascend
+    keys = data.events[["lead_id", "occurred_at"]]
+    runs = data.events.groupby([keys["lead_id"], keys["occurred_at"]], sort=False)["value"]
+    assert runs.apply(lambda v: v.is_monotonic_increasing).all()
+    assert list(data.leads["lead_id"]) == sorted(data.leads["lead_id"])
