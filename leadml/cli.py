@@ -300,6 +300,18 @@ def train(
     type=click.Choice(["leadml", "lightgbm", "shap"]),
     help="TreeSHAP engine; same values, different speed (default: config explain.engine, leadml).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default="local",
+    show_default=True,
+    help="Where the job runs: this process, or Spark (pip install 'leadml[spark]').",
+)
+@click.option(
+    "--spark-master",
+    help="Spark master for --engine spark (default: $LEADML_SPARK_MASTER, config spark.master, "
+    "else local[2]; under spark-submit, its own).",
+)
 @click.option("--table", type=click.Path(), help="Flat mode: score this one-row-per-lead table.")
 @_user_errors
 def score(
@@ -311,6 +323,8 @@ def score(
     overwrite: bool,
     config_path: str | None,
     explainer: str | None,
+    engine: str,
+    spark_master: str | None,
     table: str | None,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing.
@@ -331,6 +345,27 @@ def score(
         return
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
+    if engine == "spark":
+        from leadml.spark import run_score_spark
+
+        if explainer is not None:
+            cfg = cfg.with_overrides({"explain": {"engine": explainer}})
+
+        click.echo(
+            run_score_spark(
+                data_dir,
+                as_of,
+                out,
+                list(model_specs) or None,
+                overwrite=overwrite,
+                config=cfg,
+                master=spark_master,
+                fmt=fmt,
+            )
+        )
+        return
+    if spark_master is not None:
+        raise click.UsageError("--spark-master needs --engine spark")
     from leadml.scoring import run_score
 
     click.echo(

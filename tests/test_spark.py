@@ -249,6 +249,45 @@ def test_run_score_spark_writes_the_local_file(tmp_path: Path, spark, data, mode
     assert (Path(directory) / "_SUCCESS").exists()
 
 
+def test_cli_engine_spark_writes_what_the_local_cli_writes(tmp_path: Path, spark, data, models):
+    from click.testing import CliRunner
+
+    from leadml.cli import main
+
+    data_dir = tmp_path / "crm"
+    data_dir.mkdir()
+    for name in ("leads", "events", "stage_changes"):
+        getattr(data, name).to_parquet(data_dir / f"{name}.parquet", index=False)
+    model_args = []
+    for t, m in models.items():
+        model_args += ["--model", f"{t}={save_bundle(m, tmp_path / f'bundle-{t}')}"]
+    common = ["score", "--data", str(data_dir), "--as-of", AS_OF, *model_args]
+    runner = CliRunner()
+
+    local = runner.invoke(main, [*common, "--out", str(tmp_path / "local.parquet")])
+    assert local.exit_code == 0, local.output
+    on_spark = runner.invoke(
+        main,
+        [
+            *common,
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[2]",
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+    )
+    assert on_spark.exit_code == 0, on_spark.output
+    assert "on Spark (local[2])" in on_spark.output
+    runner.invoke(main, [*common, "--out", str(tmp_path / "local.csv")])
+    assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+    misuse = runner.invoke(main, [*common, "--spark-master", "yarn", "--out", str(tmp_path / "x")])
+    assert misuse.exit_code == 2 and "--spark-master needs --engine spark" in misuse.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_user_errors_name_the_table_and_column(tables, models) -> None:
     leads, events, stage_changes = tables
     with pytest.raises(ValueError, match=r"events: missing column\(s\) 'occurred_at'"):
