@@ -25,8 +25,9 @@ install: $(STAMP) ## create .venv and install leadml editable with dev and spark
 demo: $(STAMP) ## synth CRM data -> train both models -> score -> report (local MLflow on SQLite)
 	$(PY) -m leadml demo --dir $(DEMO_DIR)
 
-test: $(STAMP) browser ## run the whole test suite (slow, browser and spark tests included)
+test: $(STAMP) browser ## run the whole test suite (slow, browser and spark tests included) and the docstring examples
 	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -q --doctest-modules leadml
 
 test-fast: $(STAMP) ## run the tests not marked slow/browser/spark
 	$(BIN)/pytest -m "not slow and not browser and not spark"

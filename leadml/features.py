@@ -333,11 +333,16 @@ class FeatureSpec:
         'Never requested a demo'
         >>> spec.describe("company_size", "11-50")
         'Company size: 11-50'
+
+        A categorical template may give one level its own sentence under the key ``"=level"``
+        (``current_stage`` does: "Already qualified as a prospect").
         """
         t = self.templates[feature]
         if _is_missing(value):
             return t.get("missing", f"{_label(feature)} unknown")
         if self.kinds.get(feature) == "categorical" or isinstance(value, str):
+            if f"={value}" in t:  # a sentence of its own for this level
+                return t[f"={value}"]
             return t["value"].format(value=value, num=str(value), n=value, s="s", abs=value)
         v = float(value)
         n = int(math.floor(abs(v) + 0.5))
@@ -546,7 +551,16 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         "tenure",
         {"value": "Created {n} day{s} ago", "zero": "Created today"},
     )
-    add("current_stage", "categorical", "stage_history", {"value": "Current stage: {value}"})
+    add(
+        "current_stage",
+        "categorical",
+        "stage_history",
+        {
+            "value": "Current stage: {value}",
+            "=lead": "Not qualified yet (still a lead)",
+            "=prospect": "Already qualified as a prospect",
+        },
+    )
     levels["current_stage"] = STAGES
     add(
         "days_in_stage",

@@ -503,7 +503,8 @@ def test_every_feature_has_a_group_a_label_and_a_sentence(tiny) -> None:
         ("n_active_days_90d", 1, "Active on 1 day of the last 90"),
         ("n_disqualifications", 0, "Never disqualified before"),
         ("n_disqualifications", 2, "Disqualified 2 times before"),
-        ("current_stage", "prospect", "Current stage: prospect"),
+        ("current_stage", "prospect", "Already qualified as a prospect"),
+        ("current_stage", "lead", "Not qualified yet (still a lead)"),
         (
             "sum_pricing_page_view_value_30d",
             1234.0,
