@@ -336,7 +336,13 @@ def score(
     out_path = Path(out)
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+    if spark_master is not None and engine != "spark":
+        raise click.UsageError("--spark-master needs --engine spark")
     if table is not None:
+        if engine == "spark":
+            raise click.UsageError(
+                "--engine spark scores event data (--data DIR); a flat --table is scored locally"
+            )
         from leadml.flat import run_score_flat
 
         if len(model_specs) != 1:
@@ -364,8 +370,6 @@ def score(
             )
         )
         return
-    if spark_master is not None:
-        raise click.UsageError("--spark-master needs --engine spark")
     from leadml.scoring import run_score
 
     click.echo(

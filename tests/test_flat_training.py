@@ -103,3 +103,7 @@ def test_cli_flat_train_and_score(tmp_path) -> None:
     s = run("score", "--table", "leads.csv", "--model", "m/flat-converted", "--out", "s.parquet")
     assert s.returncode == 0, s.stderr
     assert len(pd.read_parquet(tmp_path / "s.parquet")) == 3000
+    on_spark = ["score", "--table", "leads.csv", "--model", "m/flat-converted", "--out", "x.csv"]
+    misuse = run(*on_spark, "--engine", "spark")
+    assert misuse.returncode == 2 and "a flat --table is scored locally" in misuse.stderr
+    assert "Traceback" not in misuse.stderr and not (tmp_path / "x.csv").exists()
