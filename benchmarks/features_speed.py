@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig
-from leadml.contracts import CRMData
+from leadml.data.contracts import CRMData
 
 TYPES = (
     "email_open",
@@ -169,8 +169,8 @@ def _warm_up() -> float:
 
 
 def _work_scoring(a: argparse.Namespace) -> dict[str, Any]:
-    from leadml.features import make_feature_spec
-    from leadml.trainset import build_scoring_set
+    from leadml.data.features import make_feature_spec
+    from leadml.data.trainset import build_scoring_set
 
     t0 = time.perf_counter()
     data = synthetic_crm(a.leads, a.events_per_lead)
@@ -211,8 +211,8 @@ def _work_scoring(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _work_training(a: argparse.Namespace) -> dict[str, Any]:
+    from leadml.data.trainset import build_training_set
     from leadml.datasets import make_crm
-    from leadml.trainset import build_training_set
 
     t0 = time.perf_counter()
     data = make_crm(n_leads=a.train_leads, seed=5)
@@ -236,7 +236,7 @@ def _work_training(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _work_scaling(a: argparse.Namespace) -> dict[str, Any]:
-    from leadml.features import build_features, make_feature_spec
+    from leadml.data.features import build_features, make_feature_spec
 
     data = synthetic_crm(a.scaling_leads, a.events_per_lead, seed=2)
     spec = make_feature_spec(data)

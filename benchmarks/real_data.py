@@ -11,10 +11,10 @@ nothing is copied into the project.
 
 Per dataset and setting, three models on the same rows:
 
-- **leadml**: the package's pipeline. X Education in flat mode (:func:`leadml.flat.train_flat`:
+- **leadml**: the package's pipeline. X Education in flat mode (:func:`leadml.data.flat.train_flat`:
   cleaning, leakage guard, LightGBM with early stopping on the validation part, Platt
-  calibration on it); BPI 2012 in event mode (:func:`leadml.trainset.build_training_set` then
-  :func:`leadml.training.fit_stage_model`, exactly what :func:`leadml.training.train` runs).
+  calibration on it); BPI 2012 in event mode (:func:`leadml.data.trainset.build_training_set` then
+  :func:`leadml.model.training.fit_stage_model`, exactly what :func:`leadml.model.training.train` runs).
 - **logreg**: logistic regression on the same features (leadml's baseline encoder: median
   imputation with missing indicators and scaling, one-hot categories).
 - **lgbm-defaults**: ``LGBMClassifier()`` with default parameters. X Education: on the raw
@@ -23,7 +23,7 @@ Per dataset and setting, three models on the same rows:
 
 Both baselines are fitted on train + validation (they need no calibration slice), leadml on train
 with validation for early stopping and calibration. Metrics on the test part come from
-:func:`leadml.evaluation.evaluate` for all three: ROC AUC, PR AUC, Brier score, expected
+:func:`leadml.model.evaluation.evaluate` for all three: ROC AUC, PR AUC, Brier score, expected
 calibration error (10 equal-width bins), lift in the top 10%. "fit s" is the whole fit (for
 leadml: cleaning, leakage guard, LightGBM, calibration and its internal baseline); "score s" is
 predicting the test part (leadml's includes the SHAP reasons of every row). Times are wall and
@@ -69,7 +69,7 @@ class Row:
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """The same metric code for every model: leadml's own evaluation."""
-    from leadml.evaluation import evaluate
+    from leadml.model.evaluation import evaluate
 
     m = evaluate(np.asarray(y), np.asarray(p))
     return {k: float(m[k]) for k in METRICS}
@@ -120,7 +120,7 @@ def fit_baselines(
     """Logistic regression on leadml's features; default LightGBM on ``raw_*``."""
     from lightgbm import LGBMClassifier
 
-    from leadml.training import make_baseline
+    from leadml.model.training import make_baseline
 
     rows = []
     logreg = make_baseline(spec)
@@ -166,13 +166,13 @@ def markdown(rows: list[Row]) -> str:
 def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
     """Flat mode on Leads.csv in three settings (see the notes the function returns)."""
     from leadml.config import LeadMLConfig
+    from leadml.data.flat import RandomSplitWarning, build_flat_features, score_flat, train_flat
     from leadml.datasets import (
         X_EDUCATION_ID,
         X_EDUCATION_ORDER,
         X_EDUCATION_TARGET,
         load_x_education,
     )
-    from leadml.flat import RandomSplitWarning, build_flat_features, score_flat, train_flat
 
     cfg = LeadMLConfig().with_overrides({"model": {"seed": seed}})
     leads = load_x_education(path)
@@ -255,11 +255,11 @@ def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
 def bench_bpi(path: Path, seed: int) -> tuple[list[Row], list[str]]:
     """Event mode on the BPI 2012 log: both transitions, out-of-time with purge gaps."""
     from leadml.config import LeadMLConfig
+    from leadml.data.features import IdentifierColumnsExcluded
+    from leadml.data.trainset import build_training_set
     from leadml.datasets import load_bpi2012
-    from leadml.features import IdentifierColumnsExcluded
-    from leadml.scoring import score_features
-    from leadml.training import fit_stage_model
-    from leadml.trainset import build_training_set
+    from leadml.model.training import fit_stage_model
+    from leadml.serve.scoring import score_features
 
     cfg = LeadMLConfig().with_overrides({**BPI_OVERRIDES, "model": {"seed": seed}})
     data, load_s = timed(lambda: load_bpi2012(path))

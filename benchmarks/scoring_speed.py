@@ -8,7 +8,7 @@
    leaves, trees) and prints PR AUC on its out-of-time test window beside explain rows/s of each
    engine on the same test rows.
 2. For each ``--leads`` size: writes a synthetic CRM of that size (``make_crm``, kept in
-   ``--workdir`` for reruns) and runs the nightly job, ``leadml.scoring.run_score`` from the files
+   ``--workdir`` for reruns) and runs the nightly job, ``leadml.serve.scoring.run_score`` from the files
    to a Parquet file, each in a fresh process so that its peak RSS is its own: once scores only
    (``explain.n_positive = n_negative = 0``), once with reasons (default engine ``leadml``), and
    at the smallest size once more with ``--explainer lightgbm``. Then ``shap.TreeExplainer`` on
@@ -45,11 +45,11 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 
 def _train(train_leads: int, workdir: Path) -> list[dict[str, Any]]:
-    from leadml.bundle import save_bundle
     from leadml.config import LeadMLConfig
     from leadml.datasets import make_crm
-    from leadml.explain import contributions
-    from leadml.training import train
+    from leadml.explain.reasons import contributions
+    from leadml.model.bundle import save_bundle
+    from leadml.model.training import train
 
     data = make_crm(n_leads=train_leads, seed=1)
     rows = []
@@ -92,11 +92,11 @@ def _job(n: int, workdir: Path, mode: str, engine: str | None) -> dict[str, Any]
     """One nightly job in this (fresh) process; returns its timings and peak RSS. Library imports
     (LightGBM, scikit-learn, SciPy: seconds on a busy machine) are timed apart."""
     t_import = time.perf_counter()
-    import leadml._treeshap  # noqa: F401
-    import leadml.bundle  # noqa: F401
-    import leadml.trainset  # noqa: F401
+    import leadml.data.trainset  # noqa: F401
+    import leadml.explain._treeshap  # noqa: F401
+    import leadml.model.bundle  # noqa: F401
     from leadml.config import LeadMLConfig
-    from leadml.scoring import run_score
+    from leadml.serve.scoring import run_score
 
     t_import = time.perf_counter() - t_import
 
@@ -126,10 +126,10 @@ def _job(n: int, workdir: Path, mode: str, engine: str | None) -> dict[str, Any]
 
 
 def _shap(n: int, workdir: Path, rows: int) -> dict[str, Any]:
-    from leadml.contracts import load_crm
-    from leadml.explain import contributions
-    from leadml.scoring import load_models
-    from leadml.trainset import build_scoring_set
+    from leadml.data.contracts import load_crm
+    from leadml.data.trainset import build_scoring_set
+    from leadml.explain.reasons import contributions
+    from leadml.serve.scoring import load_models
 
     models = load_models([str(workdir / "bundle-prospect")])
     m = models["prospect"]

@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     warnings.simplefilter("ignore")
 
     from leadml.config import LeadMLConfig
-    from leadml.contracts import load_crm
+    from leadml.data.contracts import load_crm
+    from leadml.data.trainset import build_scoring_set
     from leadml.datasets import make_crm, write_crm
-    from leadml.scoring import score
-    from leadml.training import train
-    from leadml.trainset import build_scoring_set
+    from leadml.model.training import train
+    from leadml.serve.scoring import score
 
     cfg = LeadMLConfig()
     partitions = a.partitions or max(4, a.leads // 5_000)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                 lambda: score(load_crm(Path(tmp) / "crm"), AS_OF, models, cfg)
             )
 
-        from leadml.spark import (
+        from leadml.serve.spark import (
             build_scoring_set_spark,
             get_spark,
             load_crm_spark,

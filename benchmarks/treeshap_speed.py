@@ -45,9 +45,9 @@ TOLERANCE = 1e-9
 
 
 def _data(n_leads: int) -> tuple[Any, Any]:
+    from leadml.data.trainset import build_training_set
     from leadml.datasets import make_crm
-    from leadml.training import train
-    from leadml.trainset import build_training_set
+    from leadml.model.training import train
 
     data = make_crm(n_leads=n_leads, seed=1)
     default = train(data, "prospect")
@@ -59,7 +59,7 @@ def _fit(ts: Any, depth: int, leaves: int, threads: int) -> Any:
     import lightgbm as lgb
 
     from leadml.config import ModelConfig
-    from leadml.training import lgb_params
+    from leadml.model.training import lgb_params
 
     X = ts.frame[list(ts.spec.names)]
     y = ts.frame[ts.label].to_numpy()
@@ -75,7 +75,7 @@ def _engines(threads: int) -> dict[str, Any]:
     once per model and timed apart from explaining."""
     import shap
 
-    from leadml._treeshap import TreeShapModel
+    from leadml.explain._treeshap import TreeShapModel
 
     def with_bias(explainer: Any, X: pd.DataFrame) -> np.ndarray:
         values = np.asarray(explainer.shap_values(X), dtype=float)

@@ -12,20 +12,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "CRMData": "leadml.contracts",
-    "DataContractError": "leadml.contracts",
-    "validate": "leadml.contracts",
-    "load_crm": "leadml.contracts",
+    "CRMData": "leadml.data.contracts",
+    "DataContractError": "leadml.data.contracts",
+    "validate": "leadml.data.contracts",
+    "load_crm": "leadml.data.contracts",
     "LeadMLConfig": "leadml.config",
     "load_config": "leadml.config",
     "make_crm": "leadml.datasets",
-    "build_features": "leadml.features",
-    "build_training_set": "leadml.trainset",
-    "build_scoring_set": "leadml.trainset",
-    "train": "leadml.training",
+    "build_features": "leadml.data.features",
+    "build_training_set": "leadml.data.trainset",
+    "build_scoring_set": "leadml.data.trainset",
+    "train": "leadml.model.training",
     "load_stage_model": "leadml.tracking",
-    "score": "leadml.scoring",
-    "explain_lead": "leadml.scoring",
+    "score": "leadml.serve.scoring",
+    "explain_lead": "leadml.serve.scoring",
     "build_report": "leadml.report",
 }
 

@@ -78,7 +78,7 @@ def main() -> None:
 @_user_errors
 def validate(data_dir: str, config_path: str | None) -> None:
     """Check the three tables against the data contract and print a summary."""
-    from leadml.contracts import load_crm
+    from leadml.data.contracts import load_crm
 
     cfg = _config(config_path)
     data = load_crm(data_dir, columns=cfg.columns)
@@ -157,8 +157,8 @@ def build(
         raise click.UsageError(
             "give exactly one of --transition (training set) or --as-of (scoring)"
         )
-    from leadml.contracts import load_crm
-    from leadml.trainset import build_scoring_set, build_training_set
+    from leadml.data.contracts import load_crm
+    from leadml.data.trainset import build_scoring_set, build_training_set
 
     cfg = _config(config_path)
     data = load_crm(data_dir, columns=cfg.columns)
@@ -225,7 +225,7 @@ def train(
     """Train the stage models (event mode) or a flat-table model, and print model vs baseline."""
     cfg = _config(config_path)
     if table is not None:
-        from leadml.flat import run_train_flat
+        from leadml.data.flat import run_train_flat
 
         if target is None:
             raise click.UsageError("flat mode needs --target COL")
@@ -253,10 +253,10 @@ def train(
         raise click.UsageError("--no-track needs --model-dir, or the trained models go nowhere")
     import warnings
 
-    from leadml.contracts import load_crm
-    from leadml.features import IdentifierColumnsExcluded
-    from leadml.training import format_metrics_table
-    from leadml.training import train as train_model
+    from leadml.data.contracts import load_crm
+    from leadml.data.features import IdentifierColumnsExcluded
+    from leadml.model.training import format_metrics_table
+    from leadml.model.training import train as train_model
 
     data = load_crm(data_dir, columns=cfg.columns)
     results = []
@@ -267,7 +267,7 @@ def train(
         for w in caught[:1]:
             click.echo(f"note: {w.message}", err=True)
         if model_dir:
-            from leadml.bundle import save_bundle
+            from leadml.model.bundle import save_bundle
 
             path = save_bundle(results[-1].model, Path(model_dir) / f"leadml-{t}", overwrite=True)
             click.echo(f"bundle: {path}", err=True)
@@ -343,7 +343,7 @@ def score(
             raise click.UsageError(
                 "--engine spark scores event data (--data DIR); a flat --table is scored locally"
             )
-        from leadml.flat import run_score_flat
+        from leadml.data.flat import run_score_flat
 
         if len(model_specs) != 1:
             raise click.UsageError("flat mode needs exactly one --model")
@@ -352,7 +352,7 @@ def score(
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
     if engine == "spark":
-        from leadml.spark import run_score_spark
+        from leadml.serve.spark import run_score_spark
 
         if explainer is not None:
             cfg = cfg.with_overrides({"explain": {"engine": explainer}})
@@ -370,7 +370,7 @@ def score(
             )
         )
         return
-    from leadml.scoring import run_score
+    from leadml.serve.scoring import run_score
 
     click.echo(
         run_score(
@@ -439,12 +439,12 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
 
     from leadml.config import LeadMLConfig
     from leadml.datasets import make_crm, write_crm
+    from leadml.model.training import format_metrics_table
+    from leadml.model.training import train as train_model
     from leadml.report import write_report
-    from leadml.scoring import load_models, write_scores
-    from leadml.scoring import score as score_leads
+    from leadml.serve.scoring import load_models, write_scores
+    from leadml.serve.scoring import score as score_leads
     from leadml.tracking import set_tracking_uri
-    from leadml.training import format_metrics_table
-    from leadml.training import train as train_model
 
     root = Path(work_dir)
     if root.exists():
@@ -460,7 +460,7 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     uri = set_tracking_uri(cfg.tracking.tracking_uri)
     import warnings
 
-    from leadml.features import IdentifierColumnsExcluded
+    from leadml.data.features import IdentifierColumnsExcluded
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifierColumnsExcluded)

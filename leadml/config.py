@@ -110,7 +110,7 @@ class ModelConfig(_Section):
     num_leaves: int = Field(15, ge=2)
     max_depth: int = Field(4, ge=-1)
     # None (the default) scales the leaf size with the training rows, see
-    # leadml.training.effective_min_child_samples: min(400, max(20, n_train // 100)). 400 suits
+    # leadml.model.training.effective_min_child_samples: min(400, max(20, n_train // 100)). 400 suits
     # the 100k+ observation points of a large event log but freezes a 1k-5k row table to a few
     # splits; an explicit number is used as given.
     min_child_samples: int | None = Field(None, ge=1)

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from leadml.bundle import BundleError, load_bundle, save_bundle
-from leadml.features import to_categorical
-from leadml.training import StageModel, TrainResult
+from leadml.data.features import to_categorical
+from leadml.model.bundle import BundleError, load_bundle, save_bundle
+from leadml.model.training import StageModel, TrainResult
 
 __all__ = ["LeadMLPyfunc", "load_stage_model", "log_training_run", "model_name", "set_tracking_uri"]
 
@@ -78,10 +78,10 @@ class LeadMLPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from leadml.scoring import score_features
+        from leadml.serve.scoring import score_features
 
         if self.model.metadata.get("mode") == "flat":
-            from leadml.flat import score_flat
+            from leadml.data.flat import score_flat
 
             return score_flat(pd.DataFrame(model_input), self.model)
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
@@ -126,8 +126,8 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
     everything went and the gate's decision."""
     from mlflow.models import infer_signature
 
-    from leadml.evaluation import evaluate
-    from leadml.plots import global_importance, save_evaluation_plots
+    from leadml.explain.plots import global_importance, save_evaluation_plots
+    from leadml.model.evaluation import evaluate
 
     cfg = result.config
     tc = cfg.tracking

@@ -40,8 +40,8 @@ def crm_medium():
 @pytest.fixture(scope="session")
 def trained(crm_medium):
     """Both stage models trained on ``crm_medium`` (no tracking)."""
-    from leadml.features import IdentifierColumnsExcluded
-    from leadml.training import train
+    from leadml.data.features import IdentifierColumnsExcluded
+    from leadml.model.training import train
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifierColumnsExcluded)

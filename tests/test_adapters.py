@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from leadml.contracts import DataContractError, validate
+from leadml.data.contracts import DataContractError, validate
+from leadml.data.flat import clean_flat
+from leadml.data.leakage import check_leakage
 from leadml.datasets import (
     BPI2012_LABEL_EQUIVALENT,
     X_EDUCATION_LEAKY,
@@ -16,8 +18,6 @@ from leadml.datasets import (
     load_bpi2012,
     load_x_education,
 )
-from leadml.flat import clean_flat
-from leadml.leakage import check_leakage
 
 # ---------------------------------------------------------------- X Education
 

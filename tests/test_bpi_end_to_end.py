@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from leadml.config import LeadMLConfig
-from leadml.contracts import validate
+from leadml.data.contracts import validate
+from leadml.data.features import IdentifierColumnsExcluded
 from leadml.datasets import BPI2012_LABEL_EQUIVALENT, load_bpi2012, write_crm
-from leadml.features import IdentifierColumnsExcluded
 
 LOG_START = pd.Timestamp("2011-10-01 06:00")  # UTC
 LOG_END = pd.Timestamp("2012-02-10 12:00")  # UTC; no case reaches past it
@@ -177,7 +177,7 @@ def test_adapter_output_passes_the_contracts_and_hides_the_label(bpi_data) -> No
 
 @pytest.fixture(scope="module")
 def bpi_trained(bpi_data):
-    from leadml.training import train
+    from leadml.model.training import train
 
     cfg = LeadMLConfig().with_overrides(OVERRIDES)
     with warnings.catch_warnings():
@@ -203,7 +203,7 @@ def test_event_mode_trains_both_transitions_without_label_features(bpi_trained) 
 
 
 def test_event_mode_scores_and_explains(bpi_data, bpi_trained) -> None:
-    from leadml.scoring import explain_lead, score
+    from leadml.serve.scoring import explain_lead, score
 
     cfg, results = bpi_trained
     models = {t: r.model for t, r in results.items()}

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from leadml.bundle import BundleError, load_bundle, save_bundle
-from leadml.trainset import build_scoring_set
+from leadml.data.trainset import build_scoring_set
+from leadml.model.bundle import BundleError, load_bundle, save_bundle
 
 
 def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
@@ -34,7 +34,7 @@ def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
 
 
 def test_same_seed_gives_identical_bundle_files(crm_medium, trained, tmp_path) -> None:
-    from leadml.training import train
+    from leadml.model.training import train
 
     again = train(crm_medium, "prospect").model
     a = save_bundle(trained["prospect"].model, tmp_path / "a")

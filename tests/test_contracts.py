@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from leadml.config import ColumnsConfig
-from leadml.contracts import DataContractError, load_crm, validate
+from leadml.data.contracts import DataContractError, load_crm, validate
 
 
 def _tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

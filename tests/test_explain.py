@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadml.explain import (
+from leadml.data.features import FeatureSpec
+from leadml.explain.reasons import (
     ENGINES,
     additivity_error,
     contributions,
@@ -24,8 +25,7 @@ from leadml.explain import (
     reason_effects,
     reasons,
 )
-from leadml.features import FeatureSpec
-from leadml.training import Calibration, StageModel
+from leadml.model.training import Calibration, StageModel
 
 NAMES = (
     "industry",
@@ -44,8 +44,8 @@ def make_spec() -> FeatureSpec:
     import dataclasses
 
     from leadml.config import FeaturesConfig
-    from leadml.contracts import validate
-    from leadml.features import make_feature_spec
+    from leadml.data.contracts import validate
+    from leadml.data.features import make_feature_spec
 
     t = pd.Timestamp("2025-01-01")
     data = validate(
@@ -194,7 +194,7 @@ def _expected(node: dict[str, Any], x: np.ndarray, known: frozenset[int]) -> flo
 
 
 def test_contributions_are_the_exact_shapley_values_by_brute_force(model, X) -> None:
-    """An oracle that shares no code with LightGBM, shap or leadml._treeshap: enumerate every
+    """An oracle that shares no code with LightGBM, shap or leadml.explain._treeshap: enumerate every
     coalition of features on a few rows and apply the Shapley formula."""
     from lightgbm.basic import _data_from_pandas
 
@@ -234,7 +234,7 @@ def test_leadml_engine_falls_back_to_lightgbm_for_models_it_does_not_support(cap
     booster = lgb.train(
         {"objective": "multiclass", "num_class": 3, "verbosity": -1}, lgb.Dataset(Xm, ym), 5
     )
-    with caplog.at_level(logging.WARNING, logger="leadml.explain"):
+    with caplog.at_level(logging.WARNING, logger="leadml.explain.reasons"):
         got = explain_contributions(booster, Xm[:20], "leadml")
     np.testing.assert_array_equal(got, booster.predict(Xm[:20], pred_contrib=True))
     assert "using LightGBM pred_contrib" in caplog.text

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from leadml.config import FeaturesConfig
-from leadml.contracts import STAGES, validate
-from leadml.features import (
+from leadml.data.contracts import STAGES, validate
+from leadml.data.features import (
     FeatureInputError,
     FeatureSpec,
     IdentifierColumnsExcluded,
@@ -410,7 +410,7 @@ def test_matches_a_brute_force_reference_on_random_data(seed: int) -> None:
 
 def test_features_do_not_depend_on_the_row_order_of_the_input(crm) -> None:
     """Exports arrive sorted by time, by lead, or not at all: the features are the same."""
-    from leadml.contracts import CRMData
+    from leadml.data.contracts import CRMData
 
     spec = make_feature_spec(crm)
     as_of = crm.start + (crm.end - crm.start) / 2

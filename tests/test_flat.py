@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadml.flat import (
+from leadml.data.flat import (
     FlatCleaning,
     FlatDataError,
     RandomSplitWarning,
@@ -205,7 +205,7 @@ FAST = {
 @pytest.fixture(scope="module")
 def flat_result():
     from leadml.config import LeadMLConfig
-    from leadml.flat import train_flat
+    from leadml.data.flat import train_flat
 
     cfg = LeadMLConfig().with_overrides(FAST)
     return train_flat(
@@ -231,9 +231,9 @@ def test_train_flat_uses_the_time_column_and_guards_leaks(flat_result) -> None:
 
 
 def test_flat_bundle_round_trip_scores_and_reasons(flat_result, tmp_path) -> None:
-    from leadml.bundle import load_bundle, save_bundle
     from leadml.config import LeadMLConfig
-    from leadml.flat import score_flat
+    from leadml.data.flat import score_flat
+    from leadml.model.bundle import load_bundle, save_bundle
 
     path = save_bundle(flat_result.model, tmp_path / "flat")
     loaded = load_bundle(path)
@@ -257,7 +257,7 @@ def test_flat_bundle_round_trip_scores_and_reasons(flat_result, tmp_path) -> Non
 def test_score_flat_refuses_an_event_mode_model(flat_result) -> None:
     from dataclasses import replace
 
-    from leadml.flat import score_flat
+    from leadml.data.flat import score_flat
 
     event_model = replace(flat_result.model, metadata={}, transition="prospect")
     with pytest.raises(FlatDataError, match="trained in event mode"):
@@ -265,7 +265,7 @@ def test_score_flat_refuses_an_event_mode_model(flat_result) -> None:
 
 
 def test_train_flat_errors_name_the_problem() -> None:
-    from leadml.flat import train_flat
+    from leadml.data.flat import train_flat
 
     table = _converting_export(n=50)
     with pytest.raises(FlatDataError, match="allow column 'Tagz' not in the table"):
@@ -279,7 +279,7 @@ def test_run_train_and_score_flat_write_files(tmp_path) -> None:
     import json
 
     from leadml.config import LeadMLConfig
-    from leadml.flat import run_score_flat, run_train_flat
+    from leadml.data.flat import run_score_flat, run_train_flat
 
     cfg = LeadMLConfig().with_overrides(FAST)
     _converting_export(n=800).to_csv(tmp_path / "leads.csv", index=False)
@@ -308,7 +308,7 @@ def test_run_train_and_score_flat_write_files(tmp_path) -> None:
 @pytest.mark.slow
 def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
     from leadml.config import LeadMLConfig
-    from leadml.flat import score_flat, train_flat
+    from leadml.data.flat import score_flat, train_flat
     from leadml.tracking import load_stage_model
 
     cfg = LeadMLConfig().with_overrides(FAST)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadml.bundle import load_bundle, save_bundle
-from leadml.flat import FlatDataError, score_flat, train_flat
+from leadml.data.flat import FlatDataError, score_flat, train_flat
+from leadml.model.bundle import load_bundle, save_bundle
 
 
 def crm_export(n: int = 3000, seed: int = 0) -> pd.DataFrame:

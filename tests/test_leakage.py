@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadml.config import LeadMLConfig
-from leadml.contracts import validate
-from leadml.features import IdentifierColumnsExcluded, build_features, make_feature_spec
-from leadml.timeline import build_labels, build_observation_points
-from leadml.trainset import build_training_set
+from leadml.data.contracts import validate
+from leadml.data.features import IdentifierColumnsExcluded, build_features, make_feature_spec
+from leadml.data.timeline import build_labels, build_observation_points
+from leadml.data.trainset import build_training_set
 
 BASE = pd.Timestamp("2024-01-01")
 TYPES = ["email_open", "pricing_page_view", "demo_request"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leadml.leakage import LeakageError, LeakageReport, check_leakage, single_column_auc
+from leadml.data.leakage import LeakageError, LeakageReport, check_leakage, single_column_auc
 
 
 @pytest.fixture

@@ -14,11 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from leadml.bundle import save_bundle
 from leadml.config import LeadMLConfig
-from leadml.contracts import validate
-from leadml.explain import additivity_error, contributions
-from leadml.scoring import (
+from leadml.data.contracts import validate
+from leadml.data.timeline import stage_at
+from leadml.data.trainset import build_scoring_set
+from leadml.explain.reasons import additivity_error, contributions
+from leadml.model.bundle import save_bundle
+from leadml.serve.scoring import (
     OUTPUT_COLUMNS,
     explain_lead,
     load_models,
@@ -27,8 +29,6 @@ from leadml.scoring import (
     score_features,
     write_scores,
 )
-from leadml.timeline import stage_at
-from leadml.trainset import build_scoring_set
 
 AS_OF = "2025-04-01"
 
@@ -218,11 +218,11 @@ def test_reruns_are_byte_identical_and_the_job_writes_what_the_api_writes(
 def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
     workdir, scores, tmp_path, monkeypatch, failure
 ) -> None:
-    import leadml.explain
+    import leadml.explain.reasons
 
     out = write_scores(scores, tmp_path / "scores.parquet")
     good = out.read_bytes()
-    real = leadml.explain.explain_reasons
+    real = leadml.explain.reasons.explain_reasons
     calls = {"n": 0}
 
     def dies_in_the_second_chunk(*args, **kwargs):
@@ -231,7 +231,7 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
             raise failure("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(leadml.explain, "explain_reasons", dies_in_the_second_chunk)
+    monkeypatch.setattr(leadml.explain.reasons, "explain_reasons", dies_in_the_second_chunk)
     cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
     for target in (out, tmp_path / "new.csv"):
         calls["n"] = 0

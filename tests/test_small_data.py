@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from leadml.config import LeadMLConfig, ModelConfig
-from leadml.flat import flat_spec
-from leadml.training import effective_min_child_samples, fit_calibrated, lgb_params
+from leadml.data.flat import flat_spec
+from leadml.model.training import effective_min_child_samples, fit_calibrated, lgb_params
 
 
 def _table(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -23,13 +23,15 @@ except ImportError:
 
 from pyspark.sql import functions as F
 
-from leadml.bundle import save_bundle
 from leadml.config import LeadMLConfig
-from leadml.contracts import CRMData, validate
+from leadml.data.contracts import CRMData, validate
+from leadml.data.features import IdentifierColumnsExcluded, build_features, make_feature_spec
+from leadml.data.timeline import build_observation_points
+from leadml.data.trainset import build_scoring_set
 from leadml.datasets import make_crm
-from leadml.features import IdentifierColumnsExcluded, build_features, make_feature_spec
-from leadml.scoring import read_scores, score, score_features, write_scores
-from leadml.spark import (
+from leadml.model.bundle import save_bundle
+from leadml.serve.scoring import read_scores, score, score_features, write_scores
+from leadml.serve.spark import (
     build_features_spark,
     build_scoring_set_spark,
     collect_features,
@@ -40,8 +42,6 @@ from leadml.spark import (
     score_spark,
     to_spark,
 )
-from leadml.timeline import build_observation_points
-from leadml.trainset import build_scoring_set
 
 pytestmark = pytest.mark.spark
 
@@ -82,7 +82,7 @@ def spec(data):
 
 @pytest.fixture(scope="module")
 def results():
-    from leadml.training import train
+    from leadml.model.training import train
 
     cfg = LeadMLConfig().with_overrides(CHEAP)
     crm = make_crm(n_leads=1500, seed=3)
@@ -228,7 +228,7 @@ def test_run_score_spark_writes_the_local_file(tmp_path: Path, spark, data, mode
     assert "scored" in message and str(out) in message
 
     local_out = tmp_path / "local.parquet"
-    from leadml.scoring import load_models
+    from leadml.serve.scoring import load_models
 
     local = score(data, AS_OF, load_models(bundles))
     write_scores(local, local_out)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import leadml.datasets._synthetic as synthetic
-from leadml.contracts import FUNNEL, CRMData, load_crm, validate
+from leadml.data.contracts import FUNNEL, CRMData, load_crm, validate
 from leadml.datasets import (
     BEHAVIOUR_WINDOW_DAYS,
     EVENT_TYPES,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadml.contracts import validate
-from leadml.timeline import (
+from leadml.data.contracts import validate
+from leadml.data.timeline import (
     build_labels,
     build_observation_points,
     first_promotion,

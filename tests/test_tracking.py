@@ -46,8 +46,8 @@ def test_first_run_takes_champion_and_a_worse_one_does_not(trained, mlflow_uri) 
 def test_pyfunc_returns_the_batch_scorers_rows(trained, crm_medium, mlflow_uri) -> None:
     import mlflow
 
-    from leadml.scoring import score_features
-    from leadml.trainset import build_scoring_set
+    from leadml.data.trainset import build_scoring_set
+    from leadml.serve.scoring import score_features
 
     log_training_run(trained["prospect"])
     model = load_stage_model("models:/leadml-prospect@champion")
@@ -93,7 +93,7 @@ def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
 
 
 def test_bad_model_uri_is_a_clear_error(mlflow_uri) -> None:
-    from leadml.bundle import BundleError
+    from leadml.model.bundle import BundleError
 
     with pytest.raises(
         BundleError, match="could not load MLflow model 'models:/leadml-prospect@champion'"

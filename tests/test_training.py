@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from leadml.datasets import TRUE_DRIVERS
-from leadml.evaluation import expected_calibration_error, lift_at
-from leadml.explain import global_importance
-from leadml.training import Calibration, split_out_of_time
+from leadml.explain.reasons import global_importance
+from leadml.model.evaluation import expected_calibration_error, lift_at
+from leadml.model.training import Calibration, split_out_of_time
 
 
 def test_split_slices_are_ordered_and_purged() -> None:
@@ -74,7 +74,7 @@ def test_models_beat_the_baseline_and_recover_the_true_drivers() -> None:
     """Issue 4's bar on 20k synthetic leads: PR AUC above the logistic baseline out of time,
     ECE <= 0.02, documented drivers among the top SHAP groups and the noise attribute not."""
     from leadml.datasets import make_crm
-    from leadml.training import train
+    from leadml.model.training import train
 
     data = make_crm(n_leads=20_000, seed=1)
     for t in ("prospect", "opportunity"):

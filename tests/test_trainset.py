@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from leadml.config import LeadMLConfig
-from leadml.contracts import FUNNEL, validate
-from leadml.trainset import build_scoring_set, build_training_set, default_window
+from leadml.data.contracts import FUNNEL, validate
+from leadml.data.trainset import build_scoring_set, build_training_set, default_window
 
 SOURCE = {"prospect": ("lead",), "opportunity": ("lead", "prospect")}
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadml._treeshap import TreeShapError, TreeShapModel, explain_margin
+from leadml.explain._treeshap import TreeShapError, TreeShapModel, explain_margin
 
 ATOL = 1e-9
 
@@ -283,7 +283,7 @@ def test_uses_best_iteration_like_predict() -> None:
 
 
 def test_booster_models_are_cached_until_the_booster_changes(medium) -> None:
-    from leadml._treeshap import _CACHE
+    from leadml.explain._treeshap import _CACHE
 
     booster, X = medium
     explain_margin(booster, X.head(3))

@@ -5,7 +5,7 @@ applications at a Dutch financial institute through 262,200 events. An applicati
 lead: it arrives, is pre-screened, gets offers, and is approved, declined or cancelled.
 :func:`load_bpi2012` reads the flattened CSV (one row per event with columns ``case_id, reg_date,
 amount_req, event_index, activity, lifecycle, timestamp, resource``) and returns a validated
-:class:`~leadml.contracts.CRMData`.
+:class:`~leadml.data.contracts.CRMData`.
 
 Mapping
 -------
@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig
-from leadml.contracts import CRMData, DataContractError, Problem, validate
+from leadml.data.contracts import CRMData, DataContractError, Problem, validate
 
 __all__ = [
     "BPI2012_EVENT_TYPES",
@@ -187,7 +187,7 @@ def build_bpi2012_crm(
     Returns
     -------
     CRMData
-        Validated by :func:`leadml.contracts.validate`; the mapping is in the module docstring.
+        Validated by :func:`leadml.data.contracts.validate`; the mapping is in the module docstring.
 
     Raises
     ------

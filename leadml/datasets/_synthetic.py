@@ -2,7 +2,7 @@
 
 :func:`make_crm` simulates leads arriving through a period, their engagement events and their
 journey through the funnel; :func:`write_crm` writes the three tables as Parquet (or CSV) files
-that :func:`leadml.contracts.load_crm` reads back. The data are made to be modelled: every effect
+that :func:`leadml.data.contracts.load_crm` reads back. The data are made to be modelled: every effect
 below is real in the output and nothing else is, so a model's explanations can be checked against
 the truth (:data:`TRUE_DRIVERS`).
 
@@ -103,7 +103,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from leadml.contracts import CRMData
+from leadml.data.contracts import CRMData
 
 __all__ = [
     "BEHAVIOUR_WINDOW_DAYS",

@@ -1,9 +1,9 @@
 """Reader for the X Education ``Leads.csv`` flat CRM export (upGrad "Lead Scoring Case Study").
 
 One row per lead, 37 columns, no timestamps and no event history: the kind of flat table
-:mod:`leadml.flat` is for. :func:`load_x_education` reads the file and checks it is the expected
+:mod:`leadml.data.flat` is for. :func:`load_x_education` reads the file and checks it is the expected
 export; it does **not** clean it (``Select`` placeholders, ``google``/``Google``, constant columns
-are left for :func:`leadml.flat.clean_flat`, so the adapter shows the data as it is).
+are left for :func:`leadml.data.flat.clean_flat`, so the adapter shows the data as it is).
 
 Field mapping
 -------------
@@ -34,7 +34,7 @@ Activity``                             at export time (dictionary and PROVENANCE
 Activity/Profile Index/Score``         profiles assigned internally at an unknown time
 =====================================  ==================================================
 
-The leakage guard (:func:`leadml.leakage.check_leakage`) finds all eight of these on its own;
+The leakage guard (:func:`leadml.data.leakage.check_leakage`) finds all eight of these on its own;
 the constants exist so a benchmark can state exactly what was excluded.
 
 Examples
@@ -58,7 +58,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from leadml.contracts import DataContractError, Problem
+from leadml.data.contracts import DataContractError, Problem
 
 __all__ = [
     "X_EDUCATION_COLUMNS",

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from leadml import __version__
-from leadml.features import FeatureSpec
-from leadml.training import Calibration, StageModel
+from leadml.data.features import FeatureSpec
+from leadml.model.training import Calibration, StageModel
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "load_bundle", "save_bundle"]
 

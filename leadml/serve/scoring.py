@@ -13,7 +13,7 @@ What each row says
     (``round(100 p)``), ``tier`` (A-D, thresholds fixed at training) and ``reasons`` refer to
     the lead's **next** stage: a lead is scored by the prospect model, a prospect by the
     opportunity model; ``model_version`` names that model. ``reasons`` are the top positive then
-    top negative reason groups (:mod:`leadml.explain`): ``{group, text, direction, effect}``,
+    top negative reason groups (:mod:`leadml.explain.reasons`): ``{group, text, direction, effect}``,
     ``effect`` the signed change in probability (0.041 = 4.1 points). Then the columns the rep
     already sees in the CRM, when the leads table has them: ``name, company, job_title,
     lead_source, owner``, and ``last_activity_at``, ``last_activity_type`` (the latest event
@@ -68,12 +68,12 @@ import pandas as pd
 
 from leadml._io import atomic_path
 from leadml.config import LeadMLConfig
-from leadml.contracts import CRMData
+from leadml.data.contracts import CRMData
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from leadml.training import StageModel
+    from leadml.model.training import StageModel
 
 __all__ = [
     "DISPLAY_COLUMNS",
@@ -146,12 +146,12 @@ def _load_model(target: str, tracking_uri: str | None) -> StageModel:
     local = Path(target)
     if local.exists():
         # Local bundles load without importing MLflow (seconds saved on every nightly run).
-        from leadml.bundle import load_bundle
+        from leadml.model.bundle import load_bundle
 
         pyfunc_layout = local / "artifacts" / "bundle"
         return load_bundle(pyfunc_layout if pyfunc_layout.is_dir() else local)
     if ":/" not in target:
-        from leadml.bundle import BundleError
+        from leadml.model.bundle import BundleError
 
         raise BundleError(
             f"--model {target!r} is neither an existing bundle directory nor an MLflow model URI "
@@ -301,7 +301,7 @@ def _explain_rows(
     config: LeadMLConfig,
     engine: str,
 ) -> list[list[dict[str, Any]]]:
-    from leadml.explain import explain_reasons
+    from leadml.explain.reasons import explain_reasons
 
     ex = config.explain
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(pos))]
@@ -353,7 +353,7 @@ def score_features(
     ----------
     frame : DataFrame
         ``lead_id``, ``as_of``, ``stage`` and the models' features, as built by
-        :func:`leadml.trainset.build_scoring_set` (or ``leadml build --as-of``).
+        :func:`leadml.data.trainset.build_scoring_set` (or ``leadml build --as-of``).
     models : mapping
         ``{"prospect": StageModel, "opportunity": StageModel}`` (either may be absent).
     config : LeadMLConfig, optional
@@ -438,8 +438,8 @@ def _prepare(
     models: Mapping[str, StageModel],
     config: LeadMLConfig,
 ) -> _Job:
-    from leadml.timeline import stage_at
-    from leadml.trainset import build_scoring_set
+    from leadml.data.timeline import stage_at
+    from leadml.data.trainset import build_scoring_set
 
     ts = _as_of(as_of)
     ms = _check_models(models)
@@ -510,7 +510,7 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
             out[col] = data.leads[col].astype("string").to_numpy()[lead_pos]
     # The latest event per lead before as_of; among simultaneous ones the first in the table.
     from leadml._kernels import latest_before
-    from leadml.contracts import lead_positions
+    from leadml.data.contracts import lead_positions
 
     ev = data.events
     pos = lead_positions(pd.Index(ids), ev[c.lead_id])
@@ -837,7 +837,7 @@ def run_score(
     values. Errors a user can fix raise ``ValueError`` subclasses, ``FileExistsError`` or
     ``FileNotFoundError`` before anything is written.
     """
-    from leadml.contracts import load_crm
+    from leadml.data.contracts import load_crm
 
     t0 = time.perf_counter()
     cfg = config or LeadMLConfig()
@@ -921,9 +921,9 @@ def explain_lead(
         scores). ``attrs`` hold ``transition``, ``p`` (the calibrated probability),
         ``margin`` and ``expected_value``.
     """
-    from leadml.explain import contributions, reason_effects
-    from leadml.features import build_features
-    from leadml.timeline import stage_at
+    from leadml.data.features import build_features
+    from leadml.data.timeline import stage_at
+    from leadml.explain.reasons import contributions, reason_effects
 
     cfg = config or LeadMLConfig()
     ts = _as_of(as_of)

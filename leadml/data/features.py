@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig
-from leadml.contracts import STAGES, CRMData, lead_positions
+from leadml.data.contracts import STAGES, CRMData, lead_positions
 
 __all__ = [
     "FeatureInputError",
@@ -703,7 +703,7 @@ def build_features(
     Parameters
     ----------
     leads, events, stage_changes : DataFrame
-        Validated tables (see :func:`leadml.contracts.validate`). Rows after ``as_of`` may be
+        Validated tables (see :func:`leadml.data.contracts.validate`). Rows after ``as_of`` may be
         present; they are never read for that point.
     points : DataFrame
         ``lead_id`` and ``as_of`` columns; output rows follow its order. Leads need no events.
@@ -731,7 +731,7 @@ def build_features(
     Examples
     --------
     >>> import pandas as pd
-    >>> from leadml.contracts import validate
+    >>> from leadml.data.contracts import validate
     >>> data = validate(
     ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
     ...     pd.DataFrame({"lead_id": [1, 1], "event_type": ["web_visit", "web_visit"],
@@ -751,7 +751,7 @@ def build_features(
     if missing:
         raise FeatureInputError(
             f"points: missing column(s) {missing} (found {list(points.columns)[:8]}); expected "
-            f"{c.lead_id!r} and 'as_of', e.g. from leadml.timeline.build_observation_points"
+            f"{c.lead_id!r} and 'as_of', e.g. from leadml.data.timeline.build_observation_points"
         )
     index = pd.Index(leads[c.lead_id])
     p_pos = lead_positions(index, points[c.lead_id])

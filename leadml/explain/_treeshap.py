@@ -168,7 +168,7 @@ class TreeShapModel:
                 "model averages its trees (boosting='rf'); expected a boosted model (gbdt, goss, "
                 "dart); use booster.predict(X, pred_contrib=True) for random forests"
             )
-        import leadml._treeshap_kernels as k
+        import leadml.explain._treeshap_kernels as k
 
         trees = [_parse_tree(t) for t in dump["tree_info"]]
         flat = _Flat()
@@ -234,7 +234,7 @@ class TreeShapModel:
     def _run(self, data: np.ndarray, out: np.ndarray, n_threads: int | None) -> None:
         import numba
 
-        import leadml._treeshap_kernels as k
+        import leadml.explain._treeshap_kernels as k
 
         if n_threads is not None and n_threads < 1:
             raise TreeShapError(f"n_threads={n_threads}; expected a positive int or None")

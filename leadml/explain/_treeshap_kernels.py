@@ -1,4 +1,4 @@
-"""numba kernels of the exact TreeSHAP engine (see ``leadml._treeshap`` for the maths).
+"""numba kernels of the exact TreeSHAP engine (see ``leadml.explain._treeshap`` for the maths).
 
 :func:`build_tables` fills the lookup tables once per model and :func:`shap_rows` explains rows.
 Both are compiled on first use and cached on disk.

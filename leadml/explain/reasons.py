@@ -5,7 +5,7 @@ shape ``(rows, features + 1)`` with the expected value in the last column, so th
 ``expected value + Σ contributions = margin`` for every row. Three engines compute the same
 numbers (:data:`ENGINES`):
 
-- ``"leadml"`` (default): :mod:`leadml._treeshap`, the package's own engine, several times faster;
+- ``"leadml"`` (default): :mod:`leadml.explain._treeshap`, the package's own engine, several times faster;
   falls back to ``"lightgbm"`` (with a log message) if it cannot run (numba missing, or a model
   shape it does not support);
 - ``"lightgbm"``: ``booster.predict(X, pred_contrib=True)``;
@@ -43,8 +43,8 @@ import pandas as pd
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-    from leadml.features import FeatureSpec
-    from leadml.training import StageModel
+    from leadml.data.features import FeatureSpec
+    from leadml.model.training import StageModel
 
 __all__ = [
     "ENGINES",
@@ -131,7 +131,7 @@ def explain_contributions(
 
 def _leadml_engine() -> tuple[Any, type[Exception]] | None:
     try:
-        from leadml._treeshap import TreeShapError, explain_margin
+        from leadml.explain._treeshap import TreeShapError, explain_margin
     except ImportError as e:  # numba is optional at run time
         _note_fallback(f"leadml TreeSHAP is unavailable ({e})")
         return None
@@ -189,7 +189,7 @@ def reason_effects(calibration: Any, margin: np.ndarray, group_phi: np.ndarray) 
 
     Examples
     --------
-    >>> from leadml.training import Calibration
+    >>> from leadml.model.training import Calibration
     >>> e = reason_effects(Calibration("platt", 1.0, 0.0), np.array([0.0]), np.array([[1.0, -1.0]]))
     >>> np.round(e, 4).tolist()
     [[0.2311, -0.2311]]

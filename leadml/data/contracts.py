@@ -16,7 +16,7 @@ Examples
 >>> validate(leads, events, stages)
 Traceback (most recent call last):
 ...
-leadml.contracts.DataContractError: 2 problems in the input data:
+leadml.data.contracts.DataContractError: 2 problems in the input data:
   - leads.lead_id: 1 duplicate lead_id (rows 1; e.g. '1'). Expected one row per lead; deduplicate the export.
   - leads.created_at: 1 value could not be parsed as a timestamp (rows 1; e.g. 'not a date'). Expected ISO-8601 timestamps such as '2024-03-01T09:30:00Z'; fix the export or pass the right column with --config columns.
 """

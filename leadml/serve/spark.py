@@ -1,8 +1,8 @@
 """The same feature and scoring functions, run per lead partition on Spark.
 
 Nothing here re-implements a feature or a score: every partition of leads goes through the very
-pandas functions the local path uses (:func:`leadml.features.build_features`,
-:func:`leadml.trainset.build_scoring_set`, :func:`leadml.scoring.score`), so Spark and local
+pandas functions the local path uses (:func:`leadml.data.features.build_features`,
+:func:`leadml.data.trainset.build_scoring_set`, :func:`leadml.serve.scoring.score`), so Spark and local
 outputs agree row for row.
 
 How the work is split
@@ -14,10 +14,10 @@ keep their own narrow frame. Both are grouped by the bucket and **cogrouped**, s
 sees every row of its leads, wherever those rows sat in the input: events are shuffled once, by
 lead. Buckets with no rows are never called; a bucket with leads but no events gets an empty
 events frame. Stage changes and events get a row number before the shuffle so rows of one lead with
-the same timestamp keep their input order, as :func:`leadml.contracts.validate` keeps it.
+the same timestamp keep their input order, as :func:`leadml.data.contracts.validate` keeps it.
 
 What is broadcast: the model bundles (LightGBM text + JSON, written by
-:func:`leadml.bundle.save_bundle` and verified by :func:`leadml.bundle.load_bundle` on each
+:func:`leadml.model.bundle.save_bundle` and verified by :func:`leadml.model.bundle.load_bundle` on each
 executor, nothing unpickled) and the feature spec. Each Python worker loads the models once.
 
 Timestamps are naive UTC in leadml. Spark ``TIMESTAMP_NTZ`` columns (what Spark reads from
@@ -46,7 +46,7 @@ scorer's columns. :func:`build_scoring_set_spark` builds that input on Spark; ML
 
     import mlflow
     from pyspark.sql import functions as F
-    from leadml.spark import build_scoring_set_spark, get_spark
+    from leadml.serve.spark import build_scoring_set_spark, get_spark
     from leadml.tracking import load_stage_model
 
     spark = get_spark()
@@ -82,8 +82,8 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig, LeadMLConfig
-from leadml.contracts import CRMData
-from leadml.features import FeatureSpec, to_categorical
+from leadml.data.contracts import CRMData
+from leadml.data.features import FeatureSpec, to_categorical
 
 try:
     from pyspark.sql import DataFrame, SparkSession
@@ -91,11 +91,11 @@ try:
     from pyspark.sql import types as T
 except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "leadml.spark needs pyspark: pip install 'leadml[spark]' (and Java 17 on the machine)"
+        "leadml.serve.spark needs pyspark: pip install 'leadml[spark]' (and Java 17 on the machine)"
     ) from e
 
 if TYPE_CHECKING:
-    from leadml.training import StageModel
+    from leadml.model.training import StageModel
 
 __all__ = [
     "DEFAULT_MASTER",
@@ -185,7 +185,7 @@ def get_spark(
 
 
 def to_spark(spark: SparkSession, data: CRMData) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Validated :class:`~leadml.contracts.CRMData` -> Spark ``(leads, events, stage_changes)``.
+    """Validated :class:`~leadml.data.contracts.CRMData` -> Spark ``(leads, events, stage_changes)``.
 
     Categories become strings and timestamps are floored to microseconds (Spark's resolution;
     features use whole seconds). Row order is kept, so ties keep their order as well.
@@ -310,7 +310,7 @@ def _crm_frames(
     left: pd.DataFrame, right: pd.DataFrame, c: ColumnsConfig, lead_columns: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One bucket's rows back as the canonical (validated) frames: leads, events, stage changes
-    sorted by lead and time like :func:`leadml.contracts.validate` sorts them, and points."""
+    sorted by lead and time like :func:`leadml.data.contracts.validate` sorts them, and points."""
     table = left[_TABLE].to_numpy() if len(left) else np.array([], dtype=object)
     leads = left.loc[table == "leads", [c.lead_id, c.created_at, *lead_columns]]
     leads = leads.sort_values(c.lead_id, kind="stable").reset_index(drop=True)
@@ -376,7 +376,7 @@ class _FeaturesTask:
     schema_json: str
 
     def __call__(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        from leadml.features import build_features
+        from leadml.data.features import build_features
 
         c = ColumnsConfig(**self.columns)
         schema = T.StructType.fromJson(_loads(self.schema_json))
@@ -399,7 +399,7 @@ class _ScoringSetTask:
     schema_json: str
 
     def __call__(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        from leadml.trainset import build_scoring_set
+        from leadml.data.trainset import build_scoring_set
 
         cfg = LeadMLConfig.model_validate(self.config)
         schema = T.StructType.fromJson(_loads(self.schema_json))
@@ -419,7 +419,7 @@ _LOADED: dict[str, dict[str, StageModel]] = {}
 def _load_payload(digest: str, payload: dict[str, dict[str, bytes]]) -> dict[str, StageModel]:
     models = _LOADED.get(digest)
     if models is None:
-        from leadml.bundle import load_bundle
+        from leadml.model.bundle import load_bundle
 
         models = {}
         with tempfile.TemporaryDirectory(prefix="leadml-bundle-") as tmp:
@@ -435,7 +435,7 @@ def _load_payload(digest: str, payload: dict[str, dict[str, bytes]]) -> dict[str
 
 @dataclasses.dataclass(frozen=True)
 class _ScoreTask:
-    """:func:`leadml.scoring.score` for one bucket of leads."""
+    """:func:`leadml.serve.scoring.score` for one bucket of leads."""
 
     config: dict[str, Any]
     as_of: str
@@ -445,7 +445,7 @@ class _ScoreTask:
     schema_json: str
 
     def __call__(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
-        from leadml.scoring import score
+        from leadml.serve.scoring import score
 
         cfg = LeadMLConfig.model_validate(self.config)
         schema = T.StructType.fromJson(_loads(self.schema_json))
@@ -478,7 +478,7 @@ def _spec_from_spark(
     """The spec :func:`make_feature_spec` infers, from the leads table (collected to the driver)
     and one row per event type: the events' vocabulary and whether a type carries numeric values
     is all it reads of them. Pass the model's spec instead when you score."""
-    from leadml.features import make_feature_spec
+    from leadml.data.features import make_feature_spec
 
     lead_frame = _to_pandas(leads)
     for col in lead_frame.columns:
@@ -518,7 +518,7 @@ def build_features_spark(
     spec: FeatureSpec | None = None,
     partitions: int | None = None,
 ) -> DataFrame:
-    """:func:`leadml.features.build_features` on Spark: one row per observation point.
+    """:func:`leadml.data.features.build_features` on Spark: one row per observation point.
 
     Parameters
     ----------
@@ -640,7 +640,7 @@ def build_scoring_set_spark(
     config: LeadMLConfig | None = None,
     partitions: int | None = None,
 ) -> DataFrame:
-    """:func:`leadml.trainset.build_scoring_set` on Spark: the features at ``as_of`` of every lead
+    """:func:`leadml.data.trainset.build_scoring_set` on Spark: the features at ``as_of`` of every lead
     eligible then (created before it, stage lead or prospect), with its ``stage``.
 
     This is the input of the MLflow pyfunc (see the module docstring for ``spark_udf``).
@@ -674,10 +674,10 @@ def build_scoring_set_spark(
 
 
 def _bundle_payload(models: Mapping[str, StageModel]) -> dict[str, dict[str, bytes]]:
-    """Each model as its bundle files (what :func:`leadml.bundle.save_bundle` writes), with the
+    """Each model as its bundle files (what :func:`leadml.model.bundle.save_bundle` writes), with the
     model version pinned so executors report the version of the model passed here."""
-    from leadml.bundle import save_bundle
-    from leadml.scoring import model_version
+    from leadml.model.bundle import save_bundle
+    from leadml.serve.scoring import model_version
 
     payload: dict[str, dict[str, bytes]] = {}
     with tempfile.TemporaryDirectory(prefix="leadml-bundle-") as tmp:
@@ -709,7 +709,7 @@ def score_spark(
     config: LeadMLConfig | None = None,
     partitions: int | None = None,
 ) -> DataFrame:
-    """:func:`leadml.scoring.score` on Spark, one bucket of leads per pandas call.
+    """:func:`leadml.serve.scoring.score` on Spark, one bucket of leads per pandas call.
 
     Returns the local scorer's columns (``lead_id``, ``as_of``, ``stage``, ``p_prospect``,
     ``p_opportunity``, ``score``, ``tier``, ``reasons`` as an array of structs ``{group, text,
@@ -720,7 +720,7 @@ def score_spark(
     changes up to it) are shuffled. Raises ``ValueError`` when nobody exists yet at ``as_of``
     (this runs one small job over the leads).
     """
-    from leadml.scoring import DISPLAY_COLUMNS
+    from leadml.serve.scoring import DISPLAY_COLUMNS
 
     cfg = config or LeadMLConfig()
     c = cfg.columns
@@ -781,7 +781,7 @@ def _to_pandas(frame: DataFrame) -> pd.DataFrame:
 def collect_features(frame: DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Collect a features frame to the driver with the local dtypes: categoricals with the spec's
     levels, ``as_of`` as ``datetime64[ns]``, string ids as ``string`` (as
-    :func:`leadml.contracts.validate` makes them). Sorted by lead then as_of."""
+    :func:`leadml.data.contracts.validate` makes them). Sorted by lead then as_of."""
     out = _to_pandas(frame)
     lead_id = out.columns[0]
     if pd.api.types.is_string_dtype(out[lead_id].dtype):
@@ -919,15 +919,15 @@ def run_score_spark(
     ``out`` ending in ``/`` writes Spark's partitioned Parquet directory (rows unsorted; Spark's
     commit protocol, ``_SUCCESS`` marks a complete write), for local paths or URIs. Any other
     ``out`` collects the scores to the driver and writes the same single file as the local scorer
-    (:func:`leadml.scoring.write_scores`: sorted, atomic, Parquet or CSV by extension), so the
+    (:func:`leadml.serve.scoring.write_scores`: sorted, atomic, Parquet or CSV by extension), so the
     scores must fit in the driver's memory (about 1 kB per lead).
 
     ``models``: ``--model`` values (bundle paths or MLflow URIs, see
-    :func:`leadml.scoring.load_models`; default the champions) or loaded models. ``master``: see
+    :func:`leadml.serve.scoring.load_models`; default the champions) or loaded models. ``master``: see
     :func:`resolve_master`. ``partitions``: ``spark.partitions`` of the config, else
     ``spark.sql.shuffle.partitions``. Returns a one-paragraph summary for the CLI.
     """
-    from leadml.scoring import load_models, model_version, write_scores
+    from leadml.serve.scoring import load_models, model_version, write_scores
 
     cfg = config or LeadMLConfig()
     t0 = time.perf_counter()

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import LeadMLConfig, ModelConfig
-from leadml.contracts import CRMData
-from leadml.evaluation import evaluate, tier_conversion
-from leadml.features import FeatureSpec
+from leadml.data.contracts import CRMData
+from leadml.data.features import FeatureSpec
+from leadml.model.evaluation import evaluate, tier_conversion
 
 __all__ = [
     "Calibration",
@@ -125,7 +125,7 @@ class StageModel:
         if missing:
             raise ValueError(
                 f"features frame is missing {len(missing)} model feature(s), e.g. {missing[:5]}; "
-                "build it with leadml.features.build_features(..., spec=model.spec)"
+                "build it with leadml.data.features.build_features(..., spec=model.spec)"
             )
         return X[list(self.spec.names)]
 
@@ -464,7 +464,7 @@ def train(
     registered (``leadml-<transition>``); the ``champion`` alias moves only through the
     promotion gate unless ``force``.
     """
-    from leadml.trainset import build_training_set
+    from leadml.data.trainset import build_training_set
 
     cfg = config or LeadMLConfig()
     tr = cfg.training

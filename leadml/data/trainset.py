@@ -1,6 +1,6 @@
 """Training and scoring sets: observation points -> labels -> features, through one feature path.
 
-The same :func:`leadml.features.build_features` builds a training set and a scoring set; the only
+The same :func:`leadml.data.features.build_features` builds a training set and a scoring set; the only
 difference is that scoring rows have no label. Both are deterministic: identical inputs give
 identical frames (and byte-identical Parquet files).
 """
@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import LeadMLConfig
-from leadml.contracts import CRMData
-from leadml.features import FeatureSpec, build_features, make_feature_spec
-from leadml.timeline import (
+from leadml.data.contracts import CRMData
+from leadml.data.features import FeatureSpec, build_features, make_feature_spec
+from leadml.data.timeline import (
     SOURCE_STAGES,
     build_labels,
     build_observation_points,

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import TimelineConfig
-from leadml.contracts import FUNNEL, CRMData
+from leadml.data.contracts import FUNNEL, CRMData
 
 __all__ = [
     "SOURCE_STAGES",
@@ -99,7 +99,7 @@ def stage_at(data: CRMData, lead_ids: Any, instants: Any) -> pd.Series:
     Examples
     --------
     >>> import pandas as pd
-    >>> from leadml.contracts import validate
+    >>> from leadml.data.contracts import validate
     >>> data = validate(
     ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
     ...     pd.DataFrame({"lead_id": [], "event_type": [], "occurred_at": []}),
@@ -287,7 +287,7 @@ def build_labels(
     Examples
     --------
     >>> import pandas as pd
-    >>> from leadml.contracts import validate
+    >>> from leadml.data.contracts import validate
     >>> data = validate(
     ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
     ...     pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": ["2024-06-01"]}),

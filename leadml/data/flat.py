@@ -2,7 +2,7 @@
 
 Many teams only have a CRM export such as X Education's ``Leads.csv``: no event history, no stage
 changes, just a row per lead and a ``Converted`` flag. This module cleans such a table, keeps the
-leaky columns out (:mod:`leadml.leakage`) and trains, calibrates, explains and scores it with the
+leaky columns out (:mod:`leadml.data.leakage`) and trains, calibrates, explains and scores it with the
 same machinery as the event mode.
 
 Cleaning
@@ -37,12 +37,12 @@ Training and scoring
 :func:`train_flat` splits first (:func:`split_flat`: out-of-time on a ``time_column`` or an
 ``order_column`` such as a sequential lead number, stratified random with a
 :class:`RandomSplitWarning` otherwise), then plans the cleaning and runs the leakage guard on the
-training and validation rows only, builds a :class:`~leadml.features.FeatureSpec` in which every
+training and validation rows only, builds a :class:`~leadml.data.features.FeatureSpec` in which every
 column is its own reason group ("Total Time Spent on Website: 1,532"), and hands the rest to the
-event mode's :func:`leadml.training.fit_calibrated` (LightGBM, Platt calibration on the margin,
+event mode's :func:`leadml.model.training.fit_calibrated` (LightGBM, Platt calibration on the margin,
 tiers A-D, logistic-regression baseline on the same test rows). The model is a
-:class:`~leadml.training.StageModel` with ``transition == "flat"`` whose metadata carries the
-cleaning plan, the leakage report and the split, so :func:`leadml.bundle.save_bundle`,
+:class:`~leadml.model.training.StageModel` with ``transition == "flat"`` whose metadata carries the
+cleaning plan, the leakage report and the split, so :func:`leadml.model.bundle.save_bundle`,
 :mod:`leadml.tracking` (``leadml-flat`` in the registry) and :func:`score_flat` (probability,
 score, tier and SHAP reasons per lead) work on it unchanged. :func:`run_train_flat` and
 :func:`run_score_flat` are the CLI's ``leadml train --table`` and ``leadml score --table``.
@@ -82,9 +82,9 @@ from leadml.config import FlatConfig
 
 if TYPE_CHECKING:
     from leadml.config import LeadMLConfig
-    from leadml.features import FeatureSpec
-    from leadml.leakage import LeakageReport
-    from leadml.training import StageModel
+    from leadml.data.features import FeatureSpec
+    from leadml.data.leakage import LeakageReport
+    from leadml.model.training import StageModel
 
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
@@ -657,14 +657,14 @@ FLAT_TRANSITION = "flat"
 
 
 def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> FeatureSpec:
-    """A :class:`~leadml.features.FeatureSpec` for clean flat columns.
+    """A :class:`~leadml.data.features.FeatureSpec` for clean flat columns.
 
     Each column is its own reason group and reads as ``"<Column>: <value>"`` (``"<Column>
     unknown"`` when missing), e.g. ``"Total Time Spent on Website: 1,532"``. Categorical levels are
     the ``max_levels - 1`` most frequent values of ``X`` (the training rows) plus ``"other"`` when
     there are more.
     """
-    from leadml.features import FeatureSpec
+    from leadml.data.features import FeatureSpec
 
     kinds: dict[str, str] = {}
     levels: dict[str, tuple[str, ...]] = {}
@@ -706,7 +706,7 @@ def _templates(column: str, kind: str) -> dict[str, str]:
 
 def _features(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Clean columns -> the model's features frame (category dtypes with the spec's levels)."""
-    from leadml.features import to_categorical
+    from leadml.data.features import to_categorical
 
     out = pd.DataFrame(index=X.index)
     for col in spec.names:
@@ -726,9 +726,9 @@ def _features(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 class FlatResult:
     """A trained flat-table model with its cleaning plan, leakage report, split and metrics.
 
-    ``model`` is a :class:`~leadml.training.StageModel` (``transition == "flat"``) whose
+    ``model`` is a :class:`~leadml.model.training.StageModel` (``transition == "flat"``) whose
     ``metadata`` holds the cleaning plan, the leakage report, the split and the metrics, so
-    :func:`leadml.bundle.save_bundle` stores all of it and :func:`score_flat` needs nothing else.
+    :func:`leadml.model.bundle.save_bundle` stores all of it and :func:`score_flat` needs nothing else.
     """
 
     model: StageModel
@@ -824,11 +824,11 @@ def train_flat(
     1. split (:func:`split_flat`): out-of-time with ``time_column`` or ``order_column``,
        stratified random otherwise (with a :class:`RandomSplitWarning`);
     2. plan the cleaning (:func:`plan_cleaning`) on the training and validation rows;
-    3. run the leakage guard (:func:`leadml.leakage.check_leakage`) on those rows and drop
+    3. run the leakage guard (:func:`leadml.data.leakage.check_leakage`) on those rows and drop
        every flagged column that ``allow_columns`` does not keep;
     4. fit the event mode's LightGBM (early stopping on the validation rows), Platt calibration
        on the validation rows and tiers, and evaluate it beside the logistic-regression baseline
-       on the test rows (:func:`leadml.training.fit_calibrated`).
+       on the test rows (:func:`leadml.model.training.fit_calibrated`).
 
     Parameters
     ----------
@@ -857,7 +857,7 @@ def train_flat(
     Returns
     -------
     FlatResult
-        ``result.model`` is a StageModel ready for :func:`leadml.bundle.save_bundle` and
+        ``result.model`` is a StageModel ready for :func:`leadml.model.bundle.save_bundle` and
         :func:`score_flat`; ``result.report()`` is what the CLI prints.
 
     Raises
@@ -867,9 +867,9 @@ def train_flat(
         or order column, or no feature left after cleaning and the leakage guard.
     """
     from leadml.config import LeadMLConfig
-    from leadml.evaluation import tier_conversion
-    from leadml.leakage import check_leakage
-    from leadml.training import fit_calibrated
+    from leadml.data.leakage import check_leakage
+    from leadml.model.evaluation import tier_conversion
+    from leadml.model.training import fit_calibrated
 
     cfg = config or LeadMLConfig()
     allow, drop = list(allow_columns), list(drop)
@@ -975,8 +975,8 @@ def _log_flat_run(
     force: bool,
 ) -> dict[str, Any]:
     """MLflow run, registered model and champion gate through the event mode's tracking."""
+    from leadml.model.training import TrainResult
     from leadml.tracking import log_training_run
-    from leadml.training import TrainResult
 
     test = result.split.test
     meta = result.model.metadata
@@ -1054,7 +1054,7 @@ def score_flat(
         ``reasons`` holds lists of ``{group, text, direction, effect}``.
     """
     from leadml.config import LeadMLConfig
-    from leadml.explain import explain_reasons
+    from leadml.explain.reasons import explain_reasons
 
     cfg = config or LeadMLConfig()
     meta = model.metadata
@@ -1088,7 +1088,7 @@ def score_flat(
 
 
 def _read_any(path: str) -> pd.DataFrame:
-    from leadml.contracts import read_table
+    from leadml.data.contracts import read_table
 
     if not Path(path).is_file():
         raise FlatDataError(f"table {path!r} does not exist; pass a .csv or .parquet file")
@@ -1113,7 +1113,7 @@ def run_train_flat(
 
     The bundle goes to ``<model_dir or models>/flat-<target>`` (replaced if it exists).
     """
-    from leadml.bundle import save_bundle
+    from leadml.model.bundle import save_bundle
 
     result = train_flat(
         _read_any(table),

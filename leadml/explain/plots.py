@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadml.evaluation import calibration_table
+from leadml.model.evaluation import calibration_table
 
 __all__ = ["global_importance", "save_evaluation_plots"]
 
