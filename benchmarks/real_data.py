@@ -166,7 +166,9 @@ def markdown(rows: list[Row]) -> str:
 def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
     """Flat mode on Leads.csv in three settings (see the notes the function returns)."""
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import RandomSplitWarning, build_flat_features, score_flat, train_flat
+    from leadml.data.flat import RandomSplitWarning
+    from leadml.model.training import train_flat
+    from leadml.serve.scoring import build_flat_features, score_flat
     from leadml.datasets import (
         X_EDUCATION_ID,
         X_EDUCATION_ORDER,
@@ -291,7 +293,7 @@ def bench_bpi(path: Path, seed: int) -> tuple[list[Row], list[str]]:
                 test, {transition: result.model}, cfg
             )
         )
-        p_check = result.model.predict_proba(X[m_test])
+        p_check = result.model.probability(X[m_test])
         y_test = y[m_test]
         setting = f"lead -> {transition}" if transition == "prospect" else "prospect -> opportunity"
         rows.append(

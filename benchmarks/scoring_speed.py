@@ -96,7 +96,7 @@ def _job(n: int, workdir: Path, mode: str, engine: str | None) -> dict[str, Any]
     import leadml.explain._treeshap  # noqa: F401
     import leadml.model.bundle  # noqa: F401
     from leadml.config import LeadMLConfig
-    from leadml.serve.scoring import run_score
+    from leadml.jobs import run_score
 
     t_import = time.perf_counter() - t_import
 
@@ -129,7 +129,7 @@ def _shap(n: int, workdir: Path, rows: int) -> dict[str, Any]:
     from leadml.data.contracts import load_crm
     from leadml.data.trainset import build_scoring_set
     from leadml.explain.reasons import contributions
-    from leadml.serve.scoring import load_models
+    from leadml.jobs import load_models
 
     models = load_models([str(workdir / "bundle-prospect")])
     m = models["prospect"]

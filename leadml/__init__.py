@@ -12,6 +12,8 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "LeadScorer": "leadml.estimator",
+    "FlatLeadScorer": "leadml.estimator",
     "CRMData": "leadml.data.contracts",
     "DataContractError": "leadml.data.contracts",
     "validate": "leadml.data.contracts",
@@ -23,8 +25,13 @@ _EXPORTS: dict[str, str] = {
     "build_training_set": "leadml.data.trainset",
     "build_scoring_set": "leadml.data.trainset",
     "train": "leadml.model.training",
-    "load_stage_model": "leadml.tracking",
+    "train_flat": "leadml.model.training",
+    "load_stage_model": "leadml.jobs",
+    "load_models": "leadml.jobs",
     "score": "leadml.serve.scoring",
+    "score_flat": "leadml.serve.scoring",
+    "read_scores": "leadml.serve.contract",
+    "write_scores": "leadml.serve.contract",
     "explain_lead": "leadml.serve.scoring",
     "build_report": "leadml.report",
 }

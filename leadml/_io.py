@@ -8,14 +8,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_target"]
+__all__ = ["atomic_path", "check_target", "exists_error"]
 
 
-def check_target(path: str | Path, overwrite: bool) -> Path:
-    """The output path, after refusing to replace an existing file without ``overwrite``."""
+def exists_error(target: str | Path) -> FileExistsError:
+    """The one message for an output that exists and may not be replaced."""
+    return FileExistsError(f"{str(target)!r} already exists; pass --overwrite to replace it")
+
+
+def check_target(path: str | Path, overwrite: bool, *, must_be_file: bool = False) -> Path:
+    """The output path, after refusing to replace an existing file without ``overwrite``.
+
+    The one home of that rule (every writer calls it before doing any work). With
+    ``must_be_file`` a directory is refused and the parent directory must exist.
+    """
     p = Path(path)
+    if must_be_file and p.is_dir():
+        raise IsADirectoryError(f"--out {str(p)!r} is a directory; expected a file name")
     if p.exists() and not overwrite:
-        raise FileExistsError(f"{str(p)!r} already exists; pass --overwrite to replace it")
+        raise exists_error(p)
+    if must_be_file and not p.parent.is_dir():
+        raise FileNotFoundError(f"output directory {str(p.parent)!r} does not exist")
     return p
 
 

@@ -27,7 +27,13 @@ def _user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        except (
+            ValueError,
+            FileNotFoundError,
+            FileExistsError,
+            NotADirectoryError,
+            IsADirectoryError,
+        ) as e:
             if os.environ.get("LEADML_DEBUG"):
                 raise
             # A single data-contract problem reads best on one line; several stay a list.
@@ -225,7 +231,7 @@ def train(
     """Train the stage models (event mode) or a flat-table model, and print model vs baseline."""
     cfg = _config(config_path)
     if table is not None:
-        from leadml.data.flat import run_train_flat
+        from leadml.jobs import run_train_flat
 
         if target is None:
             raise click.UsageError("flat mode needs --target COL")
@@ -255,15 +261,15 @@ def train(
 
     from leadml.data.contracts import load_crm
     from leadml.data.features import IdentifierColumnsExcluded
+    from leadml.jobs import train_and_track
     from leadml.model.training import format_metrics_table
-    from leadml.model.training import train as train_model
 
     data = load_crm(data_dir, columns=cfg.columns)
     results = []
     for t in ("prospect", "opportunity") if transition == "all" else (transition,):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IdentifierColumnsExcluded)
-            results.append(train_model(data, t, cfg, track=not no_track, force=force))
+            results.append(train_and_track(data, t, cfg, track=not no_track, force=force))
         for w in caught[:1]:
             click.echo(f"note: {w.message}", err=True)
         if model_dir:
@@ -333,9 +339,9 @@ def score(
     sorted by score (highest first), then lead_id.
     """
     cfg = _config(config_path)
-    out_path = Path(out)
-    if out_path.exists() and not overwrite:
-        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+    from leadml._io import check_target
+
+    check_target(out, overwrite)
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
     if table is not None:
@@ -343,15 +349,18 @@ def score(
             raise click.UsageError(
                 "--engine spark scores event data (--data DIR); a flat --table is scored locally"
             )
-        from leadml.data.flat import run_score_flat
+        from leadml.jobs import run_score_flat
 
         if len(model_specs) != 1:
             raise click.UsageError("flat mode needs exactly one --model")
-        click.echo(run_score_flat(table, model_specs[0], out, overwrite=overwrite, config=cfg))
+        click.echo(
+            run_score_flat(table, model_specs[0], out, overwrite=overwrite, config=cfg, as_of=as_of)
+        )
         return
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
     if engine == "spark":
+        from leadml.jobs import load_models
         from leadml.serve.spark import run_score_spark
 
         if explainer is not None:
@@ -362,7 +371,11 @@ def score(
                 data_dir,
                 as_of,
                 out,
-                list(model_specs) or None,
+                load_models(
+                    list(model_specs) or None,
+                    prefix=cfg.tracking.model_name_prefix,
+                    tracking_uri=cfg.tracking.tracking_uri,
+                ),
                 overwrite=overwrite,
                 config=cfg,
                 master=spark_master,
@@ -370,7 +383,7 @@ def score(
             )
         )
         return
-    from leadml.serve.scoring import run_score
+    from leadml.jobs import run_score
 
     click.echo(
         run_score(
@@ -439,10 +452,11 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
 
     from leadml.config import LeadMLConfig
     from leadml.datasets import make_crm, write_crm
+    from leadml.explain.reasons import reason_sentence
+    from leadml.jobs import load_models, train_and_track
     from leadml.model.training import format_metrics_table
-    from leadml.model.training import train as train_model
     from leadml.report import write_report
-    from leadml.serve.scoring import load_models, write_scores
+    from leadml.serve.contract import write_scores
     from leadml.serve.scoring import score as score_leads
     from leadml.tracking import set_tracking_uri
 
@@ -464,7 +478,7 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifierColumnsExcluded)
-        results = [train_model(data, t, cfg, track=True) for t in ("prospect", "opportunity")]
+        results = [train_and_track(data, t, cfg) for t in ("prospect", "opportunity")]
     click.echo(f"[2/4] trained both stage models (MLflow: {uri})\n")
     click.echo(format_metrics_table(results) + "\n")
     as_of = data.end.floor("D") - pd.Timedelta(days=7)
@@ -478,7 +492,5 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     for r in scores.head(10).itertuples():
         click.echo(f"  {r.tier} {r.score:>3}  {r.name} ({r.company}) — {r.stage}")
         for reason in list(r.reasons)[:3]:
-            click.echo(
-                f"        {reason['direction']} {reason['text']} ({100 * reason['effect']:+.1f} pts)"
-            )
+            click.echo(f"        {reason_sentence(reason)}")
     click.echo(f"\ndone in {time.perf_counter() - t0:.0f}s. Open {html.resolve()} in a browser.")

@@ -27,7 +27,6 @@ import functools
 import html
 import json
 import math
-import re
 import string
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -37,11 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadml._io import atomic_path
+from leadml._io import atomic_path, exists_error
+from leadml.explain.reasons import reason_sentence
+from leadml.funnel import NEXT_TRANSITION, TIERS
+from leadml.serve.contract import ScoringError, read_scores, required_columns
 
 __all__ = [
     "CRM_COLUMNS",
-    "REQUIRED_COLUMNS",
     "ReportError",
     "ReportExistsError",
     "build_crm_export",
@@ -51,16 +52,6 @@ __all__ = [
     "write_report",
 ]
 
-REQUIRED_COLUMNS = (
-    "lead_id",
-    "as_of",
-    "stage",
-    "p_prospect",
-    "p_opportunity",
-    "score",
-    "tier",
-    "reasons",
-)
 #: Columns of the CRM export before the reasons; ``as_of`` and ``model_version`` follow them.
 CRM_COLUMNS = (
     "lead_id",
@@ -76,12 +67,8 @@ CRM_COLUMNS = (
     "score_change",
 )
 _CRM_TAIL = ("as_of", "model_version")
-NEXT_STAGE = {"lead": "prospect", "prospect": "opportunity"}
-TIERS = ("A", "B", "C", "D")
 # Reasons a rep cannot act on; the one-line "top reason" prefers something the lead did or is.
 _CONTEXT_GROUPS = frozenset({"stage_history", "tenure", "engagement"})
-# The scorer's CSV writes reasons as "+ text (+4.1 pts)".
-_CSV_REASON = re.compile(r"^\s*([+-])\s+(.*?)(?:\s+\(([+-]?\d+(?:\.\d+)?) pts\))?\s*$")
 _MINUS = "\u2212"
 
 
@@ -108,44 +95,19 @@ def crm_columns(n_reasons: int = 5) -> list[str]:
 
 
 def load_scores(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read a scores file written by ``leadml score`` (Parquet or CSV, by extension).
+    """Read a scores file written by ``leadml score`` (either mode; Parquet or CSV, by
+    extension) with :func:`leadml.serve.contract.read_scores`.
 
-    Returns the frame (``reasons`` as lists of dicts; from CSV they are parsed back from the
-    ``reason_1 .. reason_N`` sentences, without their group) and the file's ``leadml.*``
-    metadata: ``tier_info`` (dict), ``model_versions`` (str) and ``horizon_days`` (dict) when the
-    Parquet file carries them; CSV has none.
+    Returns the frame (``reasons`` as lists of dicts) and the file's ``leadml.*`` metadata
+    (Parquet only; CSV has none).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ReportError(f"scores file {str(p)!r} does not exist; run `leadml score` first")
-    suffix = p.suffix.lower()
-    meta: dict[str, Any] = {}
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            raw = pq.read_schema(p).metadata or {}
-            frame = pd.read_parquet(p)
-        except (OSError, ValueError) as e:
-            raise ReportError(f"scores file {str(p)!r} cannot be read as Parquet: {e}") from e
-        for key, value in raw.items():
-            name = key.decode("utf-8", "replace")
-            if name.startswith("leadml."):
-                meta[name.removeprefix("leadml.")] = _json_or_text(value.decode("utf-8", "replace"))
-    elif suffix == ".csv":
-        try:
-            frame = pd.read_csv(p, encoding="utf-8")
-        except (OSError, ValueError) as e:
-            raise ReportError(f"scores file {str(p)!r} cannot be read as CSV: {e}") from e
-        frame = _reasons_from_csv(frame)
-        for col in ("as_of", "last_activity_at"):
-            if col in frame.columns:
-                frame[col] = pd.to_datetime(frame[col], errors="coerce", format="mixed")
-    else:
-        raise ReportError(
-            f"scores file {str(p)!r}: expected a .parquet or .csv file written by `leadml score`"
-        )
-    _check_columns(frame, f"scores file {str(p)!r}", REQUIRED_COLUMNS)
+    try:
+        frame = read_scores(path)
+    except ScoringError as e:
+        raise ReportError(str(e)) from e
+    meta = dict(frame.attrs)
+    frame.attrs.clear()
+    _check_columns(frame, f"scores file {str(path)!r}", required_columns(frame))
     return frame, meta
 
 
@@ -154,27 +116,6 @@ def _json_or_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _reasons_from_csv(frame: pd.DataFrame) -> pd.DataFrame:
-    cols = sorted(
-        (c for c in frame.columns if re.fullmatch(r"reason_\d+", str(c))),
-        key=lambda c: int(str(c).removeprefix("reason_")),
-    )
-    if not cols or "reasons" in frame.columns:
-        return frame
-    parsed: list[list[dict[str, Any]]] = []
-    for values in frame[cols].itertuples(index=False):
-        row = []
-        for v in values:
-            m = _CSV_REASON.match(v) if isinstance(v, str) else None
-            if m:
-                effect = float(m[3]) / 100 if m[3] else float("nan")
-                row.append({"group": "", "text": m[2], "direction": m[1], "effect": effect})
-        parsed.append(row)
-    out = frame.drop(columns=cols)
-    out["reasons"] = parsed
-    return out
 
 
 def _check_columns(frame: pd.DataFrame, what: str, required: Sequence[str]) -> None:
@@ -228,9 +169,11 @@ def _prepare(
     previous: pd.DataFrame | None,
     owner: str | None,
     top: int | None,
+    target: str | None = None,
 ) -> pd.DataFrame:
-    """Filter, rank and annotate: rank, p_next_stage, next_stage, score_change, is_new, ..."""
-    _check_columns(scores, "scores", REQUIRED_COLUMNS)
+    """Filter, rank and annotate: rank, p_next_stage, next_stage, score_change, is_new, ...
+    Flat-mode scores (no ``stage``) read their ``probability`` as the chance of ``target``."""
+    _check_columns(scores, "scores", required_columns(scores))
     df = scores.copy()
     if owner is not None:
         if "owner" not in df.columns:
@@ -257,11 +200,17 @@ def _prepare(
             f"scores.score: {int(bad.sum())} lead(s) have no numeric score (lead_id {ids}); "
             "expected integers 0-100 from `leadml score`"
         )
-    stage = df["stage"].astype("string").fillna("")
-    p_prospect = pd.to_numeric(df["p_prospect"], errors="coerce").to_numpy(dtype=float)
-    p_opportunity = pd.to_numeric(df["p_opportunity"], errors="coerce").to_numpy(dtype=float)
-    df["p_next_stage"] = np.where(stage == "lead", p_prospect, p_opportunity)
-    df["next_stage"] = stage.map(NEXT_STAGE).fillna("next stage").to_numpy()
+    if "stage" in df.columns:  # event mode: each lead's next stage
+        stage = df["stage"].astype("string").fillna("")
+        p_prospect = pd.to_numeric(df["p_prospect"], errors="coerce").to_numpy(dtype=float)
+        p_opportunity = pd.to_numeric(df["p_opportunity"], errors="coerce").to_numpy(dtype=float)
+        df["p_next_stage"] = np.where(stage == "lead", p_prospect, p_opportunity)
+        df["next_stage"] = stage.map(NEXT_TRANSITION).fillna("next stage").to_numpy()
+    else:  # flat mode: one outcome, named by the model's target column
+        df["stage"] = "lead"
+        df["p_prospect"] = df["p_opportunity"] = np.nan
+        df["p_next_stage"] = pd.to_numeric(df["probability"], errors="coerce")
+        df["next_stage"] = target or "conversion"
     df["_key"] = df["lead_id"].astype(str).to_numpy()
     try:  # ties break by lead_id like the scorer's output (numerically for numeric ids)
         df = df.sort_values(
@@ -315,7 +264,7 @@ def build_crm_export(
     Parameters
     ----------
     scores : DataFrame
-        The scorer's output (see :data:`REQUIRED_COLUMNS`; display columns are optional).
+        The scorer's output (see :func:`leadml.serve.contract.required_columns`; display columns are optional).
     n_reasons : int
         How many reason columns to write; leads with fewer reasons get empty cells.
     previous : DataFrame, optional
@@ -340,7 +289,7 @@ def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
     for col in ("p_next_stage", "p_prospect", "p_opportunity"):
         out[col] = pd.to_numeric(df[col], errors="coerce").round(4)
     out["score_change"] = df["score_change"].round().astype("Int64")
-    texts = [[_reason_sentence(r) for r in rs] for rs in df["reasons"]]
+    texts = [[reason_sentence(r) for r in rs] for rs in df["reasons"]]
     for k in range(n_reasons):
         out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
     out["as_of"] = [
@@ -348,11 +297,6 @@ def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
     ]
     out["model_version"] = df["model_version"] if "model_version" in df.columns else ""
     return out.reset_index(drop=True)[crm_columns(n_reasons)]
-
-
-def _reason_sentence(r: Mapping[str, Any]) -> str:
-    size = "" if math.isnan(r["effect"]) else f" ({100 * r['effect']:+.1f} pts)"
-    return f"{r['direction']} {r['text']}{size}"
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -504,13 +448,14 @@ def build_report(
     horizon_days: Mapping[str, int] | None = None,
     page_size: int = 200,
     tier_info_by_model: Mapping[str, Mapping[str, Any]] | None = None,
+    target: str | None = None,
 ) -> str:
     """The whole report as one self-contained HTML string.
 
     Parameters
     ----------
     scores : DataFrame
-        The scorer's output: :data:`REQUIRED_COLUMNS` plus, when present, ``model_version`` and
+        The scorer's output: :func:`leadml.serve.contract.required_columns` plus, when present, ``model_version`` and
         the display columns ``name, company, job_title, lead_source, owner, last_activity_at,
         last_activity_type``.
     previous : DataFrame, optional
@@ -538,6 +483,8 @@ def build_report(
         scorer writes it). Leads are tiered by the prospect model and prospects by the
         opportunity model, so each tier card shows both observed rates; ``tier_info`` defaults
         to the prospect model's entry.
+    target : str, optional
+        Flat-mode scores: the outcome the probability is about (the file's ``leadml.target``).
 
     Returns
     -------
@@ -546,9 +493,11 @@ def build_report(
     """
     if page_size < 1:
         raise ReportError(f"page_size must be a positive number of leads, got {page_size}")
-    df = _prepare(scores, previous, owner, top)
+    df = _prepare(scores, previous, owner, top, target)
     by_model: Mapping[str, Mapping[str, Any]] = tier_info_by_model or {}
-    info: Mapping[str, Any] = tier_info or by_model.get("prospect") or {}
+    info: Mapping[str, Any] = (
+        tier_info or by_model.get("prospect") or next(iter(by_model.values()), {})
+    )
     opp_info: Mapping[str, Any] = by_model.get("opportunity") or {}
     horizon: Mapping[str, Any] = horizon_days or {}
     as_of = pd.Timestamp(df["as_of"].max()) if len(df) and df["as_of"].notna().any() else None
@@ -760,11 +709,12 @@ def write_report(
             f"or an output name ending in .{fmt}"
         )
     if out.exists() and not overwrite:
-        raise ReportExistsError(f"{str(out)!r} already exists; pass --overwrite to replace it")
+        raise ReportExistsError(*exists_error(out).args)
     scores, meta = load_scores(scores_path)
     previous = load_scores(previous_path)[0] if previous_path is not None else None
     if fmt == "csv":
-        frame = _crm_frame(_prepare(scores, previous, owner, top), n_reasons)
+        target = meta.get("target") or None
+        frame = _crm_frame(_prepare(scores, previous, owner, top, target), n_reasons)
         text = frame.to_csv(index=False, lineterminator="\n")
     else:
         tier_info = meta.get("tier_info")
@@ -780,6 +730,7 @@ def write_report(
             model_versions=versions if isinstance(versions, str) else None,
             horizon_days=horizon if isinstance(horizon, dict) else None,
             tier_info_by_model=by_model if isinstance(by_model, dict) else None,
+            target=str(meta.get("target") or "") or None,
         )
     _write_atomic(out, text)
     return out

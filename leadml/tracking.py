@@ -27,11 +27,21 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from leadml.data.features import to_categorical
+from leadml.data.features import to_levels
+from leadml.explain.plots import global_importance, save_evaluation_plots
 from leadml.model.bundle import BundleError, load_bundle, save_bundle
-from leadml.model.training import StageModel, TrainResult
+from leadml.model.evaluation import evaluate
+from leadml.model.stage import StageModel
+from leadml.model.training import TrainResult
+from leadml.serve.scoring import score_features, score_flat
 
-__all__ = ["LeadMLPyfunc", "load_stage_model", "log_training_run", "model_name", "set_tracking_uri"]
+__all__ = [
+    "LeadMLPyfunc",
+    "load_registered_model",
+    "log_training_run",
+    "model_name",
+    "set_tracking_uri",
+]
 
 CHAMPION = "champion"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -78,11 +88,7 @@ class LeadMLPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from leadml.serve.scoring import score_features
-
         if self.model.metadata.get("mode") == "flat":
-            from leadml.data.flat import score_flat
-
             return score_flat(pd.DataFrame(model_input), self.model)
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
         return score_features(frame, {self.model.transition: self.model})
@@ -93,11 +99,7 @@ def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
     out = frame.copy()
     for col in model.spec.categorical:
         if col in out.columns and not isinstance(out[col].dtype, pd.CategoricalDtype):
-            text = out[col].astype("string")
-            lv = list(model.spec.levels[col])
-            if "other" in lv:
-                text = text.where(text.isna() | text.isin(lv), "other")
-            out[col] = to_categorical(text, lv)
+            out[col] = to_levels(out[col], model.spec.levels[col])
     if "as_of" in out.columns:
         out["as_of"] = pd.to_datetime(out["as_of"]).astype("datetime64[ns]")
     return out
@@ -105,9 +107,11 @@ def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
 
 def _signature_example(result: TrainResult) -> pd.DataFrame:
     spec = result.model.spec
-    cols = ["lead_id", "as_of", *spec.names]
-    ex = result.test_frame[cols].head(5).copy()
-    ex.insert(2, "stage", "lead")
+    if result.mode == "flat":  # the pyfunc takes the flat table's columns
+        ex = result.test_frame[["lead_id", *spec.names]].head(5).copy()
+    else:  # the pyfunc takes a features frame as `leadml build --as-of` writes it
+        ex = result.test_frame[["lead_id", "as_of", *spec.names]].head(5).copy()
+        ex.insert(2, "stage", "lead")
     for col in spec.categorical:
         ex[col] = ex[col].astype(object).where(ex[col].notna(), None).astype(str)
     ex["lead_id"] = ex["lead_id"].astype(str)
@@ -125,9 +129,6 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
     """Log a training run, register its model and apply the promotion gate. Returns where
     everything went and the gate's decision."""
     from mlflow.models import infer_signature
-
-    from leadml.explain.plots import global_importance, save_evaluation_plots
-    from leadml.model.evaluation import evaluate
 
     cfg = result.config
     tc = cfg.tracking
@@ -190,9 +191,9 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
         if champion is None:
             decision, old_value = "promoted (no champion yet)", float("nan")
         else:
-            old_model = load_stage_model(f"models:/{name}/{champion.version}")
+            old_model = load_registered_model(f"models:/{name}/{champion.version}")
             try:
-                p_old = old_model.predict_proba(_restore_categories(result.test_frame, old_model))
+                p_old = old_model.probability(_restore_categories(result.test_frame, old_model))
                 old_value = float(evaluate(y, p_old)[metric])
             except ValueError:
                 old_value = float("nan")  # incompatible features: the new model wins by default
@@ -228,20 +229,11 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
     }
 
 
-def load_stage_model(uri_or_path: str | Path) -> StageModel:
-    """Load a StageModel from a local bundle directory or an MLflow model URI
-    (``models:/leadml-prospect@champion``, ``models:/leadml-prospect/3``, ``runs:/<id>/model``)."""
-    text = str(uri_or_path)
-    local = Path(text)
-    if local.exists():
-        if (local / "artifacts" / "bundle").is_dir():  # a downloaded pyfunc model directory
-            return load_bundle(local / "artifacts" / "bundle")
-        return load_bundle(local)
-    if ":/" not in text:
-        raise BundleError(
-            f"model {text!r} is neither an existing bundle directory nor an MLflow model URI "
-            "(e.g. models:/leadml-prospect@champion)"
-        )
+def load_registered_model(uri: str) -> StageModel:
+    """Load a StageModel from an MLflow model URI (``models:/leadml-prospect@champion``,
+    ``models:/leadml-prospect/3``, ``runs:/<id>/model``). Local bundles load with
+    :func:`leadml.jobs.load_stage_model`, without MLflow."""
+    text = str(uri)
     try:
         downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
     except Exception as e:  # mlflow raises several unrelated types for a bad URI

@@ -17,7 +17,7 @@ def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
     assert sorted(p.name for p in path.iterdir()) == ["bundle.json", "checksums.json", "model.txt"]
     loaded = load_bundle(path)
     X = build_scoring_set(crm_medium, "2025-04-01", spec=loaded.spec)
-    assert np.array_equal(model.predict_proba(X), loaded.predict_proba(X))
+    assert np.array_equal(model.probability(X), loaded.probability(X))
     assert loaded.tier_thresholds == model.tier_thresholds
     assert loaded.spec == model.spec
     meta = json.loads((path / "bundle.json").read_text())

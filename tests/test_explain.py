@@ -25,7 +25,7 @@ from leadml.explain.reasons import (
     reason_effects,
     reasons,
 )
-from leadml.model.training import Calibration, StageModel
+from leadml.model.stage import Calibration, StageModel
 
 NAMES = (
     "industry",

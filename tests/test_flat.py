@@ -205,7 +205,7 @@ FAST = {
 @pytest.fixture(scope="module")
 def flat_result():
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import train_flat
+    from leadml.model.training import train_flat
 
     cfg = LeadMLConfig().with_overrides(FAST)
     return train_flat(
@@ -232,19 +232,24 @@ def test_train_flat_uses_the_time_column_and_guards_leaks(flat_result) -> None:
 
 def test_flat_bundle_round_trip_scores_and_reasons(flat_result, tmp_path) -> None:
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import score_flat
     from leadml.model.bundle import load_bundle, save_bundle
+    from leadml.serve.contract import FLAT_COLUMNS
+    from leadml.serve.scoring import score_flat
 
     path = save_bundle(flat_result.model, tmp_path / "flat")
     loaded = load_bundle(path)
     assert loaded.metadata["leakage"]["findings"][0]["column"] == "Call Outcome"
     new = _converting_export(n=40, seed=9).drop(columns=["Converted", "Call Outcome", "Magazine"])
     cfg = LeadMLConfig().with_overrides(FAST)
-    a = score_flat(new, flat_result.model, cfg)
-    b = score_flat(new, loaded, cfg)
+    a = score_flat(new, flat_result.model, cfg, as_of="2025-02-01")
+    b = score_flat(new, loaded, cfg, as_of="2025-02-01")
     pd.testing.assert_frame_equal(a, b)
-    assert list(a.columns) == ["lead_id", "probability", "score", "tier", "reasons"]
-    assert a["lead_id"].tolist() == new["Lead ID"].tolist()
+    assert list(a.columns) == list(FLAT_COLUMNS)
+    assert sorted(a["lead_id"]) == sorted(new["Lead ID"])
+    # The call list's order: score descending, then lead_id.
+    order = a.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable")
+    assert a["lead_id"].tolist() == order["lead_id"].tolist()
+    assert (a["as_of"] == pd.Timestamp("2025-02-01")).all()
     assert a["score"].tolist() == np.rint(100 * a["probability"]).astype(int).tolist()
     assert set(a["tier"]) <= set("ABCD")
     texts = [r["text"] for rs in a["reasons"] for r in rs]
@@ -257,7 +262,7 @@ def test_flat_bundle_round_trip_scores_and_reasons(flat_result, tmp_path) -> Non
 def test_score_flat_refuses_an_event_mode_model(flat_result) -> None:
     from dataclasses import replace
 
-    from leadml.data.flat import score_flat
+    from leadml.serve.scoring import score_flat
 
     event_model = replace(flat_result.model, metadata={}, transition="prospect")
     with pytest.raises(FlatDataError, match="trained in event mode"):
@@ -265,7 +270,7 @@ def test_score_flat_refuses_an_event_mode_model(flat_result) -> None:
 
 
 def test_train_flat_errors_name_the_problem() -> None:
-    from leadml.data.flat import train_flat
+    from leadml.model.training import train_flat
 
     table = _converting_export(n=50)
     with pytest.raises(FlatDataError, match="allow column 'Tagz' not in the table"):
@@ -276,10 +281,10 @@ def test_train_flat_errors_name_the_problem() -> None:
 
 
 def test_run_train_and_score_flat_write_files(tmp_path) -> None:
-    import json
 
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import run_score_flat, run_train_flat
+    from leadml.jobs import run_score_flat, run_train_flat
+    from leadml.serve.contract import read_scores
 
     cfg = LeadMLConfig().with_overrides(FAST)
     _converting_export(n=800).to_csv(tmp_path / "leads.csv", index=False)
@@ -298,8 +303,10 @@ def test_run_train_and_score_flat_write_files(tmp_path) -> None:
     out = tmp_path / "scores.csv"
     line = run_score_flat(str(tmp_path / "leads.csv"), str(bundle), str(out), config=cfg)
     assert line.startswith("scored 800 leads (tiers A=")
-    scores = pd.read_csv(out)
-    assert len(scores) == 800 and isinstance(json.loads(scores.loc[0, "reasons"]), list)
+    scores = read_scores(out)
+    assert len(scores) == 800 and scores.loc[0, "reasons"][0]["text"]
+    assert list(scores["score"]) == sorted(scores["score"], reverse=True)
+    assert {"as_of", "model_version", "probability"} <= set(scores.columns)
     with pytest.raises(FileExistsError, match="already exists"):
         run_score_flat(str(tmp_path / "leads.csv"), str(bundle), str(out), config=cfg)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".scores")]
@@ -308,27 +315,30 @@ def test_run_train_and_score_flat_write_files(tmp_path) -> None:
 @pytest.mark.slow
 def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import score_flat, train_flat
-    from leadml.tracking import load_stage_model
+    from leadml.jobs import load_stage_model, train_and_track_flat
+    from leadml.serve.scoring import score_flat
 
     cfg = LeadMLConfig().with_overrides(FAST)
     table = _converting_export(n=800)
-    result = train_flat(
+    result = train_and_track_flat(
         table,
         "Converted",
         id_column="Lead ID",
         order_column="Minutes on Site",
         config=cfg,
-        track=True,
     )
     assert result.tracking["model_uri"] == "models:/leadml-flat/1"
     assert result.tracking["promoted"]
     model = load_stage_model("models:/leadml-flat@champion")
-    pd.testing.assert_frame_equal(score_flat(table, model), score_flat(table, result.model))
+    same = [
+        score_flat(table, m, as_of="2025-01-01").drop(columns="model_version")
+        for m in (model, result.model)
+    ]
+    pd.testing.assert_frame_equal(*same)
 
     import mlflow
 
-    # The pyfunc takes the event mode's input shape: lead_id, as_of, stage and the features.
+    # The flat pyfunc takes the table's columns (extra ones, such as as_of, are ignored).
     pyfunc = mlflow.pyfunc.load_model("models:/leadml-flat@champion")
     frame = pd.DataFrame(
         {
@@ -338,7 +348,72 @@ def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
             "Lead Source": table["Lead Source"].head(5),
         }
     )
-    out = pyfunc.predict(frame)
-    assert out["lead_id"].tolist() == table["Lead ID"].head(5).tolist()
-    expected = score_flat(table.head(5), result.model)["probability"].to_numpy()
-    np.testing.assert_allclose(out["probability"].to_numpy(), expected)
+    out = pyfunc.predict(frame).sort_values("lead_id")
+    assert out["lead_id"].tolist() == sorted(table["Lead ID"].head(5))
+    expected = score_flat(table.head(5), result.model).sort_values("lead_id")["probability"]
+    np.testing.assert_allclose(out["probability"].to_numpy(), expected.to_numpy())
+
+
+def test_cli_report_renders_flat_scores(tmp_path) -> None:
+    """Flat scores share the scores-file contract, so `leadml report` renders them (HTML and
+    CRM CSV) with the model's target as the outcome."""
+    from click.testing import CliRunner
+
+    from leadml.cli import main
+
+    cfg_file = tmp_path / "fast.yaml"
+    cfg_file.write_text(
+        "model:\n  n_estimators: 30\n  min_child_samples: 10\n  min_data_per_group: 5\n"
+    )
+    _converting_export(n=600).to_csv(tmp_path / "leads.csv", index=False)
+    runner = CliRunner()
+    common = ["--config", str(cfg_file)]
+    trained = runner.invoke(
+        main,
+        [
+            "train",
+            *common,
+            "--table",
+            str(tmp_path / "leads.csv"),
+            "--target",
+            "Converted",
+            "--id",
+            "Lead ID",
+            "--time-column",
+            "Created",
+            "--model-dir",
+            str(tmp_path / "models"),
+            "--no-track",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    scores = tmp_path / "scores.parquet"
+    scored = runner.invoke(
+        main,
+        [
+            "score",
+            *common,
+            "--table",
+            str(tmp_path / "leads.csv"),
+            "--model",
+            str(tmp_path / "models" / "flat-converted"),
+            "--out",
+            str(scores),
+            "--as-of",
+            "2025-03-01",
+        ],
+    )
+    assert scored.exit_code == 0, scored.output
+    html = tmp_path / "report.html"
+    done = runner.invoke(main, ["report", "--scores", str(scores), "--out", str(html)])
+    assert done.exit_code == 0, done.output
+    page = html.read_text(encoding="utf-8")
+    assert "Converted" in page and "L0" in page
+    csv = tmp_path / "crm.csv"
+    done = runner.invoke(
+        main, ["report", "--scores", str(scores), "--out", str(csv), "--format", "csv"]
+    )
+    assert done.exit_code == 0, done.output
+    crm = pd.read_csv(csv)
+    assert len(crm) == 600 and crm["p_next_stage"].between(0, 1).all()
+    assert list(crm["score"]) == sorted(crm["score"], reverse=True)

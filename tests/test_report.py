@@ -295,7 +295,7 @@ def test_write_report_html_and_csv_from_parquet(tmp_path: Path) -> None:
 
 
 def test_reads_the_scorers_csv_and_previous_runs(tmp_path: Path) -> None:
-    from leadml.serve.scoring import write_scores
+    from leadml.serve.contract import write_scores
 
     df = fake_scores()
     df.attrs.update(tier_info=TIER_INFO, model_versions="leadml-prospect:3")

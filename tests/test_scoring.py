@@ -19,16 +19,10 @@ from leadml.data.contracts import validate
 from leadml.data.timeline import stage_at
 from leadml.data.trainset import build_scoring_set
 from leadml.explain.reasons import additivity_error, contributions
+from leadml.jobs import load_models, run_score
 from leadml.model.bundle import save_bundle
-from leadml.serve.scoring import (
-    OUTPUT_COLUMNS,
-    explain_lead,
-    load_models,
-    run_score,
-    score,
-    score_features,
-    write_scores,
-)
+from leadml.serve.contract import OUTPUT_COLUMNS, write_scores
+from leadml.serve.scoring import explain_lead, score, score_features
 
 AS_OF = "2025-04-01"
 
@@ -218,11 +212,11 @@ def test_reruns_are_byte_identical_and_the_job_writes_what_the_api_writes(
 def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
     workdir, scores, tmp_path, monkeypatch, failure
 ) -> None:
-    import leadml.explain.reasons
+    import leadml.serve.scoring
 
     out = write_scores(scores, tmp_path / "scores.parquet")
     good = out.read_bytes()
-    real = leadml.explain.reasons.explain_reasons
+    real = leadml.serve.scoring.explain_reasons
     calls = {"n": 0}
 
     def dies_in_the_second_chunk(*args, **kwargs):
@@ -231,7 +225,7 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
             raise failure("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(leadml.explain.reasons, "explain_reasons", dies_in_the_second_chunk)
+    monkeypatch.setattr(leadml.serve.scoring, "explain_reasons", dies_in_the_second_chunk)
     cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
     for target in (out, tmp_path / "new.csv"):
         calls["n"] = 0

@@ -30,7 +30,8 @@ from leadml.data.timeline import build_observation_points
 from leadml.data.trainset import build_scoring_set
 from leadml.datasets import make_crm
 from leadml.model.bundle import save_bundle
-from leadml.serve.scoring import read_scores, score, score_features, write_scores
+from leadml.serve.contract import read_scores, write_scores
+from leadml.serve.scoring import score, score_features
 from leadml.serve.spark import (
     build_features_spark,
     build_scoring_set_spark,
@@ -223,28 +224,32 @@ def test_run_score_spark_writes_the_local_file(tmp_path: Path, spark, data, mode
         getattr(data, name).to_parquet(data_dir / f"{name}.parquet", index=False)
     bundles = [str(save_bundle(m, tmp_path / f"bundle-{t}")) for t, m in models.items()]
 
+    from leadml.jobs import load_models
+
     out = tmp_path / "scores.parquet"
-    message = run_score_spark(str(data_dir), AS_OF, str(out), bundles)
+    message = run_score_spark(str(data_dir), AS_OF, str(out), load_models(bundles))
     assert "scored" in message and str(out) in message
 
     local_out = tmp_path / "local.parquet"
-    from leadml.serve.scoring import load_models
-
     local = score(data, AS_OF, load_models(bundles))
     write_scores(local, local_out)
     _assert_scores_equal(read_scores(out), read_scores(local_out))
 
     import pyarrow.parquet as pq
 
+    # The same metadata, key by key: a report built from the Spark file loses nothing.
     meta, local_meta = pq.read_schema(out).metadata, pq.read_schema(local_out).metadata
-    for key in (b"leadml.model_versions", b"leadml.tier_info", b"leadml.as_of"):
-        assert meta[key] == local_meta[key]
+    leadml_keys = sorted(k for k in local_meta if k.startswith(b"leadml."))
+    assert len(leadml_keys) >= 7
+    assert sorted(k for k in meta if k.startswith(b"leadml.")) == leadml_keys
+    for key in leadml_keys:
+        assert meta[key] == local_meta[key], key
 
     with pytest.raises(FileExistsError, match="--overwrite"):
-        run_score_spark(str(data_dir), AS_OF, str(out), bundles)
+        run_score_spark(str(data_dir), AS_OF, str(out), load_models(bundles))
 
     directory = f"{tmp_path}/scores_dir/"
-    run_score_spark(str(data_dir), AS_OF, directory, bundles, partitions=3)
+    run_score_spark(str(data_dir), AS_OF, directory, load_models(bundles), partitions=3)
     assert spark.read.parquet(directory).count() == len(local)
     assert (Path(directory) / "_SUCCESS").exists()
 

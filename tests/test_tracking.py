@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leadml.tracking import load_stage_model, log_training_run
+from leadml.jobs import load_stage_model
+from leadml.tracking import log_training_run
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,8 @@ import pytest
 from leadml.datasets import TRUE_DRIVERS
 from leadml.explain.reasons import global_importance
 from leadml.model.evaluation import expected_calibration_error, lift_at
-from leadml.model.training import Calibration, split_out_of_time
+from leadml.model.stage import Calibration
+from leadml.model.training import split_out_of_time
 
 
 def test_split_slices_are_ordered_and_purged() -> None:
@@ -64,7 +65,7 @@ def test_models_are_calibrated_tiered_and_keep_out_of_time(trained) -> None:
 def test_scores_and_tiers_follow_probability(trained) -> None:
     model = trained["prospect"].model
     p = np.array([0.0, 0.004, 0.5, 1.0])
-    assert model.score(p).tolist() == [0, 0, 50, 100]
+    assert model.to_score(p).tolist() == [0, 0, 50, 100]
     tiers = model.tier(np.array([1.0, model.tier_thresholds[1], 0.0]))
     assert tiers.tolist() == ["A", "B", "D"]
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig
+from leadml.funnel import FUNNEL, NEGATIVE_STAGES, STAGES
 
 __all__ = [
     "FUNNEL",
@@ -44,9 +45,6 @@ __all__ = [
     "validate",
 ]
 
-FUNNEL: tuple[str, ...] = ("lead", "prospect", "opportunity", "customer")
-NEGATIVE_STAGES: tuple[str, ...] = ("disqualified", "lost")
-STAGES: tuple[str, ...] = FUNNEL + NEGATIVE_STAGES
 TABLES: tuple[str, ...] = ("leads", "events", "stage_changes")
 _MAX_EXAMPLES = 5
 

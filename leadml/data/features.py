@@ -55,7 +55,8 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig
-from leadml.data.contracts import STAGES, CRMData, lead_positions
+from leadml.data.contracts import CRMData, lead_positions
+from leadml.funnel import STAGES
 
 __all__ = [
     "FeatureInputError",
@@ -64,7 +65,9 @@ __all__ = [
     "build_features",
     "feature_groups",
     "make_feature_spec",
+    "model_frame",
     "to_categorical",
+    "to_levels",
 ]
 
 _DAY = 86_400
@@ -603,6 +606,33 @@ def to_categorical(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd
     known = text.isin(list(levels)).to_numpy() & text.notna().to_numpy()
     arr = np.where(known, text.to_numpy(dtype=object, na_value=None), None)
     return pd.Categorical(arr, categories=list(levels))
+
+
+def to_levels(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd.Categorical:
+    """Raw values -> Categorical with exactly ``levels``: the one value -> category rule.
+
+    A value outside ``levels`` folds into ``"other"`` when that is a level (the rare levels of
+    training), else it is missing.
+
+    >>> to_levels(pd.Series(["a", "zz", None]), ("a", "other")).tolist()
+    ['a', 'other', nan]
+    """
+    codes = _level_codes(values, tuple(levels))
+    return pd.Categorical.from_codes(codes, categories=list(levels))
+
+
+def model_frame(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """The model's features frame from raw columns: the spec's columns in order, categoricals
+    with the spec's levels (:func:`to_levels`), numbers as float64; absent columns are missing.
+    Extra columns of ``X`` are dropped."""
+    out = {}
+    for col in spec.names:
+        s = X[col] if col in X.columns else pd.Series(np.nan, index=X.index)
+        if spec.kinds[col] == "categorical":
+            out[col] = pd.Series(to_levels(s, spec.levels[col]), index=X.index)
+        else:
+            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=X.index)
 
 
 # --- building features --------------------------------------------------------------------------

@@ -72,19 +72,13 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from leadml.config import FlatConfig
-
-if TYPE_CHECKING:
-    from leadml.config import LeadMLConfig
-    from leadml.data.features import FeatureSpec
-    from leadml.data.leakage import LeakageReport
-    from leadml.model.training import StageModel
+from leadml.data.features import FeatureSpec
 
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
@@ -92,18 +86,16 @@ __all__ = [
     "CleaningStep",
     "FlatCleaning",
     "FlatDataError",
-    "FlatResult",
     "FlatSplit",
     "RandomSplitWarning",
-    "build_flat_features",
+    "check_columns",
+    "check_ids",
     "clean_flat",
     "flat_spec",
+    "flat_target",
+    "ordering_key",
     "plan_cleaning",
-    "run_score_flat",
-    "run_train_flat",
-    "score_flat",
     "split_flat",
-    "train_flat",
 ]
 
 #: Values read as missing unless told otherwise (``flat.placeholders`` in the config).
@@ -515,7 +507,7 @@ class FlatSplit:
         }
 
 
-def _ordering_key(table: pd.DataFrame, column: str, kind: str) -> pd.Series:
+def ordering_key(table: pd.DataFrame, column: str, kind: str) -> pd.Series:
     if column not in table.columns:
         raise FlatDataError(
             f"{kind} column {column!r} not in the table (it has "
@@ -600,7 +592,7 @@ def split_flat(
     column = time_column if time_column is not None else order_column
     if column is not None:
         kind: Literal["time", "order"] = "time" if time_column is not None else "order"
-        key = _ordering_key(table, column, kind).reset_index(drop=True)
+        key = ordering_key(table, column, kind).reset_index(drop=True)
         ordered = key.sort_values(kind="stable")
         cut1 = ordered.iloc[min(int(round(fractions[0] * n)), n - 1)]
         cut2 = ordered.iloc[min(int(round((fractions[0] + fractions[1]) * n)), n - 1)]
@@ -664,8 +656,6 @@ def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> FeatureSpec:
     the ``max_levels - 1`` most frequent values of ``X`` (the training rows) plus ``"other"`` when
     there are more.
     """
-    from leadml.data.features import FeatureSpec
-
     kinds: dict[str, str] = {}
     levels: dict[str, tuple[str, ...]] = {}
     for col in X.columns:
@@ -704,71 +694,7 @@ def _templates(column: str, kind: str) -> dict[str, str]:
     return {"value": f"{label}: {value}", "missing": f"{label} unknown"}
 
 
-def _features(X: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Clean columns -> the model's features frame (category dtypes with the spec's levels)."""
-    from leadml.data.features import to_categorical
-
-    out = pd.DataFrame(index=X.index)
-    for col in spec.names:
-        s = X[col] if col in X.columns else pd.Series(np.nan, index=X.index)
-        if spec.kinds[col] == "categorical":
-            text = s.astype("string")
-            lv = spec.levels[col]
-            if "other" in lv:
-                text = text.where(text.isna() | text.isin(lv), "other")
-            out[col] = to_categorical(text, lv)
-        else:
-            out[col] = pd.to_numeric(s, errors="coerce").astype("float64")
-    return out
-
-
-@dataclass
-class FlatResult:
-    """A trained flat-table model with its cleaning plan, leakage report, split and metrics.
-
-    ``model`` is a :class:`~leadml.model.training.StageModel` (``transition == "flat"``) whose
-    ``metadata`` holds the cleaning plan, the leakage report, the split and the metrics, so
-    :func:`leadml.model.bundle.save_bundle` stores all of it and :func:`score_flat` needs nothing else.
-    """
-
-    model: StageModel
-    cleaning: FlatCleaning
-    leakage: LeakageReport
-    split: FlatSplit
-    metrics: dict[str, Any]
-    baseline_metrics: dict[str, Any]
-    test_proba: np.ndarray = field(default_factory=lambda: np.empty(0))
-    tracking: dict[str, Any] = field(default_factory=dict)
-
-    def report(self) -> str:
-        """Cleaning, leakage, split and model-vs-baseline metrics, as printed by the CLI."""
-        keys = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"]
-        m = self.metrics
-        lines = [
-            self.cleaning.report(),
-            "",
-            str(self.leakage),
-            "",
-            f"Split: {self.split.description}.",
-            f"Model: {len(self.model.spec.names)} features, {m.get('n_trees', '?')} trees; "
-            f"test rows {m['rows']:,}, positive rate {m['positive_rate']:.3f}.",
-            f"  {'metric':<12}{'leadml':>10}{'baseline':>10}",
-        ]
-        for k in keys:
-            lines.append(f"  {k:<12}{m[k]:>10.4f}{self.baseline_metrics[k]:>10.4f}")
-        tiers = "  ".join(
-            f"{t}={m.get(f'conversion_tier_{t}', float('nan')):.3f}" for t in ("A", "B", "C", "D")
-        )
-        lines.append(f"  conversion by tier: {tiers}")
-        if self.tracking:
-            lines.append(f"  run: {self.tracking.get('run_id')}")
-            lines.append(
-                f"  model: {self.tracking['model_uri']}  champion: {self.tracking['decision']}"
-            )
-        return "\n".join(lines)
-
-
-def _target(table: pd.DataFrame, target: str) -> np.ndarray:
+def flat_target(table: pd.DataFrame, target: str) -> np.ndarray:
     raw = table[target]
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() | ~values.isin([0, 1])
@@ -781,7 +707,7 @@ def _target(table: pd.DataFrame, target: str) -> np.ndarray:
     return values.to_numpy().astype(int)
 
 
-def _check_columns(table: pd.DataFrame, **named: str | Iterable[str] | None) -> None:
+def check_columns(table: pd.DataFrame, **named: str | Iterable[str] | None) -> None:
     for role, cols in named.items():
         for col in [cols] if isinstance(cols, str) else list(cols or ()):
             if col not in table.columns:
@@ -792,7 +718,7 @@ def _check_columns(table: pd.DataFrame, **named: str | Iterable[str] | None) -> 
                 )
 
 
-def _check_ids(table: pd.DataFrame, id_column: str) -> None:
+def check_ids(table: pd.DataFrame, id_column: str) -> None:
     ids = table[id_column]
     bad = (ids.isna() | ids.duplicated(keep="first")).to_numpy()
     if bad.any():
@@ -802,368 +728,3 @@ def _check_ids(table: pd.DataFrame, id_column: str) -> None:
             f"e.g. {[str(v) for v in ids[bad].head(3)]}). Expected one row per lead; "
             "deduplicate the export."
         )
-
-
-def train_flat(
-    table: pd.DataFrame,
-    target: str,
-    *,
-    id_column: str | None = None,
-    drop: Iterable[str] = (),
-    time_column: str | None = None,
-    order_column: str | None = None,
-    allow_columns: Iterable[str] = (),
-    config: LeadMLConfig | None = None,
-    track: bool = False,
-    force: bool = False,
-) -> FlatResult:
-    """Train a calibrated lead-scoring model on a flat table (one row per lead).
-
-    Steps, in this order so the test rows never inform a decision:
-
-    1. split (:func:`split_flat`): out-of-time with ``time_column`` or ``order_column``,
-       stratified random otherwise (with a :class:`RandomSplitWarning`);
-    2. plan the cleaning (:func:`plan_cleaning`) on the training and validation rows;
-    3. run the leakage guard (:func:`leadml.data.leakage.check_leakage`) on those rows and drop
-       every flagged column that ``allow_columns`` does not keep;
-    4. fit the event mode's LightGBM (early stopping on the validation rows), Platt calibration
-       on the validation rows and tiers, and evaluate it beside the logistic-regression baseline
-       on the test rows (:func:`leadml.model.training.fit_calibrated`).
-
-    Parameters
-    ----------
-    table : DataFrame
-        One row per lead with the outcome column.
-    target : str
-        The 0/1 outcome column (e.g. ``Converted``).
-    id_column : str, optional
-        Lead id; never a feature, copied to the scores as ``lead_id``.
-    drop : iterable of str
-        Columns to leave out (known leaks, columns you do not want as reasons).
-    time_column, order_column : str, optional
-        Creation time, or a number growing with arrival (e.g. a sequential lead number), for an
-        out-of-time split. Never features.
-    allow_columns : iterable of str
-        Columns the leakage guard flags but you keep on purpose (they stay in the report).
-    config : LeadMLConfig, optional
-        ``flat`` (placeholders, leakage AUC threshold, split shares), ``model`` (LightGBM),
-        ``training`` (calibration, tiers, ECE bins), ``features`` (``max_category_levels``,
-        ``identifier_columns``, ``exclude_columns``), ``tracking``.
-    track : bool
-        Log the run and register the model in MLflow (``leadml-flat``), like the event mode.
-    force : bool
-        With ``track``, move the ``champion`` alias even if the promotion gate says no.
-
-    Returns
-    -------
-    FlatResult
-        ``result.model`` is a StageModel ready for :func:`leadml.model.bundle.save_bundle` and
-        :func:`score_flat`; ``result.report()`` is what the CLI prints.
-
-    Raises
-    ------
-    FlatDataError
-        Unknown columns, a target that is not 0/1, missing or duplicate ids, an unusable time
-        or order column, or no feature left after cleaning and the leakage guard.
-    """
-    from leadml.config import LeadMLConfig
-    from leadml.data.leakage import check_leakage
-    from leadml.model.evaluation import tier_conversion
-    from leadml.model.training import fit_calibrated
-
-    cfg = config or LeadMLConfig()
-    allow, drop = list(allow_columns), list(drop)
-    if target not in table.columns:
-        raise FlatDataError(
-            f"target column {target!r} not in the table (it has "
-            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
-        )
-    _check_columns(
-        table,
-        id_column=id_column,
-        time_column=time_column,
-        order_column=order_column,
-        drop_column=drop,
-        allow_column=allow,
-    )
-    y = _target(table, target)
-    if id_column is not None:
-        _check_ids(table, id_column)
-    split = split_flat(
-        table,
-        target,
-        time_column=time_column,
-        order_column=order_column,
-        fractions=cfg.flat.split_fractions,
-        seed=cfg.model.seed,
-    )
-    fit_rows = np.sort(np.concatenate([split.train, split.valid]))
-    fit_table = table.iloc[fit_rows]
-    fc = cfg.features
-    ordering = [c for c in (time_column, order_column) if c]
-    excluded = [c for c in fc.exclude_columns if c in table.columns]
-    plan = plan_cleaning(
-        fit_table,
-        target=target,
-        id_column=id_column,
-        drop=[*drop, *ordering, *excluded],
-        placeholders=cfg.flat.placeholders,
-        identifier_columns=[c for c in fc.identifier_columns if c in table.columns],
-    )
-    X_fit = plan.apply(fit_table)
-    leak = check_leakage(
-        X_fit.assign(**{target: y[fit_rows]}),
-        target,
-        columns=list(X_fit.columns),
-        allow_columns=[c for c in allow if c in X_fit.columns],
-        auc_threshold=cfg.flat.leakage_auc_threshold,
-        seed=cfg.model.seed,
-    )
-    plan = plan.without(leak.excluded, reason="leaky")
-    if not plan.features:
-        raise FlatDataError(
-            "no feature column is left after cleaning and the leakage guard "
-            f"(dropped: {plan.dropped}). Keep a column with allow_columns or add fit attributes."
-        )
-    X = plan.apply(table)
-    spec = flat_spec(X.iloc[fit_rows], fc.max_category_levels)
-    features = _features(X, spec).reset_index(drop=True)
-    masks = []
-    for part in (split.train, split.valid, split.test):
-        m = np.zeros(len(table), dtype=bool)
-        m[part] = True
-        masks.append(m)
-    model, metrics, base, p, tiers = fit_calibrated(
-        features, y, masks[0], masks[1], masks[2], spec, target, FLAT_TRANSITION, cfg
-    )
-    model.metadata = {
-        **model.metadata,
-        "mode": "flat",
-        "target": target,
-        "id_column": id_column,
-        "time_column": time_column,
-        "order_column": order_column,
-        "cleaning": plan.to_dict(),
-        "leakage": leak.to_dict(),
-        "split": split.to_dict(),
-        "rows": {
-            "train": len(split.train),
-            "calibration": len(split.valid),
-            "test": len(split.test),
-        },
-        "metrics": metrics,
-        "baseline_metrics": base,
-        "tier_info": {
-            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
-            for t, v in tier_conversion(y[masks[2]], tiers).items()
-        },
-        "config": cfg.dump(),
-    }
-    result = FlatResult(model, plan, leak, split, metrics, base, test_proba=p[masks[2]])
-    if track:
-        result.tracking = _log_flat_run(result, table, features, y, cfg, force=force)
-    return result
-
-
-def _log_flat_run(
-    result: FlatResult,
-    table: pd.DataFrame,
-    features: pd.DataFrame,
-    y: np.ndarray,
-    cfg: LeadMLConfig,
-    *,
-    force: bool,
-) -> dict[str, Any]:
-    """MLflow run, registered model and champion gate through the event mode's tracking."""
-    from leadml.model.training import TrainResult
-    from leadml.tracking import log_training_run
-
-    test = result.split.test
-    meta = result.model.metadata
-    id_column, time_column = meta["id_column"], meta["time_column"]
-    ids = table[id_column].to_numpy()[test] if id_column else test
-    if time_column:
-        as_of = _ordering_key(table, time_column, "time").to_numpy()[test]
-    else:
-        # A flat row has no snapshot time; the tracking contract wants one, so use the run's.
-        as_of = np.full(len(test), pd.Timestamp.now("UTC").tz_localize(None).floor("s"))
-    test_frame = features.iloc[test].reset_index(drop=True)
-    test_frame.insert(0, "lead_id", ids)
-    test_frame.insert(1, "as_of", pd.to_datetime(as_of).astype("datetime64[ns]"))
-    test_frame[result.model.label] = y[test]
-    summary = {
-        "rows": len(table),
-        "positive_rate": float(y.mean()),
-        "features": len(result.model.spec.names),
-        "leaky_columns_excluded": len(result.leakage.excluded),
-        "columns_dropped_by_cleaning": len(result.cleaning.dropped),
-    }
-    train_result = TrainResult(
-        model=result.model,
-        metrics=result.metrics,
-        baseline_metrics=result.baseline_metrics,
-        split=cast(Any, result.split),  # tracking does not read the event-mode Split
-        summary=summary,
-        test_frame=test_frame,
-        test_proba=result.test_proba,
-        config=cfg,
-    )
-    return log_training_run(train_result, force=force)
-
-
-def build_flat_features(table: pd.DataFrame, model: StageModel) -> pd.DataFrame:
-    """The model's features frame for a flat table: the stored cleaning plan, then the spec's
-    columns, dtypes and category levels (index reset). :func:`score_flat` scores this frame."""
-    if model.metadata.get("mode") != "flat":
-        raise FlatDataError(
-            f"model {model.label!r} was trained in event mode ({model.transition!r}); score it "
-            "with `leadml score --data DIR`, not --table"
-        )
-    plan = FlatCleaning.from_dict(model.metadata["cleaning"])
-    return _features(plan.apply(table), model.spec).reset_index(drop=True)
-
-
-def score_flat(
-    table: pd.DataFrame,
-    model: StageModel,
-    config: LeadMLConfig | None = None,
-    *,
-    engine: str | None = None,
-) -> pd.DataFrame:
-    """Score and explain a flat table with a model from :func:`train_flat`.
-
-    The table is cleaned with the plan stored in the model (same placeholders, spellings and
-    columns as in training); extra columns are ignored.
-
-    Parameters
-    ----------
-    table : DataFrame
-        One row per lead, in the training export's layout (the target may be absent).
-    model : StageModel
-        ``result.model``, or a loaded bundle / MLflow model (:func:`leadml.tracking.load_stage_model`).
-    config : LeadMLConfig, optional
-        ``explain``: reasons per sign, engine and threads.
-    engine : str, optional
-        Overrides ``config.explain.engine``.
-
-    Returns
-    -------
-    DataFrame
-        ``lead_id, probability, score, tier, reasons`` in the table's row order. ``lead_id`` is
-        the training id column when present (else a ``lead_id`` column, else the row number);
-        ``reasons`` holds lists of ``{group, text, direction, effect}``.
-    """
-    from leadml.config import LeadMLConfig
-    from leadml.explain.reasons import explain_reasons
-
-    cfg = config or LeadMLConfig()
-    meta = model.metadata
-    X = build_flat_features(table, model)
-    p = model.predict_proba(X)
-    id_column = meta.get("id_column")
-    if id_column and id_column in table.columns:
-        ids = table[id_column].to_numpy()
-    elif "lead_id" in table.columns:
-        ids = table["lead_id"].to_numpy()
-    else:
-        ids = np.arange(len(table))
-    ex = cfg.explain
-    why = explain_reasons(
-        model,
-        X,
-        engine=engine or ex.engine,
-        n_positive=ex.n_positive,
-        n_negative=ex.n_negative,
-        n_threads=ex.n_threads,
-    )
-    return pd.DataFrame(
-        {
-            "lead_id": ids,
-            "probability": p,
-            "score": model.score(p),
-            "tier": model.tier(p),
-            "reasons": pd.Series(why, dtype=object),
-        }
-    )
-
-
-def _read_any(path: str) -> pd.DataFrame:
-    from leadml.data.contracts import read_table
-
-    if not Path(path).is_file():
-        raise FlatDataError(f"table {path!r} does not exist; pass a .csv or .parquet file")
-    return read_table(path)
-
-
-def run_train_flat(
-    table: str,
-    target: str,
-    *,
-    id_column: str | None = None,
-    drop: Iterable[str] = (),
-    time_column: str | None = None,
-    order_column: str | None = None,
-    allow_columns: Iterable[str] = (),
-    model_dir: str | None = None,
-    config: LeadMLConfig | None = None,
-    track: bool = True,
-    force: bool = False,
-) -> str:
-    """``leadml train --table``: train, save the bundle (and track), return the text to print.
-
-    The bundle goes to ``<model_dir or models>/flat-<target>`` (replaced if it exists).
-    """
-    from leadml.model.bundle import save_bundle
-
-    result = train_flat(
-        _read_any(table),
-        target,
-        id_column=id_column,
-        drop=drop,
-        time_column=time_column,
-        order_column=order_column,
-        allow_columns=allow_columns,
-        config=config,
-        track=track,
-        force=force,
-    )
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower() or "model"
-    path = save_bundle(result.model, Path(model_dir or "models") / f"flat-{slug}", overwrite=True)
-    uri = result.tracking.get("model_uri") if result.tracking else None
-    return (
-        f"{result.report()}\n\nbundle: {path}\n"
-        f"score with: leadml score --table FILE --model {uri or path} --out scores.csv"
-    )
-
-
-def run_score_flat(
-    table: str,
-    model: str,
-    out: str,
-    *,
-    overwrite: bool = False,
-    config: LeadMLConfig | None = None,
-) -> str:
-    """``leadml score --table``: score a flat table, write CSV or Parquet (by extension)
-    atomically, and return a one-line summary. In CSV, ``reasons`` is a JSON list per row."""
-    import json
-
-    from leadml._io import atomic_path, check_target
-    from leadml.tracking import load_stage_model
-
-    path = check_target(out, overwrite)
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet", ".pq"}:
-        raise FlatDataError(f"--out {out!r}: expected a .csv or .parquet file name")
-    m = load_stage_model(model)
-    scores = score_flat(_read_any(table), m, config)
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            flat = scores.drop(columns=["reasons"])
-            flat["reasons"] = [json.dumps(r, ensure_ascii=False) for r in scores["reasons"]]
-            flat.to_csv(tmp, index=False)
-        else:
-            scores.to_parquet(tmp, index=False)
-    tiers = scores["tier"].value_counts().reindex(list("ABCD"), fill_value=0)
-    counts = ", ".join(f"{t}={n:,}" for t, n in tiers.items())
-    return f"scored {len(scores):,} leads (tiers {counts}) -> {out}"

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import TimelineConfig
-from leadml.data.contracts import FUNNEL, CRMData
+from leadml.data.contracts import CRMData
+from leadml.funnel import FUNNEL
 
 __all__ = [
     "SOURCE_STAGES",

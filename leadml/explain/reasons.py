@@ -34,7 +34,10 @@ pricing page 3 times in the last 7 days*.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
 
     from leadml.data.features import FeatureSpec
-    from leadml.model.training import StageModel
+    from leadml.model.stage import StageModel
 
 __all__ = [
     "ENGINES",
@@ -55,6 +58,9 @@ __all__ = [
     "global_importance",
     "group_contributions",
     "reason_effects",
+    "parse_reason_sentence",
+    "plain",
+    "reason_sentence",
     "reasons",
 ]
 
@@ -158,7 +164,7 @@ def contributions(
 
 def additivity_error(model: StageModel, X: pd.DataFrame, contrib: np.ndarray) -> float:
     """Largest ``|expected value + Σ contributions - margin|`` over the rows."""
-    return float(np.max(np.abs(contrib.sum(axis=1) - model.predict_margin(X)), initial=0.0))
+    return float(np.max(np.abs(contrib.sum(axis=1) - model.margin(X)), initial=0.0))
 
 
 def _membership(spec: FeatureSpec) -> tuple[list[str], np.ndarray]:
@@ -189,7 +195,7 @@ def reason_effects(calibration: Any, margin: np.ndarray, group_phi: np.ndarray) 
 
     Examples
     --------
-    >>> from leadml.model.training import Calibration
+    >>> from leadml.model.stage import Calibration
     >>> e = reason_effects(Calibration("platt", 1.0, 0.0), np.array([0.0]), np.array([[1.0, -1.0]]))
     >>> np.round(e, 4).tolist()
     [[0.2311, -0.2311]]
@@ -282,18 +288,47 @@ def _sentences(
         col = values[names[f]]
         picked = col.iloc[rows[at]]
         codes, uniques = pd.factorize(picked, use_na_sentinel=True)
-        texts = [spec.describe(names[f], _plain(v)) for v in uniques]
+        texts = [spec.describe(names[f], plain(v)) for v in uniques]
         missing = spec.describe(names[f], float("nan")) if (codes < 0).any() else ""
         out[at] = [texts[c] if c >= 0 else missing for c in codes]
     return out.tolist()
 
 
-def _plain(v: Any) -> Any:
+def plain(v: Any) -> Any:
+    """A numpy scalar as the Python number it holds (messages and templates print it plainly)."""
     if isinstance(v, np.floating):
         return float(v)
     if isinstance(v, np.integer):
         return int(v)
     return v
+
+
+#: ``+ Viewed the pricing page 3 times in the last 7 days (+4.1 pts)``, parsed back.
+_SENTENCE = re.compile(r"^\s*([+-])\s+(.*?)(?:\s+\(([+-]?\d+(?:\.\d+)?) pts\))?\s*$")
+
+
+def reason_sentence(r: Mapping[str, Any]) -> str:
+    """One reason as the sentence the CSV files and the terminal show: sign, text, points.
+
+    Examples
+    --------
+    >>> reason_sentence({"direction": "+", "text": "Visited the pricing page", "effect": 0.041})
+    '+ Visited the pricing page (+4.1 pts)'
+    >>> parse_reason_sentence('+ Visited the pricing page (+4.1 pts)')["effect"]
+    0.041
+    """
+    effect = float(r["effect"])
+    size = "" if math.isnan(effect) else f" ({100 * effect:+.1f} pts)"
+    return f"{r['direction']} {r['text']}{size}"
+
+
+def parse_reason_sentence(text: Any) -> dict[str, Any] | None:
+    """A reason dict (without its group) from :func:`reason_sentence`'s text, or None."""
+    m = _SENTENCE.match(text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    effect = round(float(m[3]) / 100, 6) if m[3] else float("nan")
+    return {"group": "", "text": m[2], "direction": m[1], "effect": effect}
 
 
 def explain_reasons(

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from leadml import __version__
+from leadml._io import exists_error
 from leadml.data.features import FeatureSpec
-from leadml.model.training import Calibration, StageModel
+from leadml.model.stage import Calibration, StageModel
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "load_bundle", "save_bundle"]
 
@@ -71,9 +72,7 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
     """Write ``model`` as a bundle directory (atomically: a temp dir renamed into place)."""
     target = Path(path)
     if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"bundle {str(target)!r} already exists; pass overwrite=True / --overwrite"
-        )
+        raise exists_error(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

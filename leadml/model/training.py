@@ -30,6 +30,7 @@ usable span is cut 60/20/20; ``training.split_date`` fixes ``T`` and the rest is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +40,24 @@ import pandas as pd
 
 from leadml.config import LeadMLConfig, ModelConfig
 from leadml.data.contracts import CRMData
-from leadml.data.features import FeatureSpec
+from leadml.data.features import FeatureSpec, model_frame
+from leadml.data.flat import (
+    FLAT_TRANSITION,
+    FlatCleaning,
+    FlatDataError,
+    FlatSplit,
+    check_columns,
+    check_ids,
+    flat_spec,
+    flat_target,
+    plan_cleaning,
+    split_flat,
+)
+from leadml.data.leakage import LeakageReport, check_leakage
+from leadml.data.trainset import build_training_set
+from leadml.funnel import TIERS
 from leadml.model.evaluation import evaluate, tier_conversion
+from leadml.model.stage import Calibration, StageModel, tier_thresholds
 
 __all__ = [
     "Calibration",
@@ -56,95 +73,8 @@ __all__ = [
     "make_baseline",
     "split_out_of_time",
     "train",
+    "train_flat",
 ]
-
-TIERS = ("A", "B", "C", "D")
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Maps a raw margin to a probability. ``platt``: sigmoid(a*m + b); ``isotonic``: a step
-    function interpolated on (x, y) knots."""
-
-    method: str = "platt"
-    a: float = 1.0
-    b: float = 0.0
-    x: tuple[float, ...] = ()
-    y: tuple[float, ...] = ()
-
-    def __call__(self, margin: np.ndarray) -> np.ndarray:
-        m = np.asarray(margin, dtype=float)
-        if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.a * m + self.b)))
-        return np.interp(m, np.asarray(self.x), np.asarray(self.y))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "a": self.a,
-            "b": self.b,
-            "x": list(self.x),
-            "y": list(self.y),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        return cls(d["method"], float(d["a"]), float(d["b"]), tuple(d["x"]), tuple(d["y"]))
-
-    @classmethod
-    def fit(cls, margin: np.ndarray, y: np.ndarray, method: str = "platt") -> Calibration:
-        if method == "platt":
-            from sklearn.linear_model import LogisticRegression
-
-            lr = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(margin).reshape(-1, 1), y)
-            return cls("platt", float(lr.coef_[0, 0]), float(lr.intercept_[0]))
-        from sklearn.isotonic import IsotonicRegression
-
-        iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(margin, y)
-        return cls(
-            "isotonic",
-            x=tuple(float(v) for v in iso.X_thresholds_),
-            y=tuple(float(v) for v in iso.y_thresholds_),
-        )
-
-
-@dataclass
-class StageModel:
-    """A trained stage model: booster + calibration + tiers + the feature spec it was built on."""
-
-    booster: lgb.Booster
-    calibration: Calibration
-    tier_thresholds: tuple[float, float, float]
-    spec: FeatureSpec
-    transition: str
-    label: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def features(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [n for n in self.spec.names if n not in X.columns]
-        if missing:
-            raise ValueError(
-                f"features frame is missing {len(missing)} model feature(s), e.g. {missing[:5]}; "
-                "build it with leadml.data.features.build_features(..., spec=model.spec)"
-            )
-        return X[list(self.spec.names)]
-
-    def predict_margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw LightGBM log-odds."""
-        return np.asarray(self.booster.predict(self.features(X), raw_score=True), dtype=float)
-
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of promotion within the horizon."""
-        return self.calibration(self.predict_margin(X))
-
-    def tier(self, p: np.ndarray) -> np.ndarray:
-        a, b, c = self.tier_thresholds
-        p = np.asarray(p)
-        return np.select([p >= a, p >= b, p >= c], ["A", "B", "C"], default="D").astype(object)
-
-    @staticmethod
-    def score(p: np.ndarray) -> np.ndarray:
-        return np.rint(100 * np.asarray(p)).astype("int64")
 
 
 @dataclass(frozen=True)
@@ -307,25 +237,35 @@ def make_baseline(spec: FeatureSpec) -> Any:
 
 @dataclass
 class TrainResult:
-    """What a training run produced: the model, its metrics beside the baseline, and context."""
+    """What a training run produced, in either mode: the model, its metrics beside the
+    baseline, the test rows (``lead_id``, event mode's ``as_of``, the features and the label)
+    and context. Flat mode adds the cleaning plan and the leakage report."""
 
     model: StageModel
     metrics: dict[str, Any]
     baseline_metrics: dict[str, Any]
-    split: Split
+    split: Split | FlatSplit
     summary: dict[str, Any]
     test_frame: pd.DataFrame
     test_proba: np.ndarray
     config: LeadMLConfig
+    cleaning: FlatCleaning | None = None
+    leakage: LeakageReport | None = None
     tracking: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def mode(self) -> str:
+        """``"flat"`` or ``"event"``."""
+        return "flat" if self.model.metadata.get("mode") == "flat" else "event"
 
-def _tier_thresholds(
-    p: np.ndarray, shares: tuple[float, float, float]
-) -> tuple[float, float, float]:
-    cum = np.cumsum(shares)
-    q = [float(np.quantile(p, 1 - s)) for s in cum]
-    return (q[0], q[1], q[2])
+    def report(self) -> str:
+        """What the CLI prints for this model (flat mode: cleaning and leakage first)."""
+        parts = []
+        if self.cleaning is not None:
+            parts += [self.cleaning.report(), ""]
+        if self.leakage is not None:
+            parts += [str(self.leakage), ""]
+        return "\n".join([*parts, format_metrics_table([self])])
 
 
 def fit_calibrated(
@@ -379,7 +319,7 @@ def fit_calibrated(
     margin = np.asarray(booster.predict(X, raw_score=True), dtype=float)
     calibration = Calibration.fit(margin[m_cal], y[m_cal], tr.calibration)
     p = calibration(margin)
-    thresholds = _tier_thresholds(p[m_cal | m_test], tr.tier_shares)
+    thresholds = tier_thresholds(p[m_cal | m_test], tr.tier_shares)
     model = StageModel(booster, calibration, thresholds, spec, transition, label)
     tiers = model.tier(p[m_test])
     metrics = evaluate(y[m_test], p[m_test], tiers=tiers, n_bins=tr.ece_bins)
@@ -454,27 +394,190 @@ def train(
     data: CRMData,
     transition: str,
     config: LeadMLConfig | None = None,
-    *,
-    track: bool = False,
-    force: bool = False,
 ) -> TrainResult:
     """Build the training set for ``transition`` and fit, calibrate and evaluate its model.
 
-    With ``track=True`` the run, its metrics, plots and the model go to MLflow and the model is
-    registered (``leadml-<transition>``); the ``champion`` alias moves only through the
-    promotion gate unless ``force``.
+    Nothing is tracked here: :func:`leadml.jobs.train_and_track` (what ``leadml train`` runs)
+    logs the result to MLflow and applies the champion gate.
     """
-    from leadml.data.trainset import build_training_set
-
     cfg = config or LeadMLConfig()
     tr = cfg.training
     ts = build_training_set(data, transition, tr.start, tr.end, cfg)
-    result = fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg, summary=ts.summary)
-    if track:
-        from leadml.tracking import log_training_run
+    return fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg, summary=ts.summary)
 
-        result.tracking = log_training_run(result, force=force)
-    return result
+
+def train_flat(
+    table: pd.DataFrame,
+    target: str,
+    *,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    time_column: str | None = None,
+    order_column: str | None = None,
+    allow_columns: Iterable[str] = (),
+    config: LeadMLConfig | None = None,
+) -> TrainResult:
+    """Train a calibrated lead-scoring model on a flat table (one row per lead).
+
+    Steps, in this order so the test rows never inform a decision:
+
+    1. split (:func:`split_flat`): out-of-time with ``time_column`` or ``order_column``,
+       stratified random otherwise (with a :class:`RandomSplitWarning`);
+    2. plan the cleaning (:func:`plan_cleaning`) on the training and validation rows;
+    3. run the leakage guard (:func:`leadml.data.leakage.check_leakage`) on those rows and drop
+       every flagged column that ``allow_columns`` does not keep;
+    4. fit the event mode's LightGBM (early stopping on the validation rows), Platt calibration
+       on the validation rows and tiers, and evaluate it beside the logistic-regression baseline
+       on the test rows (:func:`leadml.model.training.fit_calibrated`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead with the outcome column.
+    target : str
+        The 0/1 outcome column (e.g. ``Converted``).
+    id_column : str, optional
+        Lead id; never a feature, copied to the scores as ``lead_id``.
+    drop : iterable of str
+        Columns to leave out (known leaks, columns you do not want as reasons).
+    time_column, order_column : str, optional
+        Creation time, or a number growing with arrival (e.g. a sequential lead number), for an
+        out-of-time split. Never features.
+    allow_columns : iterable of str
+        Columns the leakage guard flags but you keep on purpose (they stay in the report).
+    config : LeadMLConfig, optional
+        ``flat`` (placeholders, leakage AUC threshold, split shares), ``model`` (LightGBM),
+        ``training`` (calibration, tiers, ECE bins), ``features`` (``max_category_levels``,
+        ``identifier_columns``, ``exclude_columns``), ``tracking``.
+
+    Returns
+    -------
+    TrainResult
+        ``result.model`` is a StageModel ready for :func:`leadml.model.bundle.save_bundle` and
+        :func:`leadml.serve.scoring.score_flat`; ``result.report()`` is what the CLI prints.
+
+    Raises
+    ------
+    FlatDataError
+        Unknown columns, a target that is not 0/1, missing or duplicate ids, an unusable time
+        or order column, or no feature left after cleaning and the leakage guard.
+    """
+    from leadml.config import LeadMLConfig
+    from leadml.model.evaluation import tier_conversion
+    from leadml.model.training import fit_calibrated
+
+    cfg = config or LeadMLConfig()
+    allow, drop = list(allow_columns), list(drop)
+    if target not in table.columns:
+        raise FlatDataError(
+            f"target column {target!r} not in the table (it has "
+            f"{', '.join(map(repr, list(table.columns)[:12]))}). Check the spelling."
+        )
+    check_columns(
+        table,
+        id_column=id_column,
+        time_column=time_column,
+        order_column=order_column,
+        drop_column=drop,
+        allow_column=allow,
+    )
+    y = flat_target(table, target)
+    if id_column is not None:
+        check_ids(table, id_column)
+    split = split_flat(
+        table,
+        target,
+        time_column=time_column,
+        order_column=order_column,
+        fractions=cfg.flat.split_fractions,
+        seed=cfg.model.seed,
+    )
+    fit_rows = np.sort(np.concatenate([split.train, split.valid]))
+    fit_table = table.iloc[fit_rows]
+    fc = cfg.features
+    ordering = [c for c in (time_column, order_column) if c]
+    excluded = [c for c in fc.exclude_columns if c in table.columns]
+    plan = plan_cleaning(
+        fit_table,
+        target=target,
+        id_column=id_column,
+        drop=[*drop, *ordering, *excluded],
+        placeholders=cfg.flat.placeholders,
+        identifier_columns=[c for c in fc.identifier_columns if c in table.columns],
+    )
+    X_fit = plan.apply(fit_table)
+    leak = check_leakage(
+        X_fit.assign(**{target: y[fit_rows]}),
+        target,
+        columns=list(X_fit.columns),
+        allow_columns=[c for c in allow if c in X_fit.columns],
+        auc_threshold=cfg.flat.leakage_auc_threshold,
+        seed=cfg.model.seed,
+    )
+    plan = plan.without(leak.excluded, reason="leaky")
+    if not plan.features:
+        raise FlatDataError(
+            "no feature column is left after cleaning and the leakage guard "
+            f"(dropped: {plan.dropped}). Keep a column with allow_columns or add fit attributes."
+        )
+    X = plan.apply(table)
+    spec = flat_spec(X.iloc[fit_rows], fc.max_category_levels)
+    features = model_frame(X, spec).reset_index(drop=True)
+    masks = []
+    for part in (split.train, split.valid, split.test):
+        m = np.zeros(len(table), dtype=bool)
+        m[part] = True
+        masks.append(m)
+    model, metrics, base, p, tiers = fit_calibrated(
+        features, y, masks[0], masks[1], masks[2], spec, target, FLAT_TRANSITION, cfg
+    )
+    model.metadata = {
+        **model.metadata,
+        "mode": "flat",
+        "target": target,
+        "id_column": id_column,
+        "time_column": time_column,
+        "order_column": order_column,
+        "cleaning": plan.to_dict(),
+        "leakage": leak.to_dict(),
+        "split": split.to_dict(),
+        "rows": {
+            "train": len(split.train),
+            "calibration": len(split.valid),
+            "test": len(split.test),
+        },
+        "metrics": metrics,
+        "baseline_metrics": base,
+        "tier_info": {
+            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
+            for t, v in tier_conversion(y[masks[2]], tiers).items()
+        },
+        "config": cfg.dump(),
+    }
+    test = masks[2]
+    test_frame = features.loc[test].reset_index(drop=True)
+    ids = table[id_column].to_numpy()[test] if id_column else np.flatnonzero(test)
+    test_frame.insert(0, "lead_id", ids)
+    test_frame[target] = y[test]
+    summary = {
+        "rows": len(table),
+        "positive_rate": float(y.mean()),
+        "features": len(spec.names),
+        "leaky_columns_excluded": len(leak.excluded),
+        "columns_dropped_by_cleaning": len(plan.dropped),
+    }
+    return TrainResult(
+        model=model,
+        metrics=metrics,
+        baseline_metrics=base,
+        split=split,
+        summary=summary,
+        test_frame=test_frame,
+        test_proba=p[test],
+        config=cfg,
+        cleaning=plan,
+        leakage=leak,
+    )
 
 
 def format_metrics_table(results: list[TrainResult]) -> str:
@@ -483,10 +586,14 @@ def format_metrics_table(results: list[TrainResult]) -> str:
     lines = []
     for r in results:
         t = r.model.transition
+        window = (
+            f"test window from {r.split.t_test_start.date()}"
+            if isinstance(r.split, Split)
+            else f"split {r.split.description}"
+        )
         lines.append(
-            f"{r.model.label}  (test window from {r.split.t_test_start.date()}, "
-            f"{r.metrics['rows']:,} points, positive rate {r.metrics['positive_rate']:.3f}, "
-            f"{r.metrics['n_trees']} trees)"
+            f"{r.model.label}  ({window}, {r.metrics['rows']:,} points, positive rate "
+            f"{r.metrics['positive_rate']:.3f}, {r.metrics['n_trees']} trees)"
         )
         lines.append(f"  {'metric':<12}{'leadml':>10}{'baseline':>10}")
         for k in keys:

@@ -42,181 +42,66 @@ Bounded memory and atomic output
     interrupted run leaves no partial output and never replaces a good file. An existing file is
     never replaced without ``overwrite`` (checked before any work).
 
-Models (``--model``)
-    ``PATH_OR_URI`` (a bundle directory, a downloaded MLflow model directory or an MLflow model
-    URI such as ``models:/leadml-prospect@champion``; the transition is read from the model) or
-    ``prospect=PATH_OR_URI`` / ``opportunity=PATH_OR_URI`` (checked against the model). Give it
-    once per model. Default: the ``champion`` alias of ``leadml-prospect`` and
-    ``leadml-opportunity`` in the MLflow registry.
+Files
+    :mod:`leadml.serve.contract` defines the columns, order and metadata of the scores file and
+    writes it; this module computes the rows. Flat-table models are scored by
+    :func:`score_flat` into the same contract.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import re
 import sys
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from leadml._io import atomic_path
+from leadml._kernels import latest_before
 from leadml.config import LeadMLConfig
-from leadml.data.contracts import CRMData
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-    from leadml.model.training import StageModel
+from leadml.data.contracts import CRMData, lead_positions
+from leadml.data.features import build_features, model_frame
+from leadml.data.flat import FlatCleaning, FlatDataError
+from leadml.data.timeline import stage_at
+from leadml.data.trainset import build_scoring_set
+from leadml.explain.reasons import contributions, explain_reasons, plain, reason_effects
+from leadml.funnel import NEXT_TRANSITION, TRANSITIONS, to_as_of
+from leadml.model.stage import StageModel
+from leadml.serve.contract import (
+    DISPLAY_COLUMNS,
+    FLAT_COLUMNS,
+    OUTPUT_COLUMNS,
+    SKIP_LABELS,
+    ScoresWriter,
+    ScoringError,
+    call_order,
+    model_version,
+    parquet_metadata,
+    scores_attrs,
+)
 
 __all__ = [
-    "DISPLAY_COLUMNS",
-    "NEXT_MODEL",
-    "OUTPUT_COLUMNS",
-    "ScoringError",
+    "build_flat_features",
     "explain_lead",
-    "load_models",
-    "model_version",
-    "parse_model_specs",
-    "read_scores",
-    "run_score",
     "score",
     "score_features",
-    "write_scores",
+    "score_flat",
+    "score_to_file",
 ]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS: tuple[str, ...] = (
-    "lead_id",
-    "as_of",
-    "stage",
-    "p_prospect",
-    "p_opportunity",
-    "score",
-    "tier",
-    "reasons",
-    "model_version",
-)
-DISPLAY_COLUMNS: tuple[str, ...] = ("name", "company", "job_title", "lead_source", "owner")
-ACTIVITY_COLUMNS: tuple[str, ...] = ("last_activity_at", "last_activity_type")
-NEXT_MODEL: dict[str, str] = {"lead": "prospect", "prospect": "opportunity"}
-TRANSITIONS: tuple[str, ...] = ("prospect", "opportunity")
-_SKIP_LABELS = {
-    "opportunity": "already opportunity",
-    "customer": "already customer",
-    "disqualified": "disqualified",
-    "lost": "lost",
-}
-_SPEC = re.compile(r"^(prospect|opportunity)=(.+)$")
 
-
-class ScoringError(ValueError):
-    """A scoring request cannot be carried out; the message says what to change."""
-
-
-# --- models ----------------------------------------------------------------------------------
-
-
-def parse_model_specs(specs: Sequence[str]) -> list[tuple[str | None, str]]:
-    """Split ``--model`` values into ``(transition or None, path_or_uri)``.
-
-    Examples
-    --------
-    >>> parse_model_specs(["models:/leadml-prospect@champion", "opportunity=bundles/opp"])
-    [(None, 'models:/leadml-prospect@champion'), ('opportunity', 'bundles/opp')]
-    """
-    out: list[tuple[str | None, str]] = []
-    for item in specs:
-        text = str(item).strip()
-        if not text:
-            raise ScoringError("--model '': expected a bundle path or an MLflow model URI")
-        m = _SPEC.match(text)
-        out.append((m[1], m[2]) if m else (None, text))
-    return out
-
-
-def _load_model(target: str, tracking_uri: str | None) -> StageModel:
-    local = Path(target)
-    if local.exists():
-        # Local bundles load without importing MLflow (seconds saved on every nightly run).
-        from leadml.model.bundle import load_bundle
-
-        pyfunc_layout = local / "artifacts" / "bundle"
-        return load_bundle(pyfunc_layout if pyfunc_layout.is_dir() else local)
-    if ":/" not in target:
-        from leadml.model.bundle import BundleError
-
-        raise BundleError(
-            f"--model {target!r} is neither an existing bundle directory nor an MLflow model URI "
-            "(e.g. models:/leadml-prospect@champion)"
+def _given(models: Mapping[str, StageModel] | None) -> Mapping[str, StageModel]:
+    if not models:
+        raise ScoringError(
+            "no models given; pass {'prospect': model, 'opportunity': model} (load the "
+            "registry's champions with leadml.jobs.load_models() or LeadScorer.from_registry())"
         )
-    from leadml.tracking import load_stage_model, set_tracking_uri
-
-    set_tracking_uri(tracking_uri)
-    return load_stage_model(target)
-
-
-def load_models(
-    specs: Sequence[str] | None = None,
-    prefix: str = "leadml",
-    *,
-    tracking_uri: str | None = None,
-) -> dict[str, StageModel]:
-    """Load the stage models named by ``--model`` values (module docs), keyed by transition.
-
-    Parameters
-    ----------
-    specs : sequence of str, optional
-        ``PATH_OR_URI`` or ``prospect=PATH_OR_URI`` / ``opportunity=PATH_OR_URI``. Default: the
-        ``champion`` alias of ``<prefix>-prospect`` and ``<prefix>-opportunity``.
-    prefix : str
-        Registered model name prefix (``tracking.model_name_prefix``).
-    tracking_uri : str, optional
-        ``tracking.tracking_uri``; ``$MLFLOW_TRACKING_URI`` wins when set.
-    """
-    wanted = (
-        parse_model_specs(specs)
-        if specs
-        else [(t, f"models:/{prefix}-{t}@champion") for t in TRANSITIONS]
-    )
-    models: dict[str, StageModel] = {}
-    for key, target in wanted:
-        m = _load_model(target, tracking_uri)
-        if m.transition not in TRANSITIONS:
-            raise ScoringError(
-                f"--model {target!r} is a {m.transition!r} model; expected a prospect or "
-                "opportunity stage model (flat-table models score with --table)"
-            )
-        if key is not None and m.transition != key:
-            raise ScoringError(
-                f"--model {key}={target}: that model predicts {m.transition!r}, not {key!r}; "
-                f"write {m.transition}={target}"
-            )
-        if m.transition in models:
-            raise ScoringError(
-                f"--model: two {m.transition!r} models given ({target!r} is the second); give "
-                "one model per transition"
-            )
-        if "model_version" not in m.metadata and target.startswith("models:/"):
-            m.metadata["model_version"] = target.removeprefix("models:/")
-        models[m.transition] = m
     return models
-
-
-def model_version(model: StageModel) -> str:
-    """Registry version (``leadml-prospect:3``) or, for a local bundle, a content digest."""
-    v = model.metadata.get("model_version")
-    if v:
-        return str(v)
-    digest = hashlib.sha256(model.booster.model_to_string().encode()).hexdigest()[:12]
-    return f"leadml-{model.transition}@bundle:{digest}"
 
 
 # --- scoring rows ----------------------------------------------------------------------------
@@ -246,7 +131,7 @@ def _head(
     base = next(iter(frames.values()))
     n = len(base)
     stage = base["stage"].to_numpy(dtype=object)
-    next_t = np.array([NEXT_MODEL.get(s, "") for s in stage], dtype=object)
+    next_t = np.array([NEXT_TRANSITION.get(s, "") for s in stage], dtype=object)
     p: dict[str, np.ndarray] = {}
     for t, m in models.items():
         # Prospects are past the prospect model's question; leads need both answers.
@@ -254,7 +139,7 @@ def _head(
         values = np.full(n, np.nan)
         for s in range(0, len(rows), chunk_size):
             part = rows[s : s + chunk_size]
-            values[part] = m.predict_proba(frames[t].iloc[part])
+            values[part] = m.probability(frames[t].iloc[part])
         p[t] = values
     keep = np.flatnonzero(np.isin(next_t, list(models)))
     nan = np.full(n, np.nan)
@@ -264,7 +149,7 @@ def _head(
     version = np.full(n, "", dtype=object)
     for t, m in models.items():
         at = keep[next_t[keep] == t]
-        score[at] = m.score(p_next[at])
+        score[at] = m.to_score(p_next[at])
         tier[at] = m.tier(p_next[at])
         version[at] = model_version(m)
     head = pd.DataFrame(
@@ -287,9 +172,7 @@ def _call_order(
     head: pd.DataFrame, pos: np.ndarray, next_t: np.ndarray
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Sorted by score (highest first), then lead_id: the order of the output file."""
-    order = np.asarray(
-        head.sort_values(["score", "lead_id"], ascending=[False, True], kind="stable").index
-    )
+    order = call_order(head)
     return head.iloc[order].reset_index(drop=True), pos[order], next_t[order]
 
 
@@ -301,8 +184,6 @@ def _explain_rows(
     config: LeadMLConfig,
     engine: str,
 ) -> list[list[dict[str, Any]]]:
-    from leadml.explain.reasons import explain_reasons
-
     ex = config.explain
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(pos))]
     if ex.n_positive == 0 and ex.n_negative == 0:  # scores only: skip the costly part
@@ -381,24 +262,6 @@ def score_features(
 # --- the batch job ---------------------------------------------------------------------------
 
 
-def _as_of(as_of: pd.Timestamp | str | None) -> pd.Timestamp:
-    if as_of is None:
-        ts = pd.Timestamp.now(tz="UTC")
-    else:
-        try:
-            ts = pd.Timestamp(as_of)
-        except (ValueError, TypeError) as e:
-            raise ScoringError(
-                f"--as-of {as_of!r} is not a date or timestamp; expected e.g. 2025-03-01 or "
-                "2025-03-01T09:30:00Z"
-            ) from e
-        if ts is pd.NaT:
-            raise ScoringError(f"--as-of {as_of!r} is empty; expected e.g. 2025-03-01")
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.floor("s")
-
-
 @dataclass
 class _Job:
     """One scoring run, prepared: everything but the explanations."""
@@ -438,10 +301,7 @@ def _prepare(
     models: Mapping[str, StageModel],
     config: LeadMLConfig,
 ) -> _Job:
-    from leadml.data.timeline import stage_at
-    from leadml.data.trainset import build_scoring_set
-
-    ts = _as_of(as_of)
+    ts = to_as_of(as_of)
     ms = _check_models(models)
     c = data.columns
     if len(data.leads) == 0 or ts <= data.start:
@@ -466,38 +326,15 @@ def _prepare(
     alive = data.leads.loc[(created < ts).to_numpy(), c.lead_id].to_numpy()
     stages = stage_at(data, alive, ts).value_counts()
     skipped = {"not created yet": int((created >= ts).sum())}
-    for s, label in _SKIP_LABELS.items():
+    for s, label in SKIP_LABELS.items():
         skipped[label] = int(stages.get(s, 0))
     stage = next(iter(frames.values()))["stage"]
     for t in TRANSITIONS:
         if t not in ms:
-            src = next(s for s, n in NEXT_MODEL.items() if n == t)
+            src = next(s for s, n in NEXT_TRANSITION.items() if n == t)
             skipped[f"no {t} model given"] = int((stage == src).sum())
-    attrs = _file_attrs(ms, ts, skipped, config)
+    attrs = scores_attrs(ms, ts, skipped=skipped, row_group_size=config.scoring.chunk_size)
     return _Job(ts, ms, frames, head, pos, next_t, skipped, attrs)
-
-
-def _file_attrs(
-    models: Mapping[str, StageModel],
-    as_of: pd.Timestamp,
-    skipped: dict[str, int],
-    config: LeadMLConfig,
-) -> dict[str, Any]:
-    by_model = {t: dict(m.metadata.get("tier_info") or {}) for t, m in models.items()}
-    main = "prospect" if "prospect" in models else "opportunity"
-    return {
-        "as_of": as_of.isoformat(),
-        "model_versions": ", ".join(model_version(m) for m in models.values()),
-        "tier_info": by_model.get(main, {}),
-        "tier_info_by_model": by_model,
-        "horizon_days": {
-            t: int(m.metadata["horizon_days"])
-            for t, m in models.items()
-            if m.metadata.get("horizon_days") is not None
-        },
-        "skipped": dict(skipped),
-        "row_group_size": config.scoring.chunk_size,
-    }
 
 
 def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -509,9 +346,6 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
         if col in data.leads.columns and col not in (c.lead_id, c.created_at):
             out[col] = data.leads[col].astype("string").to_numpy()[lead_pos]
     # The latest event per lead before as_of; among simultaneous ones the first in the table.
-    from leadml._kernels import latest_before
-    from leadml.data.contracts import lead_positions
-
     ev = data.events
     pos = lead_positions(pd.Index(ids), ev[c.lead_id])
     when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
@@ -545,7 +379,8 @@ def score(
     as_of : timestamp or str, optional
         Default: now (UTC), floored to the second.
     models : mapping, optional
-        ``{"prospect": ..., "opportunity": ...}``; default: the registry's champions.
+        ``{"prospect": ..., "opportunity": ...}`` (at least one). The registry's champions
+        load with :func:`leadml.jobs.load_models` or ``LeadScorer.from_registry()``.
     config : LeadMLConfig, optional
     engine : {"leadml", "lightgbm", "shap"}, optional
         TreeSHAP engine; default ``config.explain.engine``.
@@ -561,322 +396,46 @@ def score(
         the Parquet metadata in :func:`write_scores`.
     """
     cfg = config or LeadMLConfig()
-    if models is None:
-        models = load_models(
-            prefix=cfg.tracking.model_name_prefix, tracking_uri=cfg.tracking.tracking_uri
-        )
-    job = _prepare(data, as_of, models, cfg)
+    job = _prepare(data, as_of, _given(models), cfg)
     out = pd.concat(list(job.chunks(cfg, engine, progress)), ignore_index=True)
     out.attrs.update(job.attrs)
     _log_summary(job, len(out))
     return out
 
 
-def _log_summary(job: _Job, n: int) -> None:
-    skipped = ", ".join(f"{v:,} {k}" for k, v in job.skipped.items() if v) or "none"
-    log.info("scored %s leads as of %s; skipped: %s", f"{n:,}", job.as_of, skipped)
-
-
-# --- files -----------------------------------------------------------------------------------
-
-
-def _format(path: Path, fmt: str | None, default: str = "parquet") -> str:
-    if fmt is not None:
-        if fmt not in ("parquet", "csv"):
-            raise ScoringError(f"--format {fmt!r}: expected parquet or csv")
-        return fmt
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".parquet", ".pq"):
-        return "parquet"
-    return default
-
-
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.is_dir():
-        raise ScoringError(f"--out {str(path)!r} is a directory; expected a file name")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {str(path.parent)!r} does not exist")
-
-
-def _reason_type() -> pa.DataType:
-    import pyarrow as pa
-
-    return pa.list_(
-        pa.struct(
-            [
-                ("group", pa.string()),
-                ("text", pa.string()),
-                ("direction", pa.string()),
-                ("effect", pa.float64()),
-            ]
-        )
-    )
-
-
-def _arrow_schema(frame: pd.DataFrame, metadata: dict[bytes, bytes]) -> pa.Schema:
-    import pyarrow as pa
-
-    known = {
-        "as_of": pa.timestamp("ns"),
-        "stage": pa.string(),
-        "p_prospect": pa.float64(),
-        "p_opportunity": pa.float64(),
-        "score": pa.int64(),
-        "tier": pa.string(),
-        "reasons": _reason_type(),
-        "model_version": pa.string(),
-        "last_activity_at": pa.timestamp("ns"),
-        **dict.fromkeys((*DISPLAY_COLUMNS, "last_activity_type"), pa.string()),
-    }
-    fields = []
-    for col in frame.columns:
-        if col == "lead_id":
-            integer = pd.api.types.is_integer_dtype(frame[col].dtype)
-            typ = pa.int64() if integer else pa.string()
-        elif col in known:
-            typ = known[col]
-        else:
-            typ = pa.Array.from_pandas(frame[col]).type
-            if pa.types.is_null(typ) or pa.types.is_large_string(typ):
-                typ = pa.string()
-            elif pa.types.is_dictionary(typ):
-                typ = typ.value_type
-        fields.append(pa.field(str(col), typ))
-    return pa.schema(fields, metadata=metadata)
-
-
-def _json(value: Any) -> str:
-    """Strict JSON (NaN becomes null: a tier nobody fell into has no conversion rate)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, float | np.floating):
-            return float(v) if np.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
-
-    return json.dumps(clean(value), sort_keys=True)
-
-
-def _metadata(attrs: Mapping[str, Any], frame: pd.DataFrame) -> dict[bytes, bytes]:
-    as_of = attrs.get("as_of")
-    if as_of is None and len(frame) and "as_of" in frame.columns:
-        as_of = pd.Timestamp(frame["as_of"].iloc[0]).isoformat()
-    meta = {
-        "as_of": str(as_of or ""),
-        "model_versions": str(attrs.get("model_versions", "")),
-        "tier_info": _json(attrs.get("tier_info", {})),
-        "tier_info_by_model": _json(attrs.get("tier_info_by_model", {})),
-        "horizon_days": _json(attrs.get("horizon_days", {})),
-        "skipped": _json(attrs.get("skipped", {})),
-    }
-    return {f"leadml.{k}".encode(): v.encode() for k, v in meta.items()}
-
-
-def _reason_text(r: Mapping[str, Any]) -> str:
-    return f"{r['direction']} {r['text']} ({100 * float(r['effect']):+.1f} pts)"
-
-
-class _ScoresWriter:
-    """Chunks in, one file out: a temp file beside the target, renamed into place on commit."""
-
-    def __init__(
-        self,
-        path: Path,
-        fmt: str,
-        *,
-        n_reasons: int,
-        metadata: dict[bytes, bytes],
-        columns: pd.DataFrame,
-        row_group_size: int,
-    ):
-        self.path = path
-        self.fmt = fmt
-        self.n_reasons = n_reasons
-        self.row_group_size = row_group_size
-        self.schema = _arrow_schema(columns, metadata) if fmt == "parquet" else None
-        self._target = atomic_path(path, make_parents=False)
-        self.tmp = self._target.__enter__()
-        self._pq: Any = None
-        self._csv: Any = None
-
-    def __enter__(self) -> _ScoresWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._close()
-        self.tmp.unlink(missing_ok=True)  # not committed: leave nothing behind
-
-    def write(self, chunk: pd.DataFrame) -> None:
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            assert self.schema is not None
-            if self._pq is None:
-                self._pq = pq.ParquetWriter(self.tmp, self.schema)
-            table = pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False)
-            if len(chunk):
-                self._pq.write_table(
-                    table.replace_schema_metadata(self.schema.metadata), self.row_group_size
-                )
-            return
-        flat = chunk.drop(columns=["reasons"])
-        at = list(chunk.columns).index("reasons")
-        texts = [[_reason_text(r) for r in rs] for rs in chunk["reasons"]]
-        for k in range(self.n_reasons):
-            flat.insert(at + k, f"reason_{k + 1}", [t[k] if k < len(t) else "" for t in texts])
-        if self._csv is None:
-            self._csv = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
-            header = True
-        else:
-            header = False
-        flat.to_csv(
-            self._csv,
-            index=False,
-            header=header,
-            lineterminator="\n",
-            float_format="%.6g",
-            date_format="%Y-%m-%d %H:%M:%S",
-        )
-
-    def _close(self) -> None:
-        if self._pq is not None:
-            self._pq.close()
-            self._pq = None
-        if self._csv is not None:
-            self._csv.close()
-            self._csv = None
-
-    def commit(self) -> Path:
-        if self.fmt == "parquet" and self._pq is None:
-            self.write(pd.DataFrame({c: [] for c in self.schema.names}))  # type: ignore[union-attr]
-        self._close()
-        self._target.__exit__(None, None, None)  # normal permissions, then the atomic rename
-        return self.path
-
-
-def write_scores(
-    scores: pd.DataFrame,
-    out: str | Path,
+def score_to_file(
+    data: CRMData,
+    as_of: pd.Timestamp,
+    models: Mapping[str, StageModel],
+    path: Path,
+    fmt: str,
+    config: LeadMLConfig,
     *,
-    fmt: str | None = None,
-    overwrite: bool = False,
-    n_reasons: int | None = None,
-    row_group_size: int | None = None,
-) -> Path:
-    """Write a scores frame (from :func:`score`) atomically as Parquet or CSV (module docs).
-
-    Parameters
-    ----------
-    scores : DataFrame
-        Its ``attrs`` become the Parquet metadata.
-    out : path
-        Target file; ``.csv`` means CSV unless ``fmt`` says otherwise.
-    fmt : {"parquet", "csv"}, optional
-    overwrite : bool
-        Replace an existing file (only once the new one is complete).
-    n_reasons : int, optional
-        CSV ``reason_k`` columns (default 6, or the most reasons any row has if more).
-    row_group_size : int, optional
-        Parquet rows per row group; default ``attrs["row_group_size"]`` (the run's chunk size),
-        so this file is byte-identical to the one ``leadml score`` streams.
-    """
-    path = Path(out)
-    _check_target(path, overwrite)
-    kind = _format(path, fmt)
-    most = int(max((len(r) for r in scores["reasons"]), default=0))
-    size = int(row_group_size or scores.attrs.get("row_group_size") or 50_000)
-    with _ScoresWriter(
-        path,
-        kind,
-        n_reasons=max(n_reasons if n_reasons is not None else 6, most),
-        metadata=_metadata(scores.attrs, scores),
-        columns=scores,
-        row_group_size=size,
-    ) as w:
-        for s in range(0, len(scores), size):
-            w.write(scores.iloc[s : s + size])
-        if not len(scores):
-            w.write(scores)
-        return w.commit()
-
-
-def read_scores(path: str | Path) -> pd.DataFrame:
-    """Read a scores file written by :func:`write_scores` (Parquet reasons as lists of dicts)."""
-    p = Path(path)
-    if p.suffix.lower() == ".csv":
-        return pd.read_csv(p)
-    return pd.read_parquet(p)
-
-
-def run_score(
-    data_dir: str | Path,
-    out: str | Path,
-    *,
-    as_of: str | None = None,
-    model_specs: Sequence[str] = (),
-    fmt: str | None = None,
-    overwrite: bool = False,
-    config: LeadMLConfig | None = None,
     engine: str | None = None,
     progress: bool | None = None,
-) -> str:
-    """The ``leadml score`` job: check the target, load models and data, score in chunks
-    straight into the file, and return a summary for the terminal.
-
-    Parameters mirror the command's options (module docs); ``model_specs`` are ``--model``
-    values. Errors a user can fix raise ``ValueError`` subclasses, ``FileExistsError`` or
-    ``FileNotFoundError`` before anything is written.
-    """
-    from leadml.data.contracts import load_crm
-
-    t0 = time.perf_counter()
-    cfg = config or LeadMLConfig()
-    path = Path(out)
-    _check_target(path, overwrite)
-    kind = _format(path, fmt, cfg.scoring.format)
-    if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
-        raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
-    ts = _as_of(as_of)  # a bad --as-of fails before the slow parts
-    models = load_models(
-        model_specs or None,
-        prefix=cfg.tracking.model_name_prefix,
-        tracking_uri=cfg.tracking.tracking_uri,
-    )
-    data = load_crm(data_dir, columns=cfg.columns)
-    job = _prepare(data, ts, models, cfg)
-    ex = cfg.explain
-    with _ScoresWriter(
+) -> _Job:
+    """Score ``data`` and stream the explained rows into ``path`` chunk by chunk (the whole file
+    or nothing, see :class:`~leadml.serve.contract.ScoresWriter`); returns the run."""
+    job = _prepare(data, as_of, _given(models), config)
+    ex = config.explain
+    with ScoresWriter(
         path,
-        kind,
+        fmt,
         n_reasons=ex.n_positive + ex.n_negative,
-        metadata=_metadata(job.attrs, job.head),
+        metadata=parquet_metadata(job.attrs, job.head),
         columns=_with_reasons(job.head.iloc[:0], []),
-        row_group_size=cfg.scoring.chunk_size,
+        row_group_size=config.scoring.chunk_size,
     ) as w:
-        for chunk in job.chunks(cfg, engine, progress):
+        for chunk in job.chunks(config, engine, progress):
             w.write(chunk)
         w.commit()
     _log_summary(job, len(job.head))
-    tiers = job.head["tier"].value_counts()
-    tier_text = ", ".join(f"{t}={int(tiers.get(t, 0)):,}" for t in "ABCD")
+    return job
+
+
+def _log_summary(job: _Job, n: int) -> None:
     skipped = ", ".join(f"{v:,} {k}" for k, v in job.skipped.items() if v) or "none"
-    versions = ", ".join(f"{t} {model_version(m)}" for t, m in job.models.items())
-    return (
-        f"scored {len(job.head):,} leads as of {job.as_of} (tiers {tier_text}) in "
-        f"{time.perf_counter() - t0:.1f}s -> {path}\n"
-        f"skipped: {skipped}\n"
-        f"models: {versions}"
-    )
+    log.info("scored %s leads as of %s; skipped: %s", f"{n:,}", job.as_of, skipped)
 
 
 # --- one lead, for notebooks -----------------------------------------------------------------
@@ -902,8 +461,8 @@ def explain_lead(
     data : CRMData
     as_of : timestamp or str, optional
         Default: now (UTC).
-    models : mapping, optional
-        Default: the registry's champions.
+    models : mapping
+        As in :func:`score`.
     transition : {"prospect", "opportunity"}, optional
         The model to explain; default the lead's next stage (as in :func:`score`).
     config : LeadMLConfig, optional
@@ -921,17 +480,10 @@ def explain_lead(
         scores). ``attrs`` hold ``transition``, ``p`` (the calibrated probability),
         ``margin`` and ``expected_value``.
     """
-    from leadml.data.features import build_features
-    from leadml.data.timeline import stage_at
-    from leadml.explain.reasons import contributions, reason_effects
-
     cfg = config or LeadMLConfig()
-    ts = _as_of(as_of)
-    lead_id = _scalar(lead_id)  # numpy scalars print as np.int64(7) in messages
-    if models is None:
-        models = load_models(
-            prefix=cfg.tracking.model_name_prefix, tracking_uri=cfg.tracking.tracking_uri
-        )
+    models = _given(models)
+    ts = to_as_of(as_of)
+    lead_id = plain(lead_id)  # numpy scalars print as np.int64(7) in messages
     c = data.columns
     found = np.flatnonzero((data.leads[c.lead_id] == lead_id).to_numpy())
     if not len(found):
@@ -942,7 +494,7 @@ def explain_lead(
             f"lead {lead_id!r} was created at {created}, not before as_of {ts}; pass a later as_of"
         )
     stage = str(stage_at(data, [lead_id], ts).iloc[0])
-    t = transition or NEXT_MODEL.get(stage)
+    t = transition or NEXT_TRANSITION.get(stage)
     if t is None:
         raise ScoringError(
             f"lead {lead_id!r} is in stage {stage!r} at {ts}, past what the models predict; "
@@ -975,7 +527,7 @@ def explain_lead(
         idx = [j for j, n in enumerate(names) if spec.groups[n] == g]
         top = idx[int(np.argmax(np.abs(phi[idx])))]
         value = X[names[top]].iloc[0]
-        texts.append(spec.describe(names[top], None if pd.isna(value) else _scalar(value)))
+        texts.append(spec.describe(names[top], None if pd.isna(value) else plain(value)))
     table = pd.DataFrame(
         {
             "group": groups,
@@ -997,14 +549,6 @@ def explain_lead(
         else None
     )
     return table, fig
-
-
-def _scalar(v: Any) -> Any:
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def _waterfall(
@@ -1078,3 +622,93 @@ def _waterfall(
         ax.set_xlabel("raw model log-odds (isotonic calibration: probability in the title)")
     ax.set_title(title, fontsize=10)
     return fig
+
+
+# --- flat-table mode -------------------------------------------------------------------------
+
+
+def build_flat_features(table: pd.DataFrame, model: StageModel) -> pd.DataFrame:
+    """The model's features frame for a flat table: the stored cleaning plan, then the spec's
+    columns, dtypes and category levels (index reset). :func:`score_flat` scores this frame."""
+    if model.metadata.get("mode") != "flat":
+        raise FlatDataError(
+            f"model {model.label!r} was trained in event mode ({model.transition!r}); score it "
+            "with `leadml score --data DIR`, not --table"
+        )
+    plan = FlatCleaning.from_dict(model.metadata["cleaning"])
+    return model_frame(plan.apply(table), model.spec).reset_index(drop=True)
+
+
+def score_flat(
+    table: pd.DataFrame,
+    model: StageModel,
+    config: LeadMLConfig | None = None,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    engine: str | None = None,
+) -> pd.DataFrame:
+    """Score and explain a flat table with a flat-mode model, in the scores-file contract.
+
+    The table is cleaned with the plan stored in the model (same placeholders, spellings and
+    columns as in training); extra columns are ignored.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per lead, in the training export's layout (the target may be absent).
+    model : StageModel
+        A flat-mode model (``FlatLeadScorer().fit(...).model_``, a bundle or an MLflow model).
+    config : LeadMLConfig, optional
+        ``explain``: reasons per sign, engine and threads.
+    as_of : timestamp or str, optional
+        The instant the scores refer to (default now, UTC, to the second).
+    engine : str, optional
+        Overrides ``config.explain.engine``.
+
+    Returns
+    -------
+    DataFrame
+        :data:`~leadml.serve.contract.FLAT_COLUMNS` sorted by score, then lead_id. ``lead_id``
+        is the training id column when present (else a ``lead_id`` column, else the row
+        number); ``attrs`` hold the file metadata (:func:`~leadml.serve.contract.scores_attrs`).
+    """
+    cfg = config or LeadMLConfig()
+    ts = to_as_of(as_of)
+    X = build_flat_features(table, model)
+    p = model.probability(X)
+    id_column = model.metadata.get("id_column")
+    if id_column and id_column in table.columns:
+        ids = table[id_column].to_numpy()
+    elif "lead_id" in table.columns:
+        ids = table["lead_id"].to_numpy()
+    else:
+        ids = np.arange(len(table))
+    head = pd.DataFrame(
+        {
+            "lead_id": ids,
+            "as_of": np.full(len(ids), ts.to_datetime64(), dtype="datetime64[ns]"),
+            "probability": p,
+            "score": model.to_score(p),
+            "tier": model.tier(p),
+            "model_version": model_version(model),
+        }
+    )
+    order = call_order(head)
+    ex = cfg.explain
+    why = explain_reasons(
+        model,
+        X.iloc[order],
+        engine=engine or ex.engine,
+        n_positive=ex.n_positive,
+        n_negative=ex.n_negative,
+        n_threads=ex.n_threads,
+    )
+    out = head.iloc[order].reset_index(drop=True)
+    out["reasons"] = pd.Series(why, dtype=object)
+    out = out[list(FLAT_COLUMNS)]
+    out.attrs.update(
+        scores_attrs(
+            {model.transition: model}, ts, skipped={}, row_group_size=cfg.scoring.chunk_size
+        )
+    )
+    return out

@@ -81,9 +81,11 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 
+from leadml._io import check_target, exists_error
 from leadml.config import ColumnsConfig, FeaturesConfig, LeadMLConfig
 from leadml.data.contracts import CRMData
 from leadml.data.features import FeatureSpec, to_categorical
+from leadml.funnel import tier_counts, to_as_of
 
 try:
     from pyspark.sql import DataFrame, SparkSession
@@ -95,7 +97,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     ) from e
 
 if TYPE_CHECKING:
-    from leadml.model.training import StageModel
+    from leadml.model.stage import StageModel
 
 __all__ = [
     "DEFAULT_MASTER",
@@ -576,18 +578,6 @@ def build_features_spark(
     return _cogroup(left, _event_side(events, c, id_type), c, n, task, schema)
 
 
-def _as_of(as_of: pd.Timestamp | str | None) -> pd.Timestamp:
-    # The local scorer's rule: default now (UTC), aware instants converted to naive UTC, floored
-    # to the second.
-    try:
-        ts = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
-    except ValueError as e:
-        raise ValueError(f"--as-of {as_of!r} is not a date or timestamp (e.g. 2025-03-01)") from e
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.floor("s")
-
-
 def _known_before(
     leads: DataFrame,
     events: DataFrame,
@@ -650,7 +640,7 @@ def build_scoring_set_spark(
     c = cfg.columns
     _check_tables(leads, events, stage_changes, c)
     n = _partitions(leads.sparkSession, partitions)
-    ts = _as_of(as_of)
+    ts = to_as_of(as_of)
     leads, events, stage_changes = _known_before(leads, events, stage_changes, c, ts)
     lead_columns = tuple(col for col in spec.fit_columns if col in leads.columns)
     id_type = leads.schema[c.lead_id].dataType
@@ -677,7 +667,7 @@ def _bundle_payload(models: Mapping[str, StageModel]) -> dict[str, dict[str, byt
     """Each model as its bundle files (what :func:`leadml.model.bundle.save_bundle` writes), with the
     model version pinned so executors report the version of the model passed here."""
     from leadml.model.bundle import save_bundle
-    from leadml.serve.scoring import model_version
+    from leadml.serve.contract import model_version
 
     payload: dict[str, dict[str, bytes]] = {}
     with tempfile.TemporaryDirectory(prefix="leadml-bundle-") as tmp:
@@ -720,7 +710,7 @@ def score_spark(
     changes up to it) are shuffled. Raises ``ValueError`` when nobody exists yet at ``as_of``
     (this runs one small job over the leads).
     """
-    from leadml.serve.scoring import DISPLAY_COLUMNS
+    from leadml.serve.contract import DISPLAY_COLUMNS
 
     cfg = config or LeadMLConfig()
     c = cfg.columns
@@ -729,7 +719,7 @@ def score_spark(
     _check_tables(leads, events, stage_changes, c)
     spark = leads.sparkSession
     n = _partitions(spark, partitions)
-    ts = _as_of(as_of)
+    ts = to_as_of(as_of)
     _check_anyone_exists(leads, c, ts)
     leads, events, stage_changes = _known_before(leads, events, stage_changes, c, ts)
 
@@ -902,11 +892,56 @@ def load_crm_spark(
     return leads, events, stage_changes
 
 
+def _skipped(
+    leads: DataFrame,
+    stage_changes: DataFrame,
+    c: ColumnsConfig,
+    ts: pd.Timestamp,
+    models: Mapping[str, StageModel],
+) -> dict[str, int]:
+    """The local scorer's ``skipped`` counts, computed on Spark: leads not created yet, and the
+    stage at ``ts`` (the last change at or before it, later rows winning ties as in
+    :func:`leadml.data.timeline.stage_at`) of those that exist but are not scored."""
+    from leadml.funnel import SOURCE_STAGE, TRANSITIONS
+    from leadml.serve.contract import SKIP_LABELS
+
+    text = ts.strftime("%Y-%m-%d %H:%M:%S")
+    created = F.col(c.created_at) < F.lit(text).cast(leads.schema[c.created_at].dataType)
+    not_created = leads.filter(~created).count()
+    changed = F.col(c.changed_at) <= F.lit(text).cast(stage_changes.schema[c.changed_at].dataType)
+    last = (
+        stage_changes.filter(changed)
+        .withColumn(_ROW, F.monotonically_increasing_id())
+        .groupBy(c.lead_id)
+        .agg(
+            F.max_by(
+                F.lower(F.trim(F.col(c.stage).cast("string"))),
+                F.struct(F.col(c.changed_at), F.col(_ROW)),
+            ).alias(_STAGE)
+        )
+    )
+    alive = leads.filter(created).select(c.lead_id).join(last, c.lead_id, "left")
+    counts = {
+        r[_STAGE]: int(r["count"])
+        for r in alive.select(F.coalesce(F.col(_STAGE), F.lit("lead")).alias(_STAGE))
+        .groupBy(_STAGE)
+        .count()
+        .collect()
+    }
+    skipped = {"not created yet": int(not_created)}
+    for stage, label in SKIP_LABELS.items():
+        skipped[label] = counts.get(stage, 0)
+    for t in TRANSITIONS:
+        if t not in models:
+            skipped[f"no {t} model given"] = counts.get(SOURCE_STAGE[t], 0)
+    return skipped
+
+
 def run_score_spark(
     data_dir: str,
     as_of: str | None,
     out: str,
-    models: Mapping[str, StageModel] | Sequence[str] | None = None,
+    models: Mapping[str, StageModel],
     overwrite: bool = False,
     config: LeadMLConfig | None = None,
     master: str | None = None,
@@ -922,34 +957,28 @@ def run_score_spark(
     (:func:`leadml.serve.scoring.write_scores`: sorted, atomic, Parquet or CSV by extension), so the
     scores must fit in the driver's memory (about 1 kB per lead).
 
-    ``models``: ``--model`` values (bundle paths or MLflow URIs, see
-    :func:`leadml.serve.scoring.load_models`; default the champions) or loaded models. ``master``: see
+    ``models``: the loaded stage models (:func:`leadml.jobs.load_models` reads ``--model``
+    values and the registry's champions). ``master``: see
     :func:`resolve_master`. ``partitions``: ``spark.partitions`` of the config, else
     ``spark.sql.shuffle.partitions``. Returns a one-paragraph summary for the CLI.
     """
-    from leadml.serve.scoring import load_models, model_version, write_scores
+    from leadml.serve.contract import model_version, scores_attrs, write_scores
 
     cfg = config or LeadMLConfig()
     t0 = time.perf_counter()
     directory = out.endswith("/")
-    ts = _as_of(as_of)
+    ts = to_as_of(as_of)
     if not directory and _is_uri(out):
         raise ValueError(
             f"--out {out!r}: a single scores file is written on this machine; end --out with '/' "
             "to have Spark write a Parquet directory there"
         )
-    if not directory and Path(out).exists() and not overwrite:
-        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
-    if models is None or (not isinstance(models, Mapping)):
-        from leadml.tracking import set_tracking_uri
-
-        set_tracking_uri(cfg.tracking.tracking_uri)
-        loaded = load_models(list(models or []) or None, prefix=cfg.tracking.model_name_prefix)
-    else:
-        loaded = dict(models)
+    if not directory:
+        check_target(out, overwrite)
+    loaded = dict(models)
     spark = get_spark(resolve_master(master, cfg))
     if directory and _exists(spark, out) and not overwrite:
-        raise FileExistsError(f"{out!r} already exists; pass --overwrite to replace it")
+        raise exists_error(out)
     leads, events, stage_changes = load_crm_spark(spark, data_dir, cfg.columns)
     n = partitions or cfg.spark.partitions
     scored = score_spark(leads, events, stage_changes, ts, loaded, config=cfg, partitions=n)
@@ -962,9 +991,10 @@ def run_score_spark(
         total = sum(counts.values())
     else:
         scores = collect_scores(scored)
-        next_model = loaded.get("prospect") or next(iter(loaded.values()))
-        scores.attrs["tier_info"] = next_model.metadata.get("tier_info", {})
-        scores.attrs["model_versions"] = ", ".join(model_version(m) for m in loaded.values())
+        skipped = _skipped(leads, stage_changes, cfg.columns, ts, loaded)
+        scores.attrs.update(
+            scores_attrs(loaded, ts, skipped=skipped, row_group_size=cfg.scoring.chunk_size)
+        )
         write_scores(
             scores,
             out,
@@ -974,7 +1004,7 @@ def run_score_spark(
         )
         counts = scores["tier"].value_counts().to_dict()
         total = len(scores)
-    tiers = ", ".join(f"{t}={int(counts.get(t, 0)):,}" for t in "ABCD")
+    tiers = tier_counts(counts)
     where = spark.sparkContext.master
     return (
         f"scored {total:,} leads as of {ts} (tiers {tiers}) on Spark ({where}) in "

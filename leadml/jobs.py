@@ -1,0 +1,289 @@
+"""What each CLI command runs: load, train or score, track, write, and say what happened.
+
+The layer above the package's building blocks: it is the only place (with the notebook
+estimator, :mod:`leadml.estimator`) that combines the registry (:mod:`leadml.tracking`) with
+training and scoring, so neither of those needs to know MLflow exists. Each ``run_*`` function
+returns the text the command prints; user mistakes raise ``ValueError`` subclasses,
+``FileExistsError`` or ``FileNotFoundError`` before anything is written.
+
+Models (``--model``)
+    ``PATH_OR_URI`` (a bundle directory, a downloaded MLflow model directory or an MLflow model
+    URI such as ``models:/leadml-prospect@champion``; the transition is read from the model) or
+    ``prospect=PATH_OR_URI`` / ``opportunity=PATH_OR_URI`` (checked against the model). Give it
+    once per model. Default: the ``champion`` alias of ``leadml-prospect`` and
+    ``leadml-opportunity`` in the MLflow registry.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from leadml._io import check_target
+from leadml.config import LeadMLConfig
+from leadml.data.contracts import CRMData, load_crm, read_table
+from leadml.data.flat import FlatDataError
+from leadml.funnel import TRANSITIONS, tier_counts, to_as_of
+from leadml.model.bundle import BundleError, load_bundle, save_bundle
+from leadml.model.stage import StageModel
+from leadml.model.training import TrainResult, train, train_flat
+from leadml.serve.contract import ScoringError, model_version, output_format, write_scores
+from leadml.serve.scoring import score_flat, score_to_file
+
+__all__ = [
+    "load_models",
+    "load_stage_model",
+    "parse_model_specs",
+    "run_score",
+    "run_score_flat",
+    "run_train_flat",
+    "train_and_track",
+    "train_and_track_flat",
+]
+
+_SPEC = re.compile(r"^(prospect|opportunity)=(.+)$")
+
+
+def parse_model_specs(specs: Sequence[str]) -> list[tuple[str | None, str]]:
+    """Split ``--model`` values into ``(transition or None, path_or_uri)``.
+
+    Examples
+    --------
+    >>> parse_model_specs(["models:/leadml-prospect@champion", "opportunity=bundles/opp"])
+    [(None, 'models:/leadml-prospect@champion'), ('opportunity', 'bundles/opp')]
+    """
+    out: list[tuple[str | None, str]] = []
+    for item in specs:
+        text = str(item).strip()
+        if not text:
+            raise ScoringError("--model '': expected a bundle path or an MLflow model URI")
+        m = _SPEC.match(text)
+        out.append((m[1], m[2]) if m else (None, text))
+    return out
+
+
+def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> StageModel:
+    """Load one stage model: a bundle directory (also inside a downloaded MLflow model) without
+    importing MLflow, or an MLflow model URI (``models:/leadml-prospect@champion``,
+    ``models:/leadml-prospect/3``, ``runs:/<id>/model``) through :mod:`leadml.tracking`."""
+    text = str(target)
+    local = Path(text)
+    if local.exists():
+        pyfunc_layout = local / "artifacts" / "bundle"
+        return load_bundle(pyfunc_layout if pyfunc_layout.is_dir() else local)
+    if ":/" not in text:
+        raise BundleError(
+            f"--model {text!r} is neither an existing bundle directory nor an MLflow model URI "
+            "(e.g. models:/leadml-prospect@champion)"
+        )
+    # Imported here, not above: MLflow takes seconds to import and local bundles never need it.
+    from leadml import tracking
+
+    tracking.set_tracking_uri(tracking_uri)
+    return tracking.load_registered_model(text)
+
+
+def load_models(
+    specs: Sequence[str] | None = None,
+    prefix: str = "leadml",
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, StageModel]:
+    """Load the stage models named by ``--model`` values (module docs), keyed by transition.
+
+    Parameters
+    ----------
+    specs : sequence of str, optional
+        ``PATH_OR_URI`` or ``prospect=PATH_OR_URI`` / ``opportunity=PATH_OR_URI``. Default: the
+        ``champion`` alias of ``<prefix>-prospect`` and ``<prefix>-opportunity``.
+    prefix : str
+        Registered model name prefix (``tracking.model_name_prefix``).
+    tracking_uri : str, optional
+        ``tracking.tracking_uri``; ``$MLFLOW_TRACKING_URI`` wins when set.
+    """
+    wanted = (
+        parse_model_specs(specs)
+        if specs
+        else [(t, f"models:/{prefix}-{t}@champion") for t in TRANSITIONS]
+    )
+    models: dict[str, StageModel] = {}
+    for key, target in wanted:
+        m = load_stage_model(target, tracking_uri)
+        if m.transition not in TRANSITIONS:
+            raise ScoringError(
+                f"--model {target!r} is a {m.transition!r} model; expected a prospect or "
+                "opportunity stage model (flat-table models score with --table)"
+            )
+        if key is not None and m.transition != key:
+            raise ScoringError(
+                f"--model {key}={target}: that model predicts {m.transition!r}, not {key!r}; "
+                f"write {m.transition}={target}"
+            )
+        if m.transition in models:
+            raise ScoringError(
+                f"--model: two {m.transition!r} models given ({target!r} is the second); give "
+                "one model per transition"
+            )
+        if "model_version" not in m.metadata and target.startswith("models:/"):
+            m.metadata["model_version"] = target.removeprefix("models:/")
+        models[m.transition] = m
+    return models
+
+
+def run_score(
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    as_of: str | None = None,
+    model_specs: Sequence[str] = (),
+    fmt: str | None = None,
+    overwrite: bool = False,
+    config: LeadMLConfig | None = None,
+    engine: str | None = None,
+    progress: bool | None = None,
+) -> str:
+    """The ``leadml score`` job: check the target, load models and data, score in chunks
+    straight into the file, and return a summary for the terminal.
+
+    Parameters mirror the command's options (module docs); ``model_specs`` are ``--model``
+    values. Errors a user can fix raise ``ValueError`` subclasses, ``FileExistsError`` or
+    ``FileNotFoundError`` before anything is written.
+    """
+    t0 = time.perf_counter()
+    cfg = config or LeadMLConfig()
+    path = Path(out)
+    check_target(path, overwrite, must_be_file=True)
+    kind = output_format(path, fmt, cfg.scoring.format)
+    if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
+        raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
+    ts = to_as_of(as_of)  # a bad --as-of fails before the slow parts
+    models = load_models(
+        model_specs or None,
+        prefix=cfg.tracking.model_name_prefix,
+        tracking_uri=cfg.tracking.tracking_uri,
+    )
+    data = load_crm(data_dir, columns=cfg.columns)
+    job = score_to_file(data, ts, models, path, kind, cfg, engine=engine, progress=progress)
+    tier_text = tier_counts(job.head["tier"])
+    skipped = ", ".join(f"{v:,} {k}" for k, v in job.skipped.items() if v) or "none"
+    versions = ", ".join(f"{t} {model_version(m)}" for t, m in job.models.items())
+    return (
+        f"scored {len(job.head):,} leads as of {job.as_of} (tiers {tier_text}) in "
+        f"{time.perf_counter() - t0:.1f}s -> {path}\n"
+        f"skipped: {skipped}\n"
+        f"models: {versions}"
+    )
+
+
+def _read_any(path: str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise FlatDataError(f"table {path!r} does not exist; pass a .csv or .parquet file")
+    return read_table(path)
+
+
+def run_train_flat(
+    table: str,
+    target: str,
+    *,
+    id_column: str | None = None,
+    drop: Iterable[str] = (),
+    time_column: str | None = None,
+    order_column: str | None = None,
+    allow_columns: Iterable[str] = (),
+    model_dir: str | None = None,
+    config: LeadMLConfig | None = None,
+    track: bool = True,
+    force: bool = False,
+) -> str:
+    """``leadml train --table``: train, save the bundle (and track), return the text to print.
+
+    The bundle goes to ``<model_dir or models>/flat-<target>`` (replaced if it exists).
+    """
+    result = train_and_track_flat(
+        _read_any(table),
+        target,
+        id_column=id_column,
+        drop=drop,
+        time_column=time_column,
+        order_column=order_column,
+        allow_columns=allow_columns,
+        config=config,
+        track=track,
+        force=force,
+    )
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower() or "model"
+    path = save_bundle(result.model, Path(model_dir or "models") / f"flat-{slug}", overwrite=True)
+    uri = result.tracking.get("model_uri") if result.tracking else None
+    return (
+        f"{result.report()}\n\nbundle: {path}\n"
+        f"score with: leadml score --table FILE --model {uri or path} --out scores.csv"
+    )
+
+
+def run_score_flat(
+    table: str,
+    model: str,
+    out: str,
+    *,
+    overwrite: bool = False,
+    config: LeadMLConfig | None = None,
+    as_of: str | None = None,
+) -> str:
+    """``leadml score --table``: score a flat table into the scores-file contract (sorted by
+    score, ``as_of`` and ``model_version`` included; CSV or Parquet by extension), atomically,
+    and return a one-line summary."""
+    cfg = config or LeadMLConfig()
+    path = check_target(out, overwrite, must_be_file=True)
+    suffix = path.suffix.lower()
+    if suffix not in {".csv", ".parquet", ".pq"}:
+        raise FlatDataError(f"--out {out!r}: expected a .csv or .parquet file name")
+    m = load_stage_model(model, cfg.tracking.tracking_uri)
+    scores = score_flat(_read_any(table), m, cfg, as_of=as_of)
+    ex = cfg.explain
+    write_scores(scores, path, overwrite=overwrite, n_reasons=ex.n_positive + ex.n_negative)
+    return f"scored {len(scores):,} leads (tiers {tier_counts(scores['tier'])}) -> {out}"
+
+
+def _track(result: TrainResult, force: bool) -> dict[str, Any]:
+    from leadml import tracking  # MLflow: imported only when a run is tracked
+
+    return tracking.log_training_run(result, force=force)
+
+
+def train_and_track(
+    data: CRMData,
+    transition: str,
+    config: LeadMLConfig | None = None,
+    *,
+    track: bool = True,
+    force: bool = False,
+) -> TrainResult:
+    """:func:`leadml.model.training.train`, then (with ``track``) log the run to MLflow,
+    register the model and apply the champion gate (``force`` overrides it)."""
+    result = train(data, transition, config)
+    if track:
+        result.tracking = _track(result, force)
+    return result
+
+
+def train_and_track_flat(
+    table: pd.DataFrame,
+    target: str,
+    *,
+    config: LeadMLConfig | None = None,
+    track: bool = True,
+    force: bool = False,
+    **options: Any,
+) -> TrainResult:
+    """:func:`leadml.model.training.train_flat` (``options`` are its keyword arguments), then
+    (with ``track``) the same MLflow run, registration (``leadml-flat``) and champion gate as
+    the event mode."""
+    result = train_flat(table, target, config=config, **options)
+    if track:
+        result.tracking = _track(result, force)
+    return result
