@@ -366,3 +366,189 @@ def test_docstring_states_the_simulated_hazards() -> None:
     base, slope = synthetic._RECYCLE
     assert f"{base} * exp({slope} fit) * intent_14d" in doc
     assert f"and {synthetic._HIGH_BETA} for the high-intent types" in doc
+
+
+# --- drift ---------------------------------------------------------------------------------------
+
+DRIFT_LEADS = 4000
+
+
+@pytest.fixture(scope="module")
+def drifting() -> CRMData:
+    return make_crm(n_leads=DRIFT_LEADS, seed=SEED, drift=1.0)
+
+
+@pytest.fixture(scope="module")
+def steady() -> CRMData:
+    """The same leads as ``drifting`` in a world that does not change."""
+    return make_crm(n_leads=DRIFT_LEADS, seed=SEED)
+
+
+def _next_moves(data: CRMData, stage: str, to: str, window_days: int) -> pd.DataFrame:
+    """One row per lead that entered ``stage`` (its first entry) early enough for ``window_days``
+    after it to lie inside the period: whether its next change was to ``to`` within them, the
+    months it spent in ``stage`` within them, the time fraction ``u`` of the entry, and the
+    lead's columns."""
+    stages = data.stage_changes
+    entered = stages[stages["stage"] == stage].groupby("lead_id")["changed_at"].first()
+    later = stages.merge(entered.rename("entered"), left_on="lead_id", right_index=True)
+    following = later[later["changed_at"] > later["entered"]].groupby("lead_id").first()
+    left_at = following["changed_at"].reindex(entered.index)
+    horizon = pd.Timedelta(days=window_days)
+    inside = left_at - entered <= horizon
+    moved = following["stage"].reindex(entered.index).eq(to) & inside
+    until = left_at.where(inside, entered + horizon)
+    out = pd.DataFrame(
+        {
+            "moved": moved,
+            "months": (until - entered) / pd.Timedelta(days=30),
+            "u": (entered - START) / (END - START),
+        }
+    ).join(data.leads.set_index("lead_id"))
+    return out[entered + horizon <= END]
+
+
+def _rate(frame: pd.DataFrame) -> float:
+    """Moves per month at risk."""
+    return float(frame["moved"].sum() / frame["months"].sum())
+
+
+def _quarter_rates(data: CRMData, stage: str, to: str) -> tuple[float, float]:
+    """Monthly ``stage -> to`` rates in the first 30 days after entering ``stage``, of leads that
+    entered it in the first and in the last quarter of the period."""
+    moves = _next_moves(data, stage, to, 30)
+    return _rate(moves[moves["u"] < 0.25]), _rate(moves[moves["u"] >= 0.75])
+
+
+def test_drift_zero_is_the_output_without_drift(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        {"n_leads": 600, "seed": 0},
+        {"n_leads": 300, "seed": 5},
+        {"n_leads": 50, "seed": 1, "start": "2024-03-01T12:00:00+01:00", "end": "2024-03-20"},
+    ]
+    for kwargs in cases:
+        plain = make_crm(**kwargs)  # type: ignore[arg-type]
+        for zero in (0.0, 0, np.float64(0.0)):
+            same = make_crm(**kwargs, drift=zero)  # type: ignore[arg-type]
+            for name in ("leads", "events", "stage_changes"):
+                a, b = getattr(plain, name), getattr(same, name)
+                pd.testing.assert_frame_equal(a, b, check_exact=True)
+                assert a.equals(b), (kwargs, zero, name)
+    # Several blocks, each with its own random stream.
+    monkeypatch.setattr(synthetic, "_BLOCK", 128)
+    plain, same = make_crm(n_leads=400, seed=2), make_crm(n_leads=400, seed=2, drift=0.0)
+    for name in ("leads", "events", "stage_changes"):
+        assert getattr(plain, name).equals(getattr(same, name)), name
+
+
+@pytest.mark.parametrize("drift", [-0.1, 1.01, float("nan"), float("inf"), "0.5", None, True])
+def test_bad_drift_is_rejected(drift: object) -> None:
+    with pytest.raises(ValueError, match=r"drift must be a finite number from 0 to 1, got "):
+        make_crm(n_leads=10, drift=drift)  # type: ignore[arg-type]
+
+
+def test_drift_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        make_crm(10, 0, "2024-01-01", "2025-06-30", 0.5)  # type: ignore[call-arg]
+
+
+def test_drift_keeps_the_tables_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(synthetic, "_BLOCK", 128)
+    data = make_crm(n_leads=500, seed=4, drift=1.0)
+    validate(data.leads, data.events, data.stage_changes)
+    stages = data.stage_changes
+    same_lead = stages["lead_id"].eq(stages["lead_id"].shift())
+    pairs = set(zip(stages["stage"].shift()[same_lead], stages["stage"][same_lead], strict=True))
+    assert pairs <= LEGAL, pairs - LEGAL
+    assert (stages["changed_at"].diff()[same_lead] > pd.Timedelta(0)).all()
+    for stamps in (data.events["occurred_at"], stages["changed_at"]):
+        assert stamps.min() >= START and stamps.max() < END
+
+
+def test_drift_raises_the_base_rate_over_the_period(drifting: CRMData, steady: CRMData) -> None:
+    early, late = _quarter_rates(drifting, "lead", "prospect")
+    assert late >= 3.0 * early, (early, late)
+    # Without drift new leads are promoted about as fast late as early.
+    early, late = _quarter_rates(steady, "lead", "prospect")
+    assert 0.6 * early <= late <= 1.6 * early, (early, late)
+
+
+def test_drift_factor_is_the_documented_hazard_ratio() -> None:
+    # The simulation multiplies the drift-free hazard by _Drift.factor; check that the product
+    # is the documented formula for both drifting promotions, and 1 for every other stage.
+    period = synthetic._Period.from_bounds(START, END)
+    rng = np.random.default_rng(0)
+    n, drift = 50, 0.8
+    fit = rng.normal(0.0, 0.9, n)
+    industry = rng.integers(len(synthetic.INDUSTRIES), size=n)
+    e_ind = np.array([FIT_EFFECTS["industry"][name] for name in synthetic.INDUSTRIES])[industry]
+    d = synthetic._Drift.for_block(drift, period, 0, period.n_days, fit, industry)
+    assert d.u[0] < 0.01 and d.u[-1] > 0.99 and np.all(np.diff(d.u) > 0)  # noon of each day
+    intent = rng.integers(0, 12, size=(n, period.n_days))
+    leads = np.arange(n)
+    c, r, g = synthetic._DRIFT_FIT, synthetic._DRIFT_INDUSTRY, synthetic._DRIFT_INTENT
+    u = d.u[None, :]
+    fit_u = (1 - c * drift * u) * (fit - e_ind)[:, None] + (1 - r * drift * u) * e_ind[:, None]
+    promotions = {
+        synthetic._LEAD: synthetic._TO_PROSPECT,
+        synthetic._PROSPECT: synthetic._TO_OPPORTUNITY,
+    }
+    for (code, (base, slope, power)), growth in zip(
+        promotions.items(), synthetic._DRIFT_BASE, strict=True
+    ):
+        documented = (
+            base
+            * np.exp(growth * drift * u + slope * fit_u)
+            * (1 + intent) ** (power * (1 + g * drift * u))
+        )
+        today = base * np.exp(slope * fit)[:, None] * (1 + intent) ** power
+        factor = d.factor(leads, np.full(n, code), intent)
+        np.testing.assert_allclose(today * factor, documented, rtol=1e-12)
+    for code in (synthetic._OPPORTUNITY, synthetic._DISQUALIFIED):
+        assert (d.factor(leads, np.full(n, code), intent) == 1.0).all()
+
+
+def test_drift_turns_the_best_industry_into_a_laggard(drifting: CRMData, steady: CRMData) -> None:
+    effects = FIT_EFFECTS["industry"]
+    best = max(effects, key=effects.__getitem__)
+    assert best == "software"
+
+    def log_ratio(data: CRMData, lo: float, hi: float) -> float:
+        moves = _next_moves(data, "lead", "prospect", 60)
+        part = moves[(moves["u"] >= lo) & (moves["u"] < hi)]
+        is_best = part["industry"] == best
+        return float(np.log(_rate(part[is_best]) / _rate(part[~is_best])))
+
+    # The effect of being a software lead, measured on leads of the first and the last third.
+    early, late = log_ratio(drifting, 0, 1 / 3), log_ratio(drifting, 2 / 3, 1)
+    assert early > 0 > late and early - late > 0.3, (early, late)
+    early, late = log_ratio(steady, 0, 1 / 3), log_ratio(steady, 2 / 3, 1)
+    assert early > 0.1 and late > 0.1, (early, late)
+
+
+def test_drift_is_deterministic(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_crm(make_crm(n_leads=300, seed=5, drift=0.7), first)
+    write_crm(make_crm(n_leads=300, seed=5, drift=0.7), second)
+    for name in ("leads.parquet", "events.parquet", "stage_changes.parquet"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+    drifted = load_crm(first)
+    plain = make_crm(n_leads=300, seed=5)
+    pd.testing.assert_frame_equal(drifted.leads, plain.leads)  # the same leads...
+    assert not drifted.stage_changes.equals(plain.stage_changes)  # ...in a changing world
+
+
+def test_docstring_states_the_drift() -> None:
+    doc = synthetic.__doc__ or ""
+    for (base, slope, power), growth in zip(
+        (synthetic._TO_PROSPECT, synthetic._TO_OPPORTUNITY), synthetic._DRIFT_BASE, strict=True
+    ):
+        formula = f"{base} * exp({growth} D u + {slope} fit_u) * (1 + intent_14d) ** ({power} g_u)"
+        assert formula in doc, formula
+    fit_u = (
+        f"fit_u = (1 - {synthetic._DRIFT_FIT} D u) * (fit - e_ind)"
+        f" + (1 - {synthetic._DRIFT_INDUSTRY} D u) * e_ind"
+    )
+    assert fit_u in doc
+    assert f"g_u   = 1 + {synthetic._DRIFT_INTENT} D u" in doc
+    assert f"fit - {synthetic._DRIFT_INDUSTRY} D u_c e_ind" in doc

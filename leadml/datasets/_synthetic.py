@@ -71,11 +71,45 @@ Stage changes
     Among leads in stage ``lead``, those with a high-intent event in the last 14 days reach
     prospect within 30 days about four times as often as the others.
 
+Drift
+    ``make_crm(..., drift=D)`` with ``0 < D <= 1`` makes the world change over the period; with
+    ``D = 0`` (the default) everything above holds as stated and the output is bit for bit the
+    same as without the argument. Let ``u = (t - start) / (end - start)`` be the time fraction
+    of a day's noon (UTC), clipped to [0, 1], and ``e_ind`` the lead's industry effect
+    (``FIT_EFFECTS["industry"]``, a part of ``fit``). Then, on a day with time fraction ``u``::
+
+        lead to prospect:        0.00015 * exp(3.0 D u + 1.0 fit_u) * (1 + intent_14d) ** (1.8 g_u)
+        prospect to opportunity: 0.0015 * exp(1.5 D u + 0.8 fit_u) * (1 + intent_14d) ** (1.0 g_u)
+
+        fit_u = (1 - 0.6 D u) * (fit - e_ind) + (1 - 2.0 D u) * e_ind
+        g_u   = 1 + 0.4 D u
+
+    At ``u = 0`` this is the table above. In words, at ``D = 1``: the base rates rise (lead to
+    prospect 20-fold over the period, prospect to opportunity 4.5-fold); firmographics matter
+    less (the weight of fit without industry falls to 0.4); behaviour matters more (the intent
+    exponents grow by 40%, 1.8 to 2.52 for lead to prospect); and the industries turn around:
+    the industry weight ``1 - 2 D u`` crosses zero mid-period and reaches -1, so software, the
+    best industry at the start, is the worst at the end and non-profits the best. With smaller
+    ``D`` everything moves proportionally less (at ``D = 0.5`` the industry effects fade to zero
+    by the end without turning). The latent interest follows the industries: its baseline uses
+    ``fit - 2.0 D u_c e_ind`` instead of ``fit``, with ``u_c`` the lead's creation time fraction.
+    Opportunity to customer, the exits down and recycles do not drift. Calendar time is known
+    in advance, so the hazards still use nothing but the past. The funnel grows accordingly:
+    at ``D = 1`` about half of the leads reach prospect and a third opportunity.
+
+    Measured on the output (4,000 leads, 8 seeds; promotions to prospect per lead-month in the
+    first 30 days after creation), leads created in the last quarter of the period are promoted
+    0.9 (D = 0: noise around 1), 2.1 (D = 0.5) and 4.4 (D = 1) times as fast as those created
+    in the first quarter. At ``D = 1`` software leads are promoted (per lead-month in their
+    first 60 days) about 1.3 times as fast as other leads in the first third of the period and
+    0.7 times as fast in the last third.
+
 Determinism
     One seed gives identical tables (and byte-identical Parquet files on one machine). Leads are
     simulated in fixed blocks of 4,096, each with its own random stream derived from the seed
     with :class:`numpy.random.SeedSequence`, so results never depend on how the work is
-    scheduled. About 1.5 minutes per million leads on one core.
+    scheduled. About 1.5 minutes per million leads on one core (about a fifth more with
+    ``drift``, where more leads move through the funnel).
 
 Examples
 --------
@@ -243,6 +277,15 @@ _OPPORTUNITY_LOST = (0.008, -0.4, 2.0)
 _RECYCLE = (0.02, 0.3)
 _RECYCLE_AFTER_DAYS = 30
 
+# Drift (documented in the module docstring): with drift D and the time fraction u of a day, the
+# promotions lead -> prospect and prospect -> opportunity get their base hazard times exp(a D u),
+# a weight 1 - c D u on fit without its industry term, 1 - r D u on the industry term e_ind, and
+# their intent exponent times 1 + g D u. The latent interest follows the industry turn.
+_DRIFT_BASE = (3.0, 1.5)  # a of lead -> prospect and of prospect -> opportunity
+_DRIFT_FIT = 0.6  # c: the fit weight (industry aside) falls to 1 - c at the end
+_DRIFT_INDUSTRY = 2.0  # r: industry effects go from +e to (1 - r) e = -e at the end
+_DRIFT_INTENT = 0.4  # g: the intent exponents grow by 40% by the end
+
 _DISQ_REASONS = ("bad_fit", "no_budget", "not_decision_maker", "competitor")
 _LOST_REASONS = ("price", "competitor", "no_decision", "timing")
 
@@ -340,6 +383,8 @@ def make_crm(
     seed: int = 0,
     start: str | pd.Timestamp = "2024-01-01",
     end: str | pd.Timestamp = "2025-06-30",
+    *,
+    drift: float = 0.0,
 ) -> CRMData:
     """Simulate a CRM: leads, their engagement events and their stage changes.
 
@@ -352,6 +397,10 @@ def make_crm(
     start, end : str or Timestamp
         The period ``[start, end)`` (UTC; a timezone-aware value is converted). Every timestamp
         in the output falls inside it.
+    drift : float, keyword-only
+        How much the world changes over the period, from 0 (not at all: the default, and exactly
+        the output without it) to 1 (strongly): the promotion base rates rise and the drivers'
+        weights shift with calendar time, as the module docstring's *Drift* section states.
 
     Returns
     -------
@@ -364,7 +413,8 @@ def make_crm(
     Raises
     ------
     ValueError
-        If ``n_leads`` is below 1, ``seed`` is negative, or ``end`` is not after ``start``.
+        If ``n_leads`` is below 1, ``seed`` is negative, ``end`` is not after ``start``, or
+        ``drift`` is not a finite number from 0 to 1.
 
     Examples
     --------
@@ -373,17 +423,25 @@ def make_crm(
     ['lead_id', 'event_type', 'occurred_at', 'value']
     >>> bool((data.events["occurred_at"] < pd.Timestamp("2025-06-30")).all())
     True
+    >>> make_crm(n_leads=50, seed=7, drift=0.0).stage_changes.equals(data.stage_changes)
+    True
     """
     if not _is_int(n_leads) or n_leads < 1:
         raise ValueError(f"make_crm: n_leads must be a positive integer, got {n_leads!r}")
     if not _is_int(seed) or seed < 0:
         raise ValueError(f"make_crm: seed must be a non-negative integer, got {seed!r}")
+    if (
+        not isinstance(drift, numbers.Real)
+        or isinstance(drift, bool)
+        or not 0.0 <= float(drift) <= 1.0  # also rejects NaN
+    ):
+        raise ValueError(f"make_crm: drift must be a finite number from 0 to 1, got {drift!r}")
     period = _Period.from_bounds(start, end)
     n = int(n_leads)
     world = _build_world(n, int(seed), period)
 
     blocks = [
-        _simulate_block(world, period, b, min(b + _BLOCK, n), int(seed), b // _BLOCK)
+        _simulate_block(world, period, b, min(b + _BLOCK, n), int(seed), b // _BLOCK, float(drift))
         for b in range(0, n, _BLOCK)
     ]
     events = _events_frame(blocks)
@@ -732,7 +790,7 @@ _REASON_CODE = {name: i for i, name in enumerate(_REASONS)}
 
 
 def _simulate_block(
-    world: _World, period: _Period, lo: int, hi: int, seed: int, block: int
+    world: _World, period: _Period, lo: int, hi: int, seed: int, block: int, drift: float = 0.0
 ) -> _Block:
     rng = np.random.default_rng(_stream(seed, 1, block))
     n = hi - lo
@@ -761,7 +819,13 @@ def _simulate_block(
     avail[:, -1] = np.where(col0 == width - 1, np.maximum(share_hi - share_lo, 0.0), share_hi)
     avail *= _EVENT_WEEKDAY[(day + period.first_weekday) % 7].astype(np.float32)[None, :]
 
-    z = _interest(rng, fit, source, col0, width)
+    interest_fit = fit
+    if drift > 0:
+        # The industries' interest turns around with their conversion (see the docstring).
+        u_created = (created_s - period.start_s) / (period.end_s - period.start_s)
+        e_ind = _effects("industry", INDUSTRIES)[world.industry[lo:hi]]
+        interest_fit = fit - _DRIFT_INDUSTRY * drift * u_created * e_ind
+    z = _interest(rng, interest_fit, source, col0, width)
 
     rates = _type_rates(source)
     ev_row, ev_col, ev_type, ev_frac = [], [], [], []
@@ -819,8 +883,22 @@ def _simulate_block(
     seconds = np.exp(log_seconds[page] + rng.normal(0.0, 0.8, int(page.sum())))
     value[page] = np.maximum(np.round(seconds), 1.0)
 
+    drifting = None
+    if drift > 0:
+        drifting = _Drift.for_block(drift, period, d0, width, fit, world.industry[lo:hi])
     visible, st = _simulate_stages(
-        rng, period, fit, world.seniority[lo:hi], created_s, d0, width, rows, ecols, types, ev_s
+        rng,
+        period,
+        fit,
+        world.seniority[lo:hi],
+        created_s,
+        d0,
+        width,
+        rows,
+        ecols,
+        types,
+        ev_s,
+        drifting,
     )
     return _Block(
         lead_index=rows[visible] + lo,
@@ -957,13 +1035,16 @@ def _simulate_stages(
     ev_col: np.ndarray,
     ev_type: np.ndarray,
     ev_s: np.ndarray,
+    drift: _Drift | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Competing-risk stage journeys; returns which events stay visible and the stage changes.
 
     Each round moves every lead that is still in play one step: the daily hazards of its two
     exits (up and down) are integrated from its stage entry and compared with Exp(1) draws. The
     hazards read event counts as they are visible at that point (nurture-only while
-    disqualified), so a lead's journey and its event stream stay consistent.
+    disqualified), so a lead's journey and its event stream stay consistent. With ``drift`` the
+    promotion hazards are also multiplied by its calendar-time factor; without it nothing at all
+    changes (not one operation), so drift 0 is the old output bit for bit.
     """
     n = fit.size
     weights = np.zeros(len(EVENT_TYPES))
@@ -1012,10 +1093,14 @@ def _simulate_stages(
         intent, stale = _recent_activity(active, n, width, ev_row, ev_col, ev_w, visible)
         stale &= cols[None, :] >= (entry_col + STALE_WINDOW_DAYS)[:, None]
 
+        drift_factor = None if drift is None else drift.factor(active, s, intent)
         intent += (_INTENT_ROW[s] * (_INTENT_CAP + 1))[:, None]
         up = np.take(_INTENT_FACTOR.ravel(), intent)
         del intent
         up *= (up_base[s] * np.exp(up_slope[s] * f))[:, None]
+        if drift_factor is not None:
+            up *= drift_factor
+            del drift_factor
         down = stale * (down_base[s] * down_stale[s] * np.exp(down_slope[s] * f))[:, None]
         down += (down_base[s] * np.exp(down_slope[s] * f))[:, None]
 
@@ -1093,6 +1178,55 @@ _INTENT_FACTOR = np.stack(
         np.arange(_INTENT_CAP + 1, dtype=np.float64),
     ]
 )
+
+
+@dataclass(frozen=True)
+class _Drift:
+    """The calendar-time part of the promotion hazards of one block (see the module docstring).
+
+    For lead ``i`` in stage ``lead`` or ``prospect`` on grid day ``j`` the factor that turns the
+    drift-free hazard into the drifting one is ``exp(u_j * (slope_i + power * g * D * log(1 +
+    intent_ij)))`` with ``slope_i = D * (a - fit_slope * (c * (fit_i - e_i) + r * e_i))``, the
+    constants of that stage's promotion; 1 in every other stage.
+    """
+
+    u: np.ndarray  # time fraction of each grid day, (width,)
+    slope: np.ndarray  # per lead and stage code, (n, 6); 0 where the stage does not drift
+    intent_power: np.ndarray  # per stage code, (6,): power * g * D
+
+    @classmethod
+    def for_block(
+        cls,
+        drift: float,
+        period: _Period,
+        d0: int,
+        width: int,
+        fit: np.ndarray,
+        industry: np.ndarray,
+    ) -> _Drift:
+        # The time fraction at noon (UTC) of each grid day; the hazard is constant over a day.
+        noon_s = period.origin_s + (d0 + np.arange(width) + 0.5) * _DAY_S
+        u = np.clip((noon_s - period.start_s) / (period.end_s - period.start_s), 0.0, 1.0)
+        e_ind = _effects("industry", INDUSTRIES)[industry]
+        slope = np.zeros((fit.size, 6))
+        intent_power = np.zeros(6)
+        weights = _DRIFT_FIT * (fit - e_ind) + _DRIFT_INDUSTRY * e_ind
+        promotions = ((_LEAD, _TO_PROSPECT), (_PROSPECT, _TO_OPPORTUNITY))
+        for (code, (_, fit_slope, power)), base in zip(promotions, _DRIFT_BASE, strict=True):
+            slope[:, code] = drift * (base - fit_slope * weights)
+            intent_power[code] = power * _DRIFT_INTENT * drift
+        return cls(u=u, slope=slope, intent_power=intent_power)
+
+    def factor(self, active: np.ndarray, stage: np.ndarray, intent: np.ndarray) -> np.ndarray:
+        """The (active lead, day) factor; ``intent`` is the weighted intent count (indices)."""
+        out = np.take(_LOG1P_INTENT, intent)
+        out *= self.intent_power[stage][:, None]
+        out += self.slope[active, stage][:, None]
+        out *= self.u[None, :]
+        return np.exp(out, out=out)
+
+
+_LOG1P_INTENT = np.log1p(np.arange(_INTENT_CAP + 1, dtype=np.float64))
 
 
 def _recent_activity(
