@@ -167,14 +167,14 @@ def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
     """Flat mode on Leads.csv in three settings (see the notes the function returns)."""
     from leadml.config import LeadMLConfig
     from leadml.data.flat import RandomSplitWarning
-    from leadml.model.training import train_flat
-    from leadml.serve.scoring import build_flat_features, score_flat
     from leadml.datasets import (
         X_EDUCATION_ID,
         X_EDUCATION_ORDER,
         X_EDUCATION_TARGET,
         load_x_education,
     )
+    from leadml.model.training import train_flat
+    from leadml.serve.scoring import build_flat_features, score_flat
 
     cfg = LeadMLConfig().with_overrides({"model": {"seed": seed}})
     leads = load_x_education(path)

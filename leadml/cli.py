@@ -108,13 +108,23 @@ def validate(data_dir: str, config_path: str | None) -> None:
 @click.option("--start", default="2024-01-01", show_default=True)
 @click.option("--end", default="2025-06-30", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing tables in --out.")
+@click.option(
+    "--drift",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="How much the world changes over the period: rising base rates and shifting drivers "
+    "(0 = none, 1 = strong; see leadml.datasets.make_crm).",
+)
 @_user_errors
-def synth(out_dir: str, n_leads: int, seed: int, start: str, end: str, overwrite: bool) -> None:
+def synth(
+    out_dir: str, n_leads: int, seed: int, start: str, end: str, overwrite: bool, drift: float
+) -> None:
     """Write a synthetic CRM (leads, events, stage_changes) with documented true drivers."""
     from leadml.datasets import make_crm, write_crm
 
     t0 = time.perf_counter()
-    data = make_crm(n_leads=n_leads, seed=seed, start=start, end=end)
+    data = make_crm(n_leads=n_leads, seed=seed, start=start, end=end, drift=drift)
     write_crm(data, out_dir, overwrite=overwrite)
     s = data.summary()
     click.echo(
