@@ -134,6 +134,8 @@ class TrainingConfig(_Section):
     split_date: str | None = None
     valid_fraction: float = Field(0.3, gt=0, lt=1)
     calibration: Literal["platt", "isotonic"] = "platt"
+    # Rolling-origin backtest folds (leadml.model.backtest): choices and metrics come from them.
+    n_folds: int = Field(4, ge=1, le=12)
     tier_shares: tuple[float, float, float] = (0.1, 0.2, 0.3)
     ece_bins: int = Field(10, ge=2)
 

@@ -3,9 +3,17 @@
 Each training run logs the dumped config (params), model and baseline metrics, the evaluation plots,
 the bundle directory and an MLflow **pyfunc** model whose ``predict`` returns the batch scorer's
 columns. The model is registered as ``leadml-<transition>``; the ``champion`` alias moves to the new
-version only if it passes the promotion gate: on the new run's test window (same rows), its
-``promotion_metric`` must be at least the current champion's minus ``promotion_tolerance``.
-``force`` overrides. The decision and both numbers are logged on the run.
+version only if it passes the promotion gate:
+
+1. the model is *ready*: its rolling backtest clearly beats the base rate and is not worse than
+   the best in-run baseline beyond the interval (:func:`leadml.model.backtest.readiness`). A model
+   that is not ready is registered but never becomes champion;
+2. on the newest fold's test window (the same rows for both), the challenger's out-of-fold
+   ``promotion_metric`` is at least the champion's minus ``promotion_tolerance``. The champion may
+   have been trained on those rows, so the comparison favours it: a challenger must really hold.
+
+``force`` overrides both, loudly (the decision says "forced"). The verdict, the decision and both
+numbers are logged on the run.
 
 Zero-config default: ``$MLFLOW_TRACKING_URI`` if set, else ``tracking.tracking_uri`` from config,
 else MLflow's own default (``sqlite:///mlflow.db`` in the working directory).
@@ -187,9 +195,17 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
 
         champion = _champion(client, name)
         metric = tc.promotion_metric
-        new_value = float(result.metrics[metric])
-        if champion is None:
-            decision, old_value = "promoted (no champion yet)", float("nan")
+        # Same rows for both: the newest fold's window, the challenger out of fold.
+        new_value = float(evaluate(y, result.test_proba)[metric])
+        verdict = result.verdict
+        mlflow.set_tags(
+            {"leadml.ready": str(verdict.ready).lower(), "leadml.verdict": verdict.reason}
+        )
+        old_value = float("nan")
+        if not verdict.ready:
+            decision = ("forced" if force else "not promoted") + f" ({verdict.reason})"
+        elif champion is None:
+            decision = "promoted (no champion yet)"
         else:
             old_model = load_registered_model(f"models:/{name}/{champion.version}")
             try:

@@ -50,12 +50,14 @@ from leadml.data.flat import (
     check_ids,
     flat_spec,
     flat_target,
+    ordering_key,
     plan_cleaning,
     split_flat,
 )
 from leadml.data.leakage import LeakageReport, check_leakage
 from leadml.data.trainset import build_training_set
 from leadml.funnel import TIERS
+from leadml.model.backtest import BacktestResult, Verdict, refit, run_backtest
 from leadml.model.evaluation import evaluate, tier_conversion
 from leadml.model.stage import Calibration, StageModel, tier_thresholds
 
@@ -244,14 +246,22 @@ class TrainResult:
     model: StageModel
     metrics: dict[str, Any]
     baseline_metrics: dict[str, Any]
-    split: Split | FlatSplit
+    split: FlatSplit | None
     summary: dict[str, Any]
     test_frame: pd.DataFrame
     test_proba: np.ndarray
     config: LeadMLConfig
     cleaning: FlatCleaning | None = None
     leakage: LeakageReport | None = None
+    backtest: BacktestResult | None = None
     tracking: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """Ready to ship or not, and why (:func:`leadml.model.backtest.readiness`)."""
+        if self.backtest is None:
+            return Verdict(False, "not ready: no backtest was run")
+        return self.backtest.verdict
 
     @property
     def mode(self) -> str:
@@ -339,6 +349,104 @@ def fit_calibrated(
     return model, metrics, base_metrics, p, tiers
 
 
+def _rule(X: pd.DataFrame) -> np.ndarray | None:
+    """The marketer's rule for event mode: most recent engagement of any kind first."""
+    recency = [c for c in X.columns if str(c).startswith("days_since_last_")]
+    if not recency:
+        return None
+    days = X[recency].to_numpy(dtype=float)
+    days = np.where(np.isnan(days), np.inf, days).min(axis=1)
+    return -np.minimum(days, 1e6)
+
+
+def fit_backtested(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    t: Any,
+    *,
+    spec: FeatureSpec,
+    label: str,
+    transition: str,
+    purge: Any,
+    config: LeadMLConfig,
+    rule: np.ndarray | None = None,
+) -> tuple[StageModel, BacktestResult, np.ndarray]:
+    """The one training protocol of both modes (design.md §4).
+
+    A rolling-origin backtest (:func:`leadml.model.backtest.run_backtest`) over ``t`` chooses the
+    trees, leaf settings, recency weighting and calibration and measures the model beside the
+    baselines on the same folds; the shipped booster is then refit on **every** labelled row
+    with those choices, calibrated with the mapping fitted on the pooled out-of-fold margins,
+    and tiered by the distribution of its scores on the newest rows (the last fold's test
+    window), which are the most like tomorrow.
+
+    Returns the model, the backtest and the calibrated probability of every row.
+    """
+    tr = config.training
+    params = lgb_params(config.model, len(y))
+    bt = run_backtest(
+        X,
+        y,
+        t,
+        categorical=list(spec.categorical),
+        params=params,
+        purge=purge,
+        n_folds=tr.n_folds,
+        rule=rule,
+        seed=config.model.seed,
+        n_threads=config.model.n_jobs,
+        max_trees=config.model.n_estimators,
+        early_stopping_rounds=config.model.early_stopping_rounds,
+        ece_bins=tr.ece_bins,
+    )
+    booster = refit(X, y, t, bt, params, n_threads=config.model.n_jobs)
+    calibration = bt.calibration
+    p = calibration(np.asarray(booster.predict(X, raw_score=True), dtype=float))
+    newest = bt.folds[-1].masks(t)[1]
+    thresholds = tier_thresholds(p[newest], tr.tier_shares)
+    model = StageModel(booster, calibration, thresholds, spec, transition, label)
+    oof = bt.oof
+    oof_y = oof["y"].to_numpy(dtype=int)
+    oof_p = oof["proba"].to_numpy(dtype=float)
+    verdict = bt.verdict
+    model.metadata["fit"] = {
+        "min_child_samples": int(bt.params.get("min_child_samples", 0)),
+        "min_data_per_group": int(bt.params.get("min_data_per_group", 0)),
+        "best_iteration": booster.num_trees(),
+        "rows": len(y),
+        "candidate": bt.candidate,
+        "calibration": bt.calibration_method,
+    }
+    model.metadata["backtest"] = bt.to_dict()
+    model.metadata["verdict"] = {"ready": verdict.ready, "reason": verdict.reason}
+    # Tiers' conversion as a rep will see it: out-of-fold rows, tiered by the shipped thresholds.
+    model.metadata["tier_info"] = {
+        k: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
+        for k, v in tier_conversion(oof_y, model.tier(oof_p)).items()
+    }
+    return model, bt, p
+
+
+def _backtest_metrics(bt: BacktestResult, who: str, n_trees: int | None = None) -> dict[str, Any]:
+    """Mean out-of-fold metrics of one model (the keys ``evaluate`` gives), plus intervals."""
+    rows = bt.per_fold[bt.per_fold["model"] == who]
+    out: dict[str, Any] = {
+        "rows": int(rows["rows"].sum()) if "rows" in rows else 0,
+        "positive_rate": float(bt.oof["y"].mean()),
+        "folds": len(bt.folds),
+    }
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"):
+        mean, lo, hi = bt.metric(who, metric)
+        out[metric], out[f"{metric}_lo"], out[f"{metric}_hi"] = mean, lo, hi
+    for tier in TIERS:
+        col = f"conversion_tier_{tier}"
+        if col in rows.columns:
+            out[col] = float(rows[col].mean())
+    if n_trees is not None:
+        out["n_trees"] = n_trees
+    return out
+
+
 def fit_stage_model(
     frame: pd.DataFrame,
     spec: FeatureSpec,
@@ -348,31 +456,33 @@ def fit_stage_model(
     *,
     summary: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Split, fit LightGBM, calibrate, set tiers and evaluate against the baseline."""
+    """Event mode: backtest, refit on every labelled observation point, calibrate and tier
+    (:func:`fit_backtested`) the rows of a training set."""
     cfg = config or LeadMLConfig()
-    tr = cfg.training
-    purge = cfg.timeline.horizon_days.get(transition, 0) + cfg.timeline.gap_days  # type: ignore[call-overload]
-    split = split_out_of_time(frame["as_of"], purge, tr.split_date)
-    m_train, m_cal, m_test = split.masks(frame["as_of"])
+    days = cfg.timeline.horizon_days.get(transition, 0) + cfg.timeline.gap_days  # type: ignore[call-overload]
     y = frame[label].to_numpy().astype(int)
     X = frame[list(spec.names)]
-    model, metrics, base_metrics, p, tiers = fit_calibrated(
-        X, y, m_train, m_cal, m_test, spec, label, transition, cfg
+    t = pd.to_datetime(frame["as_of"]).to_numpy(dtype="datetime64[ns]")
+    model, bt, p = fit_backtested(
+        X,
+        y,
+        t,
+        spec=spec,
+        label=label,
+        transition=transition,
+        purge=pd.Timedelta(days=days),
+        config=cfg,
+        rule=_rule(X),
     )
+    newest = bt.folds[-1].masks(t)[1]
+    oof = bt.oof.set_index("row")
+    test_rows = np.flatnonzero(newest)
+    metrics = _backtest_metrics(bt, "leadml", model.booster.num_trees())
     model.metadata = {
         **model.metadata,
         "metrics": metrics,
-        "baseline_metrics": base_metrics,
-        "tier_info": {
-            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
-            for t, v in tier_conversion(y[m_test], tiers).items()
-        },
-        "split": split.to_dict(),
-        "rows": {
-            "train": int(m_train.sum()),
-            "calibration": int(m_cal.sum()),
-            "test": int(m_test.sum()),
-        },
+        "baseline_metrics": _backtest_metrics(bt, "logistic"),
+        "rows": {"train": int(len(y)), "positives": int(y.sum())},
         "training_window": {"start": str(frame["as_of"].min()), "end": str(frame["as_of"].max())},
         "horizon_days": cfg.timeline.horizon_days.get(transition),  # type: ignore[call-overload]
         "gap_days": cfg.timeline.gap_days,
@@ -381,12 +491,13 @@ def fit_stage_model(
     return TrainResult(
         model=model,
         metrics=metrics,
-        baseline_metrics=base_metrics,
-        split=split,
+        baseline_metrics=model.metadata["baseline_metrics"],
+        split=None,
         summary=summary or {},
-        test_frame=frame.loc[m_test].reset_index(drop=True),
-        test_proba=p[m_test],
+        test_frame=frame.iloc[test_rows].reset_index(drop=True),
+        test_proba=oof["proba"].reindex(test_rows).to_numpy(),
         config=cfg,
+        backtest=bt,
     )
 
 
@@ -463,8 +574,6 @@ def train_flat(
         or order column, or no feature left after cleaning and the leakage guard.
     """
     from leadml.config import LeadMLConfig
-    from leadml.model.evaluation import tier_conversion
-    from leadml.model.training import fit_calibrated
 
     cfg = config or LeadMLConfig()
     allow, drop = list(allow_columns), list(drop)
@@ -523,14 +632,31 @@ def train_flat(
     X = plan.apply(table)
     spec = flat_spec(X.iloc[fit_rows], fc.max_category_levels)
     features = model_frame(X, spec).reset_index(drop=True)
-    masks = []
-    for part in (split.train, split.valid, split.test):
-        m = np.zeros(len(table), dtype=bool)
-        m[part] = True
-        masks.append(m)
-    model, metrics, base, p, tiers = fit_calibrated(
-        features, y, masks[0], masks[1], masks[2], spec, target, FLAT_TRANSITION, cfg
+    if split.kind == "random":
+        # No time in the table: the folds run over a random order (the split's warning says why
+        # that is optimistic).
+        t = np.random.default_rng(cfg.model.seed).permutation(len(table)).astype(float)
+    else:
+        column = time_column if time_column is not None else order_column
+        key = ordering_key(table, str(column), split.kind).reset_index(drop=True)
+        t = key.to_numpy(dtype="datetime64[ns]" if split.kind == "time" else float)
+    model, bt, p = fit_backtested(
+        features,
+        y,
+        t,
+        spec=spec,
+        label=target,
+        transition=FLAT_TRANSITION,
+        purge=pd.Timedelta(0) if split.kind == "time" else 0.0,
+        config=cfg,
+        rule=None
+        if split.kind == "random"
+        else t.astype("datetime64[ns]").astype(float)
+        if split.kind == "time"
+        else t,
     )
+    metrics = _backtest_metrics(bt, "leadml", model.booster.num_trees())
+    base = _backtest_metrics(bt, "logistic")
     model.metadata = {
         **model.metadata,
         "mode": "flat",
@@ -541,20 +667,13 @@ def train_flat(
         "cleaning": plan.to_dict(),
         "leakage": leak.to_dict(),
         "split": split.to_dict(),
-        "rows": {
-            "train": len(split.train),
-            "calibration": len(split.valid),
-            "test": len(split.test),
-        },
+        "rows": {"train": int(len(y)), "positives": int(y.sum())},
         "metrics": metrics,
         "baseline_metrics": base,
-        "tier_info": {
-            t: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
-            for t, v in tier_conversion(y[masks[2]], tiers).items()
-        },
         "config": cfg.dump(),
     }
-    test = masks[2]
+    test = bt.folds[-1].masks(t)[1]
+    oof = bt.oof.set_index("row")
     test_frame = features.loc[test].reset_index(drop=True)
     ids = table[id_column].to_numpy()[test] if id_column else np.flatnonzero(test)
     test_frame.insert(0, "lead_id", ids)
@@ -573,38 +692,33 @@ def train_flat(
         split=split,
         summary=summary,
         test_frame=test_frame,
-        test_proba=p[test],
+        test_proba=oof["proba"].reindex(np.flatnonzero(test)).to_numpy(),
         config=cfg,
         cleaning=plan,
         leakage=leak,
+        backtest=bt,
     )
 
 
 def format_metrics_table(results: list[TrainResult]) -> str:
-    """Compact model-vs-baseline table for the CLI."""
-    keys = ["roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10", "capture_10"]
+    """What ``leadml train`` prints per model: the backtest table (leadml beside every
+    baseline, mean and 95% interval over the folds), the verdict and where it was tracked."""
     lines = []
     for r in results:
-        t = r.model.transition
-        window = (
-            f"test window from {r.split.t_test_start.date()}"
-            if isinstance(r.split, Split)
-            else f"split {r.split.description}"
-        )
         lines.append(
-            f"{r.model.label}  ({window}, {r.metrics['rows']:,} points, positive rate "
-            f"{r.metrics['positive_rate']:.3f}, {r.metrics['n_trees']} trees)"
+            f"{r.model.label}  ({r.metrics['rows']:,} out-of-fold points, positive rate "
+            f"{r.metrics['positive_rate']:.3f}; shipped model refit on "
+            f"{r.model.metadata.get('rows', {}).get('train', 0):,} rows, "
+            f"{r.model.booster.num_trees()} trees)"
         )
-        lines.append(f"  {'metric':<12}{'leadml':>10}{'baseline':>10}")
-        for k in keys:
-            lines.append(f"  {k:<12}{r.metrics[k]:>10.4f}{r.baseline_metrics[k]:>10.4f}")
+        if r.backtest is not None:
+            lines.extend("  " + line for line in r.backtest.format().splitlines())
         tiers = "  ".join(
             f"{x}={r.metrics.get(f'conversion_tier_{x}', float('nan')):.3f}" for x in TIERS
         )
-        lines.append(f"  conversion by tier: {tiers}")
+        lines.append(f"  conversion by tier (out of fold): {tiers}")
         if r.tracking:
             lines.append(f"  run: {r.tracking.get('run_url', r.tracking.get('run_id'))}")
             lines.append(f"  model: {r.tracking['model_uri']}  champion: {r.tracking['decision']}")
         lines.append("")
-        del t
     return "\n".join(lines).rstrip()
