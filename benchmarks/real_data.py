@@ -1,4 +1,4 @@
-"""Real-data benchmark: leadml against two baselines on public CRM-like data, same split, same run.
+"""Real-data benchmark: leadml's rolling backtest against every baseline, on public CRM-like data.
 
 Usage (from the repository root)::
 
@@ -9,25 +9,15 @@ Usage (from the repository root)::
 Datasets are read where they live (default ``../shared/data/...`` relative to the repository root);
 nothing is copied into the project.
 
-Per dataset and setting, three models on the same rows:
-
-- **leadml**: the package's pipeline. X Education in flat mode (:func:`leadml.data.flat.train_flat`:
-  cleaning, leakage guard, LightGBM with early stopping on the validation part, Platt
-  calibration on it); BPI 2012 in event mode (:func:`leadml.data.trainset.build_training_set` then
-  :func:`leadml.model.training.fit_stage_model`, exactly what :func:`leadml.model.training.train` runs).
-- **logreg**: logistic regression on the same features (leadml's baseline encoder: median
-  imputation with missing indicators and scaling, one-hot categories).
-- **lgbm-defaults**: ``LGBMClassifier()`` with default parameters. X Education: on the raw
-  columns minus the id, order and leak-guarded columns, without leadml's cleaning (text as pandas
-  categories). BPI: on leadml's features (there is no raw alternative to a point-in-time set).
-
-Both baselines are fitted on train + validation (they need no calibration slice), leadml on train
-with validation for early stopping and calibration. Metrics on the test part come from
-:func:`leadml.model.evaluation.evaluate` for all three: ROC AUC, PR AUC, Brier score, expected
-calibration error (10 equal-width bins), lift in the top 10%. "fit s" is the whole fit (for
-leadml: cleaning, leakage guard, LightGBM, calibration and its internal baseline); "score s" is
-predicting the test part (leadml's includes the SHAP reasons of every row). Times are wall and
-process CPU seconds; on a shared machine trust the CPU column.
+What runs is exactly what ``leadml train`` runs: X Education in flat mode
+(:func:`leadml.model.training.train_flat`, ordered by ``Lead Number``), BPI 2012 in event mode
+(:func:`leadml.data.trainset.build_training_set` then
+:func:`leadml.model.training.fit_stage_model`), both transitions. Each reports the rolling backtest
+(:mod:`leadml.model.backtest`): per model the mean over the folds with a 95% interval, on the same
+folds and rows for leadml, the base rate, logistic regression, LightGBM with default parameters
+and the marketer's rule, then the readiness verdict. The baseline for the issue's floors is the
+best of them by mean ROC AUC. "fit s" is the whole training call (backtest, search, refit) in
+wall and process CPU seconds; on a shared machine trust the CPU column.
 """
 
 from __future__ import annotations
@@ -37,17 +27,13 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_X_EDUCATION = ROOT.parent / "shared" / "data" / "x_education_leads" / "Leads.csv"
 DEFAULT_BPI = ROOT.parent / "shared" / "data" / "bpi_challenge_2012" / "events.csv.gz"
-METRICS = ("roc_auc", "pr_auc", "brier", "ece", "lift_10")
+METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10")
 
 #: BPI 2012 moves in hours and days and spans 5.5 months: daily snapshots, short horizons.
 BPI_OVERRIDES: dict[str, Any] = {
@@ -55,118 +41,56 @@ BPI_OVERRIDES: dict[str, Any] = {
 }
 
 
-@dataclass
-class Row:
-    dataset: str
-    setting: str
-    model: str
-    metrics: dict[str, float]
-    fit_s: Took
-    score_s: Took
-    n_test: int
-    positive_rate: float
-
-
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The same metric code for every model: leadml's own evaluation."""
-    from leadml.model.evaluation import evaluate
-
-    m = evaluate(np.asarray(y), np.asarray(p))
-    return {k: float(m[k]) for k in METRICS}
-
-
-@dataclass
-class Took:
-    """Wall and process CPU seconds (CPU includes LightGBM's threads; it is the number that
-    stays put when other jobs share the machine)."""
-
-    wall: float
-    cpu: float
-
-    def __str__(self) -> str:
-        return f"{self.wall:.2f} / {self.cpu:.2f}"
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, Took]:
-    t0, c0 = time.perf_counter(), time.process_time()
+def timed(fn: Callable[[], Any]) -> tuple[Any, str]:
+    w, c = time.perf_counter(), time.process_time()
     out = fn()
-    return out, Took(time.perf_counter() - t0, time.process_time() - c0)
+    return out, f"{time.perf_counter() - w:.1f} s wall, {time.process_time() - c:.1f} s CPU"
 
 
-def _as_categories(fit: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Text columns as pandas categories with the fit part's levels (what LightGBM needs)."""
-    fit, test = fit.copy(), test.copy()
-    for col in fit.columns:
-        if not pd.api.types.is_numeric_dtype(fit[col].dtype):
-            cats = pd.Index(sorted(fit[col].dropna().astype(str).unique()))
-            fit[col] = pd.Categorical(fit[col].astype("string"), categories=cats)
-            text = test[col].astype("string")
-            test[col] = pd.Categorical(text.where(text.isin(cats)), categories=cats)
-    return fit, test
-
-
-def fit_baselines(
-    dataset: str,
-    setting: str,
-    spec: Any,
-    X_fit: pd.DataFrame,
-    X_test: pd.DataFrame,
-    raw_fit: pd.DataFrame,
-    raw_test: pd.DataFrame,
-    y_fit: np.ndarray,
-    y_test: np.ndarray,
-    seed: int,
-) -> list[Row]:
-    """Logistic regression on leadml's features; default LightGBM on ``raw_*``."""
-    from lightgbm import LGBMClassifier
-
-    from leadml.model.training import make_baseline
-
-    rows = []
-    logreg = make_baseline(spec)
-    _, fit_s = timed(lambda: logreg.fit(X_fit, y_fit))
-    p, score_s = timed(lambda: logreg.predict_proba(X_test)[:, 1])
-    rate = float(np.mean(y_test))
-    rows.append(
-        Row(dataset, setting, "logreg", metrics(y_test, p), fit_s, score_s, len(y_test), rate)
-    )
-
-    lgbm_fit, lgbm_test = _as_categories(raw_fit, raw_test)
-    lgbm = LGBMClassifier(random_state=seed, verbose=-1)
-    _, fit_s = timed(lambda: lgbm.fit(lgbm_fit, y_fit))
-    p, score_s = timed(lambda: lgbm.predict_proba(lgbm_test)[:, 1])
-    rows.append(
-        Row(
-            dataset, setting, "lgbm-defaults", metrics(y_test, p), fit_s, score_s, len(y_test), rate
-        )
-    )
-    return rows
-
-
-def markdown(rows: list[Row]) -> str:
-    head = (
-        "| setting | model | test rows (positive) | ROC AUC | PR AUC | Brier | ECE | lift@10% "
-        "| fit s wall / CPU | score s wall / CPU |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for r in rows:
-        m = r.metrics
-        lines.append(
-            f"| {r.setting} | {r.model} | {r.n_test:,} ({r.positive_rate:.1%}) | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | "
-            f"{m['brier']:.3f} | {m['ece']:.3f} | {m['lift_10']:.2f} | {r.fit_s} | "
-            f"{r.score_s} |"
-        )
+def table(result: Any) -> str:
+    """Markdown: one row per model, mean [95% interval] per metric, over the backtest folds."""
+    bt = result.backtest
+    models = [
+        m
+        for m in ("leadml", "base_rate", "logistic", "lgbm_default", "rule")
+        if (bt.summary["model"] == m).any()
+    ]
+    head = "| model | " + " | ".join(METRICS) + " |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 1)]
+    for m in models:
+        cells = []
+        for metric in METRICS:
+            mean, lo, hi = bt.metric(m, metric)
+            cells.append(f"{mean:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo else f"{mean:.3f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- X Education
+def summary(name: str, result: Any, took: str) -> list[str]:
+    bt = result.backtest
+    rivals = [m for m in ("logistic", "lgbm_default", "rule") if (bt.summary["model"] == m).any()]
+    best = max(rivals, key=lambda m: bt.metric(m, "roc_auc")[0])
+    hl = "none" if bt.half_life is None else str(bt.half_life)
+    return [
+        f"### {name}",
+        "",
+        table(result),
+        "",
+        f"- folds: {len(bt.folds)} ({len(bt.skipped)} skipped); rows {bt.n_rows:,}, positives "
+        f"{bt.n_positives:,}; fit {took}",
+        f"- chosen: {bt.candidate}, {bt.n_trees} trees, recency half-life {hl}, calibration "
+        f"{bt.calibration_method}",
+        f"- best baseline by ROC AUC: {best}; leadml - {best}: ROC AUC "
+        f"{bt.difference(best, 'roc_auc')[0]:+.3f}, PR AUC {bt.difference(best, 'pr_auc')[0]:+.3f}",
+        f"- verdict: {bt.verdict.reason}",
+        *(f"- {note}" for note in bt.skipped),
+        "",
+    ]
 
 
-def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
-    """Flat mode on Leads.csv in three settings (see the notes the function returns)."""
+def bench_x_education(path: Path, seed: int) -> list[str]:
+    """Flat mode on Leads.csv, folds over ``Lead Number`` (arrival order)."""
     from leadml.config import LeadMLConfig
-    from leadml.data.flat import RandomSplitWarning
     from leadml.datasets import (
         X_EDUCATION_ID,
         X_EDUCATION_ORDER,
@@ -174,165 +98,49 @@ def bench_x_education(path: Path, seed: int) -> tuple[list[Row], list[str]]:
         load_x_education,
     )
     from leadml.model.training import train_flat
-    from leadml.serve.scoring import build_flat_features, score_flat
 
     cfg = LeadMLConfig().with_overrides({"model": {"seed": seed}})
     leads = load_x_education(path)
-    y_all = leads[X_EDUCATION_TARGET].to_numpy()
-    notes: list[str] = []
-    rows: list[Row] = []
-    settings: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
-        ("order split (Lead Number), guard on", {"order_column": X_EDUCATION_ORDER}, ()),
-        ("random split, guard on", {}, ()),
-        ("random split, Tags + Lead Quality allowed", {}, ("Tags", "Lead Quality")),
-    ]
-    for setting, split_args, allow in settings:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RandomSplitWarning)
-            result, fit_s = timed(
-                lambda split_args=split_args, allow=allow: train_flat(
-                    leads,
-                    X_EDUCATION_TARGET,
-                    id_column=X_EDUCATION_ID,
-                    allow_columns=allow,
-                    config=cfg,
-                    **split_args,
-                )
-            )
-        split = result.split
-        test = leads.iloc[split.test]
-        scored, score_s = timed(
-            lambda test=test, result=result: score_flat(test, result.model, cfg)
+    result, took = timed(
+        lambda: train_flat(
+            leads,
+            X_EDUCATION_TARGET,
+            id_column=X_EDUCATION_ID,
+            order_column=X_EDUCATION_ORDER,
+            config=cfg,
         )
-        y_test = y_all[split.test]
-        p = scored["probability"].to_numpy()
-        rows.append(
-            Row(
-                "x_education",
-                setting,
-                "leadml",
-                metrics(y_test, p),
-                fit_s,
-                score_s,
-                len(y_test),
-                float(y_test.mean()),
-            )
-        )
-        notes.append(
-            f"**{setting}**: {split.description}; {len(result.model.spec.names)} features, "
-            f"{result.metrics['n_trees']} trees."
-        )
-        notes.append(
-            "  excluded as leaky: "
-            + (", ".join(result.leakage.excluded) or "none")
-            + (f"; kept on purpose: {', '.join(result.leakage.allowed)}" if allow else "")
-        )
-        fit_rows = np.sort(np.concatenate([split.train, split.valid]))
-        features = build_flat_features(leads, result.model)
-        ordering = [split_args.get("order_column")]
-        raw_cols = [
-            c
-            for c in leads.columns
-            if c not in (X_EDUCATION_TARGET, X_EDUCATION_ID, *ordering)
-            and c not in result.leakage.excluded
-        ]
-        rows += fit_baselines(
-            "x_education",
-            setting,
-            result.model.spec,
-            features.iloc[fit_rows],
-            features.iloc[split.test],
-            leads[raw_cols].iloc[fit_rows],
-            leads[raw_cols].iloc[split.test],
-            y_all[fit_rows],
-            y_test,
-            seed,
-        )
-    return rows, notes
+    )
+    excluded = ", ".join(result.leakage.excluded) if result.leakage else "none"
+    out = summary("X Education, ordered by Lead Number", result, took)
+    return [*out[:-1], f"- leakage guard excluded: {excluded}", ""]
 
 
-# --------------------------------------------------------------------------- BPI 2012
-
-
-def bench_bpi(path: Path, seed: int) -> tuple[list[Row], list[str]]:
-    """Event mode on the BPI 2012 log: both transitions, out-of-time with purge gaps."""
+def bench_bpi(path: Path, seed: int) -> list[str]:
+    """Event mode on the BPI 2012 log, both transitions."""
     from leadml.config import LeadMLConfig
     from leadml.data.features import IdentifierColumnsExcluded
     from leadml.data.trainset import build_training_set
     from leadml.datasets import load_bpi2012
     from leadml.model.training import fit_stage_model
-    from leadml.serve.scoring import score_features
 
     cfg = LeadMLConfig().with_overrides({**BPI_OVERRIDES, "model": {"seed": seed}})
-    data, load_s = timed(lambda: load_bpi2012(path))
+    data, took = timed(lambda: load_bpi2012(path))
     s = data.summary()
-    notes = [
-        f"log: {s['leads']:,} applications, {s['events']:,} engagement events "
-        f"({s['event_types']} types), {s['stage_changes']:,} stage changes, {s['start']} to "
-        f"{s['end']} (loaded and mapped in {load_s.wall:.1f} s wall)",
-        f"timeline: observation points every {cfg.timeline.cadence_days} day, horizons "
-        f"{dict(cfg.timeline.horizon_days)} days (the process moves in hours and days)",
+    out = [
+        f"log: {s['leads']:,} applications, {s['events']:,} engagement events, "
+        f"{s['stage_changes']:,} stage changes, {s['start']} to {s['end']} (loaded in {took}); "
+        f"daily observation points, horizons {dict(cfg.timeline.horizon_days)} days",
+        "",
     ]
-    rows: list[Row] = []
     for transition in ("prospect", "opportunity"):
-
-        def fit(transition: str = transition) -> Any:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", IdentifierColumnsExcluded)
-                ts = build_training_set(data, transition, config=cfg)
-            return ts, fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg)
-
-        (ts, result), fit_s = timed(fit)
-        frame = ts.frame
-        m_train, m_cal, m_test = result.split.masks(frame["as_of"])
-        y = frame[ts.label].to_numpy().astype(int)
-        X = frame[list(ts.spec.names)]
-        test = frame.loc[m_test].assign(stage="lead" if transition == "prospect" else "prospect")
-        scored, score_s = timed(
-            lambda test=test, result=result, transition=transition: score_features(
-                test, {transition: result.model}, cfg
-            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IdentifierColumnsExcluded)
+            ts = build_training_set(data, transition, config=cfg)
+        result, took = timed(
+            lambda ts=ts, t=transition: fit_stage_model(ts.frame, ts.spec, ts.label, t, cfg)
         )
-        p_check = result.model.probability(X[m_test])
-        y_test = y[m_test]
-        setting = f"lead -> {transition}" if transition == "prospect" else "prospect -> opportunity"
-        rows.append(
-            Row(
-                "bpi2012",
-                setting,
-                "leadml",
-                metrics(y_test, p_check),
-                fit_s,
-                score_s,
-                len(y_test),
-                float(y_test.mean()),
-            )
-        )
-        fit_rows = m_train | m_cal
-        rows += fit_baselines(
-            "bpi2012",
-            setting,
-            ts.spec,
-            X[fit_rows],
-            X[m_test],
-            X[fit_rows],
-            X[m_test],
-            y[fit_rows],
-            y_test,
-            seed,
-        )
-        sp = result.split
-        notes.append(
-            f"**{setting}**: {ts.summary['kept']:,} observation points "
-            f"({ts.summary['positive_rate']:.1%} positive; as_of up to {ts.summary['end']}, so "
-            f"no label window runs past the log), {len(ts.spec.names)} features; out-of-time "
-            "split on as_of: train < "
-            f"{sp.t_train_end}, calibration [{sp.t_cal_start}, {sp.t_cal_end}), test >= "
-            f"{sp.t_test_start} ({sp.purge_days}-day purge gaps); rows "
-            f"{int(m_train.sum()):,}/{int(m_cal.sum()):,}/{int(m_test.sum()):,}; "
-            f"{result.metrics['n_trees']} trees; scored {len(scored):,} test rows with reasons."
-        )
-    return rows, notes
+        out += summary(f"BPI 2012, {ts.label}", result, took)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -356,12 +164,20 @@ def main(argv: list[str] | None = None) -> None:
         "",
     ]
     if not args.skip_x_education:
-        rows, notes = bench_x_education(args.x_education, args.seed)
-        out += ["## X Education Leads.csv (flat mode)", "", markdown(rows), "", *notes, ""]
+        if args.x_education.is_file():
+            out += [
+                "## X Education Leads.csv (flat mode)",
+                "",
+                *bench_x_education(args.x_education, args.seed),
+            ]
+        else:
+            out.append(f"X Education skipped: {args.x_education} not found")
     if not args.skip_bpi:
-        rows, notes = bench_bpi(args.bpi, args.seed)
-        out += ["## BPI Challenge 2012 (event mode)", "", markdown(rows), "", *notes, ""]
-    print("\n".join(f"- {line}" if line.startswith("**") else line for line in out))
+        if args.bpi.is_file():
+            out += ["## BPI Challenge 2012 (event mode)", "", *bench_bpi(args.bpi, args.seed)]
+        else:
+            out.append(f"BPI 2012 skipped: {args.bpi} not found")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

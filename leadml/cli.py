@@ -222,6 +222,11 @@ def build(
 @click.option(
     "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
 )
+@click.option(
+    "--positive",
+    help="Flat mode: the outcome value that counts as converted (e.g. Won); default: 0/1, "
+    "true/false, yes/no or y/n.",
+)
 @_user_errors
 def train(
     data_dir: str | None,
@@ -237,8 +242,15 @@ def train(
     time_column: str | None,
     order_column: str | None,
     allow_column: tuple[str, ...],
+    positive: str | None,
 ) -> None:
-    """Train the stage models (event mode) or a flat-table model, and print model vs baseline."""
+    """Train the stage models (event mode) or a flat-table model.
+
+    Choices (trees, leaves, recency weighting, calibration) come from a rolling backtest over
+    time; the shipped model is refit on every labelled row. Prints the backtest beside the
+    baselines and a verdict: a model that is not ready never becomes champion (--force
+    overrides).
+    """
     cfg = _config(config_path)
     if table is not None:
         from leadml.jobs import run_train_flat
@@ -254,6 +266,7 @@ def train(
                 time_column=time_column,
                 order_column=order_column,
                 allow_columns=allow_column,
+                positive=positive,
                 model_dir=model_dir,
                 config=cfg,
                 track=not no_track,
@@ -288,6 +301,87 @@ def train(
             path = save_bundle(results[-1].model, Path(model_dir) / f"leadml-{t}", overwrite=True)
             click.echo(f"bundle: {path}", err=True)
     click.echo(format_metrics_table(results))
+
+
+@main.command()
+@click.option(
+    "--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode)."
+)
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option(
+    "--transition",
+    type=click.Choice(["prospect", "opportunity", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    default="backtest.csv",
+    show_default=True,
+    type=click.Path(),
+    help="The fold table (CSV); a PNG per model is written beside it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--no-track", is_flag=True, help="Do not log the backtest to MLflow.")
+@click.option("--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet).")
+@click.option("--target", help="Flat mode: the outcome column.")
+@click.option("--id", "id_column", help="Flat mode: the lead id column.")
+@click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable).")
+@click.option("--time-column", help="Flat mode: fold over time on this timestamp column.")
+@click.option("--order-column", help="Flat mode: fold over this ordering column.")
+@click.option(
+    "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
+)
+@click.option("--positive", help="Flat mode: the outcome value that counts as converted.")
+@_user_errors
+def backtest(
+    data_dir: str | None,
+    config_path: str | None,
+    transition: str,
+    out: str,
+    overwrite: bool,
+    no_track: bool,
+    table: str | None,
+    target: str | None,
+    id_column: str | None,
+    drop: tuple[str, ...],
+    time_column: str | None,
+    order_column: str | None,
+    allow_column: tuple[str, ...],
+    positive: str | None,
+) -> None:
+    """Rolling backtest over time: every fold, leadml beside the base rate, logistic regression,
+    default LightGBM and a marketer's rule, with the readiness verdict."""
+    from leadml.jobs import run_backtest
+
+    cfg = _config(config_path)
+    if table is not None and target is None:
+        raise click.UsageError("flat mode needs --target COL")
+    flat = (
+        {
+            "target": target,
+            "id_column": id_column,
+            "drop": drop,
+            "time_column": time_column,
+            "order_column": order_column,
+            "allow_columns": allow_column,
+            "positive": positive,
+        }
+        if table is not None
+        else {}
+    )
+    click.echo(
+        run_backtest(
+            data_dir=data_dir,
+            table=table,
+            out=out,
+            overwrite=overwrite,
+            transitions=("prospect", "opportunity") if transition == "all" else (transition,),
+            config=cfg,
+            track=not no_track,
+            **flat,
+        )
+    )
 
 
 @main.command()
@@ -463,7 +557,7 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     from leadml.config import LeadMLConfig
     from leadml.datasets import make_crm, write_crm
     from leadml.explain.reasons import reason_sentence
-    from leadml.jobs import load_models, train_and_track
+    from leadml.jobs import train_and_track
     from leadml.model.training import format_metrics_table
     from leadml.report import write_report
     from leadml.serve.contract import write_scores
@@ -492,7 +586,9 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     click.echo(f"[2/4] trained both stage models (MLflow: {uri})\n")
     click.echo(format_metrics_table(results) + "\n")
     as_of = data.end.floor("D") - pd.Timedelta(days=7)
-    models = load_models(prefix=cfg.tracking.model_name_prefix)
+    # The models just trained (they are also in the registry; a model that is not ready is
+    # registered but not champion, so the demo does not read the alias).
+    models = {r.model.transition: r.model for r in results}
     scores = score_leads(data, as_of, models, cfg)
     out = write_scores(scores, root / "scores.parquet")
     click.echo(f"[3/4] scored {len(scores):,} leads as of {as_of.date()} -> {out}")

@@ -131,11 +131,27 @@ class TrainingConfig(_Section):
 
     start: str | None = None
     end: str | None = None
+    # Kept so old config files load, with a clear message if they set them: the rolling backtest
+    # replaced the one split in time, so there is no split date or validation share to set.
     split_date: str | None = None
-    valid_fraction: float = Field(0.3, gt=0, lt=1)
+    valid_fraction: float | None = None
+    # "platt": Platt or recency-weighted Platt, whichever the backtest finds better (affine in
+    # the margin: reasons stay exactly additive); "isotonic" also allows isotonic regression
+    # when it clearly wins.
     calibration: Literal["platt", "isotonic"] = "platt"
     # Rolling-origin backtest folds (leadml.model.backtest): choices and metrics come from them.
     n_folds: int = Field(4, ge=1, le=12)
+
+    @field_validator("split_date", "valid_fraction")
+    @classmethod
+    def _gone(cls, v: Any) -> Any:
+        if v is not None:
+            raise ValueError(
+                "the single train/validation/test split is gone: choices and metrics come from "
+                "a rolling backtest over time; remove this key and set training.n_folds instead"
+            )
+        return v
+
     tier_shares: tuple[float, float, float] = (0.1, 0.2, 0.3)
     ece_bins: int = Field(10, ge=2)
 

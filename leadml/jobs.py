@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from leadml._io import check_target
+from leadml._io import atomic_path, check_target
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, load_crm, read_table
 from leadml.data.flat import FlatDataError
@@ -39,6 +39,7 @@ __all__ = [
     "load_models",
     "load_stage_model",
     "parse_model_specs",
+    "run_backtest",
     "run_score",
     "run_score_flat",
     "run_train_flat",
@@ -195,6 +196,7 @@ def run_train_flat(
     time_column: str | None = None,
     order_column: str | None = None,
     allow_columns: Iterable[str] = (),
+    positive: str | None = None,
     model_dir: str | None = None,
     config: LeadMLConfig | None = None,
     track: bool = True,
@@ -212,6 +214,7 @@ def run_train_flat(
         time_column=time_column,
         order_column=order_column,
         allow_columns=allow_columns,
+        positive=positive,
         config=config,
         track=track,
         force=force,
@@ -247,6 +250,58 @@ def run_score_flat(
     ex = cfg.explain
     write_scores(scores, path, overwrite=overwrite, n_reasons=ex.n_positive + ex.n_negative)
     return f"scored {len(scores):,} leads (tiers {tier_counts(scores['tier'])}) -> {out}"
+
+
+def run_backtest(
+    *,
+    data_dir: str | None = None,
+    table: str | None = None,
+    out: str | Path = "backtest.csv",
+    overwrite: bool = False,
+    transitions: Sequence[str] = TRANSITIONS,
+    config: LeadMLConfig | None = None,
+    track: bool = True,
+    **flat_options: Any,
+) -> str:
+    """``leadml backtest``: the rolling backtest that ``train`` runs, on its own.
+
+    Writes every fold x model row (with a ``transition`` column) to ``out`` as CSV and a PNG
+    beside it (``<out>.png``-style, one panel per metric per transition), logs both to MLflow
+    (unless ``track`` is false) and returns the fold tables and verdicts as text.
+    """
+    from leadml.explain.plots import save_backtest_plot
+
+    cfg = config or LeadMLConfig()
+    path = check_target(out, overwrite, must_be_file=True)
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"--out {str(out)!r}: the backtest table is written as CSV (.csv)")
+    if (data_dir is None) == (table is None):
+        raise ValueError("give --data DIR (event mode) or --table FILE --target COL (flat mode)")
+    if table is not None:
+        target = flat_options.pop("target")
+        results = {"flat": train_flat(_read_any(table), target, config=cfg, **flat_options)}
+    else:
+        assert data_dir is not None
+        crm = load_crm(data_dir, columns=cfg.columns)
+        results = {t: train(crm, t, cfg) for t in transitions}
+    frames, texts, plots = [], [], []
+    for t, r in results.items():
+        assert r.backtest is not None
+        frames.append(r.backtest.per_fold.assign(transition=t))
+        texts.append(f"{r.model.label}\n{r.backtest.format()}")
+        plot = path.with_name(f"{path.stem}-{t}.png")
+        plots.append(save_backtest_plot(r.backtest.per_fold, plot, title=r.model.label))
+    table_out = pd.concat(frames, ignore_index=True)
+    first = ["transition", *[c for c in table_out.columns if c != "transition"]]
+    with atomic_path(path) as tmp:
+        table_out[first].to_csv(tmp, index=False, float_format="%.6g")
+    if track:
+        from leadml import tracking  # MLflow: imported only when the run is tracked
+
+        for t, r in results.items():
+            tracking.log_backtest(r, [path, path.with_name(f"{path.stem}-{t}.png")])
+    where = ", ".join(str(p) for p in [path, *plots])
+    return "\n\n".join([*texts, f"wrote {where}"])
 
 
 def _track(result: TrainResult, force: bool) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from leadml.serve.scoring import score_features, score_flat
 __all__ = [
     "LeadMLPyfunc",
     "load_registered_model",
+    "log_backtest",
     "log_training_run",
     "model_name",
     "set_tracking_uri",
@@ -243,6 +244,26 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
         "promoted": promote,
         "decision": decision,
     }
+
+
+def log_backtest(result: TrainResult, artifacts: list[Path]) -> str:
+    """Log a backtest on its own run (``backtest-<transition>``): every model's mean metrics
+    over the folds, the verdict, the fold table and its plot. Returns the run id."""
+    bt = result.backtest
+    if bt is None:
+        raise ValueError("this training result has no backtest to log")
+    set_tracking_uri(result.config.tracking.tracking_uri)
+    mlflow.set_experiment(result.config.tracking.experiment)
+    with mlflow.start_run(run_name=f"backtest-{result.model.transition}") as run:
+        mlflow.log_params(_flatten(result.config.dump()))
+        for row in bt.summary.itertuples():
+            if np.isfinite(row.mean):
+                mlflow.log_metric(f"{row.model}_{row.metric}", float(row.mean))
+        v = bt.verdict
+        mlflow.set_tags({"leadml.ready": str(v.ready).lower(), "leadml.verdict": v.reason})
+        for p in artifacts:
+            mlflow.log_artifact(str(p), artifact_path="backtest")
+        return str(run.info.run_id)
 
 
 def load_registered_model(uri: str) -> StageModel:

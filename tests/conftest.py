@@ -39,13 +39,15 @@ def crm_medium():
 
 @pytest.fixture(scope="session")
 def trained(crm_medium):
-    """Both stage models trained on ``crm_medium`` (no tracking)."""
+    """Both stage models trained on ``crm_medium`` (no tracking; a 3-fold backtest)."""
+    from leadml.config import LeadMLConfig
     from leadml.data.features import IdentifierColumnsExcluded
     from leadml.model.training import train
 
+    cfg = LeadMLConfig().with_overrides({"training": {"n_folds": 3}})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifierColumnsExcluded)
-        return {t: train(crm_medium, t) for t in ("prospect", "opportunity")}
+        return {t: train(crm_medium, t, cfg) for t in ("prospect", "opportunity")}
 
 
 @pytest.fixture

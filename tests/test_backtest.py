@@ -257,7 +257,7 @@ def test_drift_backtest_is_not_worse_than_logistic():
     diff, lo, hi = result.difference("logistic", "roc_auc")
     assert hi >= 0, result.format()
     assert result.half_life is not None, result.search
-    assert result.candidate in {"shallow", "base"}
+    assert result.candidate in {"additive", "shallow", "base"}
     assert 1 <= result.n_trees <= FAST["max_trees"]
     assert result.n_trees == int(round(np.median(result.best_iterations)))
     assert result.calibration_method in {"platt", "platt_recent", "isotonic"}

@@ -34,9 +34,11 @@ def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
 
 
 def test_same_seed_gives_identical_bundle_files(crm_medium, trained, tmp_path) -> None:
+    from leadml.config import LeadMLConfig
     from leadml.model.training import train
 
-    again = train(crm_medium, "prospect").model
+    cfg = LeadMLConfig().with_overrides({"training": {"n_folds": 3}})  # as the fixture
+    again = train(crm_medium, "prospect", cfg).model
     a = save_bundle(trained["prospect"].model, tmp_path / "a")
     b = save_bundle(again, tmp_path / "b")
     for name in ("model.txt", "bundle.json", "checksums.json"):

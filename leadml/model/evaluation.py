@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from leadml.funnel import TIERS
+
 __all__ = [
     "calibration_by_month",
     "calibration_table",
@@ -63,7 +65,7 @@ def tier_conversion(y: np.ndarray, tiers: np.ndarray) -> dict[str, dict[str, flo
     """Observed conversion rate and share of rows per tier A–D."""
     y, tiers = np.asarray(y, float), np.asarray(tiers)
     out: dict[str, dict[str, float]] = {}
-    for t in "ABCD":
+    for t in TIERS:
         m = tiers == t
         out[t] = {
             "share": float(m.mean()) if len(m) else 0.0,

@@ -1,40 +1,40 @@
-"""One calibrated LightGBM model per stage transition, validated out of time.
+"""One calibrated LightGBM model per stage transition, chosen and measured by a rolling backtest.
 
-Split (as_of time, never random): observation points with as_of before ``T`` train the model; after
-a purge gap of ``horizon + gap`` days (so no training label window reaches into later slices) comes
-the **calibration** slice, then another purge gap and the **test** slice at the end. By default the
-usable span is cut 60/20/20; ``training.split_date`` fixes ``T`` and the rest is halved.
+One protocol for event and flat mode (:func:`fit_backtested`):
 
-- LightGBM uses native categoricals and early stopping on the calibration slice; it is
-  deterministic for a seed (``deterministic``, row-wise histograms, fixed threads). Early stopping
-  watches the binary log loss, which moves smoothly even on a few hundred validation rows (PR AUC
-  is a rank metric that can sit still for many rounds on a small slice and stop training after
-  the first tree); PR AUC is still computed on the slice and reported.
-- Small tables: unless ``model.min_child_samples`` / ``model.min_data_per_group`` are set, the
-  leaf and category-group sizes scale with the training rows (:func:`effective_min_child_samples`,
-  :func:`effective_min_data_per_group`): 400 / 200 on large event logs, down to 20 / 10 on a
-  table of a few thousand rows.
-- Class imbalance is handled deliberately by **not** reweighting: weights would distort the
-  probabilities that calibration then has to undo. Rare positives are handled by the metrics we
-  select on (PR AUC, lift) and by calibration on the real base rate.
-- Calibration is Platt scaling on the raw margin, ``p = sigmoid(a * margin + b)``, fit on the
-  calibration slice. Because it is affine in the margin, SHAP contributions times ``a`` explain
-  the calibrated log-odds exactly. Isotonic regression on the margin is optional.
-- Tiers: thresholds on calibrated probability fixed at training time from the calibration and
-  test slices: A = top ``tier_shares[0]`` (10%), B = next 20%, C = next 30%, D = the rest, so tiers
-  stay stable between scoring runs. ``score = round(100 * p)``.
-- Baseline: logistic regression on the same features (median imputation with missing indicators
-  and scaling for numerics, one-hot categoricals), trained on the training slice, scored on the
-  same test slice in the same run.
+1. **Backtest** (:mod:`leadml.model.backtest`): ``training.n_folds`` expanding windows over time
+   (event mode: the observation points' ``as_of``, with a purge gap of horizon + gap; flat mode:
+   the time or order column, or a random order with a warning). Each fold fits on everything
+   before its test window and is scored on it, beside the base rate, logistic regression,
+   default LightGBM and a marketer's rule (event mode: most recent engagement first; flat mode:
+   newest row first) on the same rows. The number of trees, the leaf settings (a handful of
+   candidates), recency weighting and the calibration method are chosen there.
+2. **Refit** on every labelled row (up to the data end minus the horizon: later points are
+   censored by the training-set builder) with those choices: the newest data, the most like
+   tomorrow, is in the shipped model.
+3. **Calibration** is the mapping fitted on the pooled out-of-fold margins (Platt by default:
+   affine in the margin, so TreeSHAP values explain the calibrated log-odds exactly).
+4. **Tiers**: thresholds from the refit model's scores on the newest rows (the last fold's test
+   window): A = top ``tier_shares[0]`` (10%), B = next 20%, C = next 30%, D = the rest; fixed
+   at training time so tiers stay stable between scoring runs. ``score = round(100 * p)``.
+5. **Verdict**: ready or not (:func:`leadml.model.backtest.readiness`); the bundle records the
+   backtest table and the verdict, and a model that is not ready never becomes champion.
+
+LightGBM details: native categoricals; deterministic for a seed (``deterministic``, row-wise
+histograms, fixed threads); early stopping watches the binary log loss. Small tables: unless
+``model.min_child_samples`` / ``model.min_data_per_group`` are set, leaf and category-group sizes
+scale with the training rows (:func:`effective_min_child_samples`,
+:func:`effective_min_data_per_group`). Class imbalance is handled by **not** reweighting:
+weights would distort the probabilities that calibration then has to undo.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -58,81 +58,23 @@ from leadml.data.leakage import LeakageReport, check_leakage
 from leadml.data.trainset import build_training_set
 from leadml.funnel import TIERS
 from leadml.model.backtest import BacktestResult, Verdict, refit, run_backtest
-from leadml.model.evaluation import evaluate, tier_conversion
+from leadml.model.evaluation import tier_conversion
 from leadml.model.stage import Calibration, StageModel, tier_thresholds
 
 __all__ = [
+    "backtest_metrics",
     "Calibration",
-    "Split",
     "StageModel",
     "TrainResult",
     "effective_min_child_samples",
     "effective_min_data_per_group",
-    "fit_calibrated",
+    "fit_backtested",
     "fit_stage_model",
     "format_metrics_table",
     "lgb_params",
-    "make_baseline",
-    "split_out_of_time",
     "train",
     "train_flat",
 ]
-
-
-@dataclass(frozen=True)
-class Split:
-    """Out-of-time slice boundaries on as_of (train < t_train_end; calibration in
-    [t_cal_start, t_cal_end); test in [t_test_start, ...])."""
-
-    t_train_end: pd.Timestamp
-    t_cal_start: pd.Timestamp
-    t_cal_end: pd.Timestamp
-    t_test_start: pd.Timestamp
-    purge_days: int
-
-    def masks(self, as_of: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t = pd.to_datetime(as_of).to_numpy()
-        train = t < self.t_train_end.to_datetime64()
-        cal = (t >= self.t_cal_start.to_datetime64()) & (t < self.t_cal_end.to_datetime64())
-        test = t >= self.t_test_start.to_datetime64()
-        return train, cal, test
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) for k, v in self.__dict__.items()}
-
-
-def split_out_of_time(as_of: pd.Series, purge_days: int, split_date: str | None = None) -> Split:
-    """Cut the as_of span into train / purge / calibration / purge / test (see module docs)."""
-    t = pd.to_datetime(as_of)
-    lo, hi = t.min(), t.max() + pd.Timedelta(seconds=1)
-    purge = pd.Timedelta(days=purge_days)
-    usable = hi - lo - 2 * purge
-    if usable <= pd.Timedelta(days=3):
-        raise ValueError(
-            f"the observation points span {lo.date()}..{hi.date()}, too short for an out-of-time "
-            f"split with a {purge_days}-day purge gap on each side; add more history or shorten "
-            "the horizon"
-        )
-    if split_date is not None:
-        t_train = pd.Timestamp(split_date)
-        rest = (hi - (t_train + purge) - purge) / 2
-        if rest <= pd.Timedelta(days=1):
-            raise ValueError(
-                f"training.split_date {split_date} leaves no room for calibration and test"
-            )
-    else:
-        t_train = lo + usable * 0.6
-        rest = usable * 0.2
-    cal_start = t_train + purge
-    cal_end = cal_start + rest
-    test_start = cal_end + purge
-    return Split(
-        t_train.floor("s"),
-        cal_start.floor("s"),
-        cal_end.floor("s"),
-        test_start.floor("s"),
-        purge_days,
-    )
 
 
 #: Ceilings and floors of the automatic leaf and category-group sizes (see ModelConfig).
@@ -200,43 +142,6 @@ def lgb_params(m: ModelConfig, n_train: int | None = None) -> dict[str, Any]:
     }
 
 
-def make_baseline(spec: FeatureSpec) -> Any:
-    """Unfitted logistic-regression baseline on the same features, sensibly encoded."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
-    numeric = [n for n in spec.names if spec.kinds[n] == "numeric"]
-    categorical = list(spec.categorical)
-
-    def as_text(X: pd.DataFrame) -> pd.DataFrame:
-        return X.astype(object).where(X.notna(), "missing").astype(str)
-
-    pre = ColumnTransformer(
-        [
-            (
-                "num",
-                make_pipeline(
-                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                    StandardScaler(),
-                ),
-                numeric,
-            ),
-            (
-                "cat",
-                make_pipeline(
-                    FunctionTransformer(as_text, feature_names_out="one-to-one"),
-                    OneHotEncoder(handle_unknown="ignore", min_frequency=20),
-                ),
-                categorical,
-            ),
-        ]
-    )
-    return make_pipeline(pre, LogisticRegression(max_iter=2000, C=1.0))
-
-
 @dataclass
 class TrainResult:
     """What a training run produced, in either mode: the model, its metrics beside the
@@ -275,78 +180,13 @@ class TrainResult:
             parts += [self.cleaning.report(), ""]
         if self.leakage is not None:
             parts += [str(self.leakage), ""]
+        if self.split is not None:
+            parts += [
+                f"Cleaning and leakage guard learned before the test part: "
+                f"{self.split.description}.",
+                "",
+            ]
         return "\n".join([*parts, format_metrics_table([self])])
-
-
-def fit_calibrated(
-    X: pd.DataFrame,
-    y: np.ndarray,
-    m_train: np.ndarray,
-    m_cal: np.ndarray,
-    m_test: np.ndarray,
-    spec: FeatureSpec,
-    label: str,
-    transition: str,
-    config: LeadMLConfig,
-) -> tuple[StageModel, dict[str, Any], dict[str, Any], np.ndarray, np.ndarray]:
-    """Fit LightGBM on the training rows (early stopping on the calibration rows), calibrate,
-    set tiers and evaluate model and baseline on the test rows. Shared by event and flat mode.
-
-    Returns the model, its test metrics, the baseline's, calibrated probabilities for every row
-    and the test rows' tiers.
-    """
-    cfg = config
-    tr = cfg.training
-    for name, m in (("training", m_train), ("calibration", m_cal), ("test", m_test)):
-        if m.sum() == 0 or len(np.unique(y[m])) < 2:
-            raise ValueError(
-                f"the {name} slice has {int(m.sum())} rows and {int(y[m].sum())} positives: "
-                "not enough to train and validate out of time; add data or change the split"
-            )
-    params = lgb_params(cfg.model, int(m_train.sum()))
-    dtrain = lgb.Dataset(
-        X[m_train],
-        y[m_train],
-        categorical_feature=list(spec.categorical) or "auto",
-        free_raw_data=False,
-    )
-    dcal = lgb.Dataset(X[m_cal], y[m_cal], reference=dtrain)
-    booster = lgb.train(
-        params,
-        dtrain,
-        num_boost_round=cfg.model.n_estimators,
-        valid_sets=[dcal],
-        valid_names=["calibration"],
-        callbacks=[
-            lgb.early_stopping(
-                cfg.model.early_stopping_rounds, first_metric_only=True, verbose=False
-            )
-        ],
-    )
-    best = booster.best_score.get("calibration", {})
-    # Keep only the trees early stopping chose, so the saved model is exactly what was validated.
-    booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-    margin = np.asarray(booster.predict(X, raw_score=True), dtype=float)
-    calibration = Calibration.fit(margin[m_cal], y[m_cal], tr.calibration)
-    p = calibration(margin)
-    thresholds = tier_thresholds(p[m_cal | m_test], tr.tier_shares)
-    model = StageModel(booster, calibration, thresholds, spec, transition, label)
-    tiers = model.tier(p[m_test])
-    metrics = evaluate(y[m_test], p[m_test], tiers=tiers, n_bins=tr.ece_bins)
-    metrics["n_trees"] = booster.num_trees()
-    # What was actually fitted (the automatic sizes, the early-stopping point); callers keep it
-    # in the model's metadata.
-    model.metadata["fit"] = {
-        "min_child_samples": params["min_child_samples"],
-        "min_data_per_group": params["min_data_per_group"],
-        "best_iteration": booster.num_trees(),
-        "calibration_log_loss": float(best.get("binary_logloss", float("nan"))),
-        "calibration_pr_auc": float(best.get("average_precision", float("nan"))),
-    }
-    baseline = make_baseline(spec).fit(X[m_train], y[m_train])
-    p_base = baseline.predict_proba(X[m_test])[:, 1]
-    base_metrics = evaluate(y[m_test], p_base, n_bins=tr.ece_bins)
-    return model, metrics, base_metrics, p, tiers
 
 
 def _rule(X: pd.DataFrame) -> np.ndarray | None:
@@ -398,6 +238,7 @@ def fit_backtested(
         max_trees=config.model.n_estimators,
         early_stopping_rounds=config.model.early_stopping_rounds,
         ece_bins=tr.ece_bins,
+        allow_isotonic=tr.calibration == "isotonic",
     )
     booster = refit(X, y, t, bt, params, n_threads=config.model.n_jobs)
     calibration = bt.calibration
@@ -427,7 +268,7 @@ def fit_backtested(
     return model, bt, p
 
 
-def _backtest_metrics(bt: BacktestResult, who: str, n_trees: int | None = None) -> dict[str, Any]:
+def backtest_metrics(bt: BacktestResult, who: str, n_trees: int | None = None) -> dict[str, Any]:
     """Mean out-of-fold metrics of one model (the keys ``evaluate`` gives), plus intervals."""
     rows = bt.per_fold[bt.per_fold["model"] == who]
     out: dict[str, Any] = {
@@ -477,11 +318,11 @@ def fit_stage_model(
     newest = bt.folds[-1].masks(t)[1]
     oof = bt.oof.set_index("row")
     test_rows = np.flatnonzero(newest)
-    metrics = _backtest_metrics(bt, "leadml", model.booster.num_trees())
+    metrics = backtest_metrics(bt, "leadml", model.booster.num_trees())
     model.metadata = {
         **model.metadata,
         "metrics": metrics,
-        "baseline_metrics": _backtest_metrics(bt, "logistic"),
+        "baseline_metrics": backtest_metrics(bt, "logistic"),
         "rows": {"train": int(len(y)), "positives": int(y.sum())},
         "training_window": {"start": str(frame["as_of"].min()), "end": str(frame["as_of"].max())},
         "horizon_days": cfg.timeline.horizon_days.get(transition),  # type: ignore[call-overload]
@@ -526,20 +367,22 @@ def train_flat(
     time_column: str | None = None,
     order_column: str | None = None,
     allow_columns: Iterable[str] = (),
+    positive: str | None = None,
     config: LeadMLConfig | None = None,
 ) -> TrainResult:
     """Train a calibrated lead-scoring model on a flat table (one row per lead).
 
-    Steps, in this order so the test rows never inform a decision:
+    Steps, in this order so the backtest's test rows never inform a decision:
 
-    1. split (:func:`split_flat`): out-of-time with ``time_column`` or ``order_column``,
-       stratified random otherwise (with a :class:`RandomSplitWarning`);
-    2. plan the cleaning (:func:`plan_cleaning`) on the training and validation rows;
+    1. order the rows (:func:`split_flat`): by ``time_column`` or ``order_column``, at random
+       otherwise (with a :class:`RandomSplitWarning`: leads of one period then share folds);
+    2. plan the cleaning (:func:`plan_cleaning`) on the oldest part (``flat.split_fractions[0]``,
+       60%): the backtest tests on the newest 40%;
     3. run the leakage guard (:func:`leadml.data.leakage.check_leakage`) on those rows and drop
        every flagged column that ``allow_columns`` does not keep;
-    4. fit the event mode's LightGBM (early stopping on the validation rows), Platt calibration
-       on the validation rows and tiers, and evaluate it beside the logistic-regression baseline
-       on the test rows (:func:`leadml.model.training.fit_calibrated`).
+    4. the event mode's protocol (:func:`fit_backtested`): rolling backtest over the order
+       beside the baselines (the rule: newest row first), refit on every row, calibration,
+       tiers and the readiness verdict.
 
     Parameters
     ----------
@@ -556,6 +399,9 @@ def train_flat(
         out-of-time split. Never features.
     allow_columns : iterable of str
         Columns the leakage guard flags but you keep on purpose (they stay in the report).
+    positive : str, optional
+        The outcome value that counts as a conversion ("Won", "Converted"); without it the
+        target may be 0/1, true/false, yes/no or y/n (:func:`leadml.data.flat.flat_target`).
     config : LeadMLConfig, optional
         ``flat`` (placeholders, leakage AUC threshold, split shares), ``model`` (LightGBM),
         ``training`` (calibration, tiers, ECE bins), ``features`` (``max_category_levels``,
@@ -590,7 +436,7 @@ def train_flat(
         drop_column=drop,
         allow_column=allow,
     )
-    y = flat_target(table, target)
+    y = flat_target(table, target, positive)
     if id_column is not None:
         check_ids(table, id_column)
     split = split_flat(
@@ -601,7 +447,18 @@ def train_flat(
         fractions=cfg.flat.split_fractions,
         seed=cfg.model.seed,
     )
-    fit_rows = np.sort(np.concatenate([split.train, split.valid]))
+    # Cleaning and the leakage guard learn from the oldest part only: the backtest's test
+    # windows lie in the newest 40%, so no decision there has seen the rows it is scored on.
+    fit_rows = np.sort(split.train)
+    if len(np.unique(y[fit_rows])) < 2:
+        # Outcomes only in the newest rows (a young funnel): the guard needs both classes.
+        warnings.warn(
+            f"the oldest {len(fit_rows):,} rows hold only one outcome; cleaning and the leakage "
+            "guard learn from every row, so the backtest's newest folds are slightly optimistic",
+            UserWarning,
+            stacklevel=2,
+        )
+        fit_rows = np.arange(len(table))
     fit_table = table.iloc[fit_rows]
     fc = cfg.features
     ordering = [c for c in (time_column, order_column) if c]
@@ -655,12 +512,13 @@ def train_flat(
         if split.kind == "time"
         else t,
     )
-    metrics = _backtest_metrics(bt, "leadml", model.booster.num_trees())
-    base = _backtest_metrics(bt, "logistic")
+    metrics = backtest_metrics(bt, "leadml", model.booster.num_trees())
+    base = backtest_metrics(bt, "logistic")
     model.metadata = {
         **model.metadata,
         "mode": "flat",
         "target": target,
+        "positive": positive,
         "id_column": id_column,
         "time_column": time_column,
         "order_column": order_column,

@@ -323,8 +323,7 @@ def _prepare(
     head = _add_display(head, data, ts)
 
     created = data.leads[c.created_at]
-    alive = data.leads.loc[(created < ts).to_numpy(), c.lead_id].to_numpy()
-    stages = stage_at(data, alive, ts).value_counts()
+    stages = built[0][1].attrs["stage_counts"]  # the stage of every lead at ts, counted once
     skipped = {"not created yet": int((created >= ts).sum())}
     for s, label in SKIP_LABELS.items():
         skipped[label] = int(stages.get(s, 0))
