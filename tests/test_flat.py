@@ -325,7 +325,7 @@ def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
         table,
         "Converted",
         id_column="Lead ID",
-        order_column="Minutes on Site",
+        time_column="Created",
         config=cfg,
     )
     assert result.tracking["model_uri"] == "models:/leadml-flat/1"
