@@ -339,14 +339,13 @@ def test_train_flat_tracks_to_mlflow(mlflow_uri) -> None:
 
     import mlflow
 
-    # The flat pyfunc takes the table's columns (extra ones, such as as_of, are ignored).
+    # The flat pyfunc takes the table's feature columns, as its signature says.
     pyfunc = mlflow.pyfunc.load_model("models:/leadml-flat@champion")
     frame = pd.DataFrame(
         {
             "lead_id": table["Lead ID"].head(5),
-            "as_of": pd.Timestamp("2025-01-01"),
-            "stage": "lead",
             "Lead Source": table["Lead Source"].head(5),
+            "Minutes on Site": table["Minutes on Site"].head(5),
         }
     )
     out = pyfunc.predict(frame).sort_values("lead_id")
