@@ -63,6 +63,8 @@ __all__ = [
     "FeatureSpec",
     "IdentifierColumnsExcluded",
     "build_features",
+    "choose_levels",
+    "column_kind",
     "feature_groups",
     "make_feature_spec",
     "model_frame",
@@ -453,18 +455,9 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         kinds[name], groups[name], templates[name] = kind, group, template
 
     for col in fit:
-        s = leads[col]
-        if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
-            counts = s.dropna().astype(str).value_counts()
-            # Most frequent first, ties by name, so the levels are deterministic.
-            order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            keep = [k for k, _ in order[: cfg.max_category_levels - 1]]
-            if len(order) > len(keep):
-                keep.append("other")
-            levels[col] = tuple(sorted(set(keep)))
-            kind = "categorical"
-        else:
-            kind = "numeric"
+        kind = column_kind(leads[col])
+        if kind == "categorical":
+            levels[col] = choose_levels(leads[col], cfg.max_category_levels)
         add(col, kind, col, _fit_templates(col, kind))
         group_labels[col] = _label(col)
 
@@ -598,6 +591,28 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         group_labels=group_labels,
         columns=c.model_dump(),
     )
+
+
+def column_kind(s: pd.Series) -> str:
+    """``"numeric"`` for numbers (booleans excluded), else ``"categorical"``: one rule for the
+    fit columns of event mode and the columns of a flat table."""
+    numeric = pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+    return "numeric" if numeric else "categorical"
+
+
+def choose_levels(s: pd.Series, max_levels: int) -> tuple[str, ...]:
+    """The category levels of one training column: its ``max_levels - 1`` most frequent values
+    (ties by name, so the choice is deterministic) plus ``"other"`` when there are more, sorted.
+
+    >>> choose_levels(pd.Series(["b", "a", "b", "c", None]), 3)
+    ('a', 'b', 'other')
+    """
+    counts = s.dropna().astype(str).value_counts()
+    order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    keep = [k for k, _ in order[: max_levels - 1]]
+    if len(order) > len(keep):
+        keep.append("other")
+    return tuple(sorted(set(keep)))
 
 
 def to_categorical(values: pd.Series, levels: tuple[str, ...] | list[str]) -> pd.Categorical:

@@ -78,7 +78,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import FlatConfig
-from leadml.data.features import FeatureSpec
+from leadml.data.features import FeatureSpec, choose_levels, column_kind
 
 __all__ = [
     "DEFAULT_PLACEHOLDERS",
@@ -661,17 +661,9 @@ def flat_spec(X: pd.DataFrame, max_levels: int = 50) -> FeatureSpec:
     kinds: dict[str, str] = {}
     levels: dict[str, tuple[str, ...]] = {}
     for col in X.columns:
-        s = X[col]
-        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
-            kinds[col] = "numeric"
-        else:
-            counts = s.dropna().astype(str).value_counts()
-            order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            keep = [k for k, _ in order[: max_levels - 1]]
-            if len(order) > len(keep):
-                keep.append("other")
-            kinds[col] = "categorical"
-            levels[col] = tuple(sorted(keep))
+        kinds[col] = column_kind(X[col])
+        if kinds[col] == "categorical":
+            levels[col] = choose_levels(X[col], max_levels)
     names = tuple(X.columns)
     return FeatureSpec(
         names=names,
