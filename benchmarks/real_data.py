@@ -82,8 +82,10 @@ def summary(name: str, result: Any, took: str) -> list[str]:
         f"{bt.calibration_method}",
         f"- best baseline by ROC AUC: {best}; leadml - {best}: ROC AUC "
         f"{bt.difference(best, 'roc_auc')[0]:+.3f}, PR AUC {bt.difference(best, 'pr_auc')[0]:+.3f}",
+        "- ECE of the pooled out-of-fold rows: "
+        + ", ".join(f"{m} {e:.3f}" for m, e in bt.pooled.set_index("model")["ece"].items()),
         f"- verdict: {bt.verdict.reason}",
-        *(f"- {note}" for note in bt.skipped),
+        *(f"- {note}" for note in [*bt.skipped, *bt.remarks]),
         "",
     ]
 

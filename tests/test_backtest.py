@@ -214,6 +214,25 @@ def test_no_usable_fold_says_what_was_found():
     assert isinstance(e.value, ValueError)
 
 
+def test_history_shorter_than_the_purge_early_stops_unpurged_and_says_so():
+    """Ten weekly observation points and a 35-day label window: no purged inner split exists.
+    The folds still run (their test windows purged), with a remark instead of an error."""
+    X, y, _ = _table(n=3000, seed=5)
+    weeks = np.sort(np.random.default_rng(5).integers(0, 10, len(y)))
+    t = pd.Series(START + pd.to_timedelta(7 * weeks, unit="D"), name="as_of")
+    purge = pd.Timedelta(days=35)
+    result = _run(X, y, t, purge=purge, candidates=[Candidate("base")], half_lives=())
+    # Only a fold whose training part is one observation time (no time split at all) is skipped.
+    assert len(result.folds) >= 2 and len(result.skipped) <= 1
+    assert result.remarks and all("not purged" in r for r in result.remarks)
+    assert {f"fold {f.index}:" for f in result.folds} == {
+        r.split(" inner")[0] for r in result.remarks
+    }
+    for f in result.folds:
+        train, test = f.masks(t)
+        assert (t[train] + purge < f.test_start).all() and test.any()
+
+
 def test_plain_boosters_only():
     X, y, t = _table(n=500)
     with pytest.raises(ValueError, match="TreeSHAP"):

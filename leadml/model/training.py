@@ -283,6 +283,10 @@ def backtest_metrics(bt: BacktestResult, who: str, n_trees: int | None = None) -
         col = f"conversion_tier_{tier}"
         if col in rows.columns:
             out[col] = float(rows[col].mean())
+    pooled = bt.pooled.set_index("model")
+    if who in pooled.index:
+        # Calibration judged on every out-of-fold row at once (per-fold ECE is binning noise).
+        out["ece_pooled"] = float(pooled.loc[who, "ece"])
     if n_trees is not None:
         out["n_trees"] = n_trees
     return out
