@@ -30,7 +30,7 @@ test: $(STAMP) browser ## run the whole test suite (slow, browser and spark test
 	$(BIN)/pytest -q --doctest-modules leadml
 
 test-fast: $(STAMP) ## run the tests not marked slow/browser/spark
-	$(BIN)/pytest -m "not slow and not browser and not spark"
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow and not browser and not spark"
 
 lint: $(STAMP) ## ruff check + format check + notebooks stripped of outputs
 	$(BIN)/ruff check leadml tests benchmarks

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import sys
 import warnings
 from pathlib import Path
@@ -38,16 +40,47 @@ def crm_medium():
 
 
 @pytest.fixture(scope="session")
-def trained(crm_medium):
-    """Both stage models trained on ``crm_medium`` (no tracking; a 3-fold backtest)."""
+def fast_config():
+    """The configuration trained fixtures use: monthly observation points (a quarter of the
+    weekly training rows; scoring is unaffected), one LightGBM thread (the suite runs two
+    xdist workers on two cores), at most 150 trees and a 3-fold backtest."""
     from leadml.config import LeadMLConfig
+
+    return LeadMLConfig().with_overrides(
+        {
+            "timeline": {"cadence_days": 28},
+            "model": {"n_jobs": 1, "n_estimators": 150},
+            "training": {"n_folds": 3},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(crm_medium, fast_config, tmp_path_factory, worker_id):
+    """Both stage models trained on ``crm_medium`` with ``fast_config`` (no tracking).
+
+    Trained once per run: under xdist the first worker to ask trains and pickles the results
+    beside the workers' temporary directories; the others wait on a lock and load them.
+    """
     from leadml.data.features import IdentifierColumnsExcluded
     from leadml.model.training import train
 
-    cfg = LeadMLConfig().with_overrides({"training": {"n_folds": 3}})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", IdentifierColumnsExcluded)
-        return {t: train(crm_medium, t, cfg) for t in ("prospect", "opportunity")}
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IdentifierColumnsExcluded)
+            return {t: train(crm_medium, t, fast_config) for t in ("prospect", "opportunity")}
+
+    if worker_id == "master":
+        return fit()
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "trained.pkl"
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        result = fit()
+        done.write_bytes(pickle.dumps(result))
+        return result
 
 
 @pytest.fixture

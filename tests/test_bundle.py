@@ -33,12 +33,11 @@ def test_round_trip_scores_identically(trained, crm_medium, tmp_path) -> None:
         assert key in meta
 
 
-def test_same_seed_gives_identical_bundle_files(crm_medium, trained, tmp_path) -> None:
-    from leadml.config import LeadMLConfig
+@pytest.mark.slow
+def test_same_seed_gives_identical_bundle_files(crm_medium, trained, fast_config, tmp_path):
     from leadml.model.training import train
 
-    cfg = LeadMLConfig().with_overrides({"training": {"n_folds": 3}})  # as the fixture
-    again = train(crm_medium, "prospect", cfg).model
+    again = train(crm_medium, "prospect", fast_config).model  # as the fixture
     a = save_bundle(trained["prospect"].model, tmp_path / "a")
     b = save_bundle(again, tmp_path / "b")
     for name in ("model.txt", "bundle.json", "checksums.json"):

@@ -45,18 +45,44 @@ def test_models_are_calibrated_tiered_and_ready(trained) -> None:
         assert r.model.metadata["backtest"]["chosen"]["n_trees"] == r.model.booster.num_trees()
 
 
-def test_the_shipped_model_learns_from_the_newest_labelled_points(crm) -> None:
+def test_the_shipped_booster_is_the_refit_on_every_labelled_point(
+    crm_medium, trained, fast_config
+) -> None:
+    """The shipped booster is exactly ``refit`` on every row of the training set, the newest
+    included (relabelling only the newest 10% changes it), and tier A holds about the top 10%
+    of the newest window's scores."""
+    from leadml.data.trainset import build_training_set
+    from leadml.model.backtest import refit
+    from leadml.model.training import lgb_params
+
+    r = trained["prospect"]
+    ts = build_training_set(crm_medium, "prospect", config=fast_config)
+    frame, y = ts.frame, ts.frame[ts.label].to_numpy(dtype=int)
+    X, t = frame[list(ts.spec.names)], frame["as_of"]
+    assert r.model.metadata["rows"]["train"] == len(frame)
+    params = lgb_params(fast_config.model, len(y))
+    again = refit(X, y, t, r.backtest, params, n_threads=1)
+    assert again.model_to_string() == r.model.booster.model_to_string()
+    newest = (t >= t.quantile(0.9)).to_numpy()
+    flipped = refit(X, np.where(newest, 1 - y, y), t, r.backtest, params, n_threads=1)
+    assert not np.allclose(again.predict(X, raw_score=True), flipped.predict(X, raw_score=True))
+    p = r.model.probability(r.test_frame)
+    assert 0.05 <= float((p >= r.model.tier_thresholds[0]).mean()) <= 0.15
+
+
+@pytest.mark.slow
+def test_the_shipped_model_learns_from_the_newest_labelled_points(crm, fast_config) -> None:
     """The refit sees every labelled observation point, the newest included: relabelling only
     the newest points changes the shipped model, and its tiers come from the newest scores."""
     from leadml.data.trainset import build_training_set
     from leadml.model.training import fit_stage_model
 
-    ts = build_training_set(crm, "prospect")
+    ts = build_training_set(crm, "prospect", config=fast_config)
     frame = ts.frame
     newest = frame["as_of"] >= frame["as_of"].quantile(0.9)
     flipped = frame.assign(**{ts.label: np.where(newest, 1 - frame[ts.label], frame[ts.label])})
-    a = fit_stage_model(frame, ts.spec, ts.label, "prospect")
-    b = fit_stage_model(flipped, ts.spec, ts.label, "prospect")
+    a = fit_stage_model(frame, ts.spec, ts.label, "prospect", fast_config)
+    b = fit_stage_model(flipped, ts.spec, ts.label, "prospect", fast_config)
     assert a.model.metadata["rows"]["train"] == len(frame)
     X = frame[list(ts.spec.names)]
     assert not np.allclose(a.model.margin(X), b.model.margin(X))
@@ -122,6 +148,7 @@ def _flat_table(n: int, seed: int, signal: float) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_a_noise_target_is_not_ready_and_never_becomes_champion(mlflow_uri) -> None:
     import mlflow
 
