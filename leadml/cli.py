@@ -65,7 +65,9 @@ def main() -> None:
     import warnings
 
     def _note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-        click.echo(f"note: {message}", err=True)
+        # Suspicious input (a changed layout) is a warning, not a note: it may change scores.
+        kind = "warning" if getattr(category, "__name__", "") == "LayoutWarning" else "note"
+        click.echo(f"{kind}: {message}", err=True)
 
     # Warnings meant for users (e.g. which columns were excluded as identifiers) are one line.
     warnings.showwarning = _note
@@ -387,7 +389,10 @@ def backtest(
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables.")
 @click.option(
-    "--as-of", "as_of", help="Score as of this instant (default: now, UTC, to the second)."
+    "--as-of",
+    "as_of",
+    help="Score as of this instant (default: now, UTC, to the second; refused when more than "
+    "scoring.max_stale_days after the data's newest row, see --allow-stale).",
 )
 @click.option("--out", required=True, type=click.Path(), help="Output file (.parquet or .csv).")
 @click.option(
@@ -423,6 +428,17 @@ def backtest(
     "else local[2]; under spark-submit, its own).",
 )
 @click.option("--table", type=click.Path(), help="Flat mode: score this one-row-per-lead table.")
+@click.option(
+    "--allow-layout-change",
+    is_flag=True,
+    help="Score even when the data's layout differs from the training data's (a fit column "
+    "gone, no known event type); the differences are printed as warnings.",
+)
+@click.option(
+    "--allow-stale",
+    is_flag=True,
+    help="Score an --as-of more than scoring.max_stale_days (30) after the data's newest row.",
+)
 @_user_errors
 def score(
     data_dir: str | None,
@@ -436,6 +452,8 @@ def score(
     engine: str,
     spark_master: str | None,
     table: str | None,
+    allow_layout_change: bool,
+    allow_stale: bool,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing.
 
@@ -443,6 +461,9 @@ def score(
     sorted by score (highest first), then lead_id.
     """
     cfg = _config(config_path)
+    if allow_layout_change or allow_stale:
+        allowed = {"allow_layout_change": allow_layout_change, "allow_stale": allow_stale}
+        cfg = cfg.with_overrides({"scoring": {k: True for k, v in allowed.items() if v}})
     from leadml._io import check_target
 
     check_target(out, overwrite)

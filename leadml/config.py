@@ -173,6 +173,15 @@ class ScoringConfig(_Section):
 
     chunk_size: int = Field(50_000, ge=1)
     format: Literal["parquet", "csv"] = "parquet"
+    #: Warn when a fit column's missing share (or a categorical's share outside the trained
+    #: levels, or the share of unknown event types) moves by more than this from training.
+    layout_shift: float = Field(0.25, gt=0, le=1)
+    #: Score even when the layout check refuses (a fit column gone, no known event type); loud.
+    allow_layout_change: bool = False
+    #: Refuse an ``as_of`` more than this many days after the newest row of the data (an old
+    #: export, or the default "now" on a stale one); ``allow_stale`` scores anyway, loudly.
+    max_stale_days: int = Field(30, ge=0)
+    allow_stale: bool = False
 
 
 class SparkConfig(_Section):

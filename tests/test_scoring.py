@@ -21,7 +21,7 @@ from leadml.data.trainset import build_scoring_set
 from leadml.explain.reasons import additivity_error, contributions
 from leadml.jobs import load_models, run_score
 from leadml.model.bundle import save_bundle
-from leadml.serve.contract import OUTPUT_COLUMNS, write_scores
+from leadml.serve.contract import OUTPUT_COLUMNS, ScoringError, write_scores
 from leadml.serve.scoring import explain_lead, score, score_features
 
 AS_OF = "2025-04-01"
@@ -272,16 +272,34 @@ def test_user_errors_are_clear(crm_medium, workdir, models, tmp_path) -> None:
 
 
 def test_leads_without_events_are_scored_on_what_is_known(crm_medium, models) -> None:
+    """An empty events table is refused (issue 16: a header-only export scored with a different
+    tier mix and exit 0); deliberately allowed, leads are scored on what is known."""
+    from leadml.config import LeadMLConfig
+    from leadml.data.layout import LayoutWarning
+
     data = validate(crm_medium.leads, crm_medium.events.iloc[:0], crm_medium.stage_changes)
-    s = score(data, AS_OF, models)
+    with pytest.raises(ScoringError, match="events table: it has no rows"):
+        score(data, AS_OF, models)
+    allow = LeadMLConfig().with_overrides({"scoring": {"allow_layout_change": True}})
+    with pytest.warns(LayoutWarning):
+        s = score(data, AS_OF, models, allow)
     assert len(s) > 0 and s["score"].between(0, 100).all()
     assert s["last_activity_at"].isna().all() and s["last_activity_type"].isna().all()
     assert all(len(rs) > 0 for rs in s["reasons"].head(50))
 
 
 def test_default_as_of_is_now_in_utc_to_the_second(crm_medium, models) -> None:
+    from leadml.config import LeadMLConfig
+    from leadml.data.layout import LayoutWarning
+
+    # Now is long after the synthetic data ends: refused, unless the user says so (loudly).
+    with pytest.raises(ScoringError, match="stale") as e:
+        score(crm_medium, None, {"prospect": models["prospect"]})
+    assert "--allow-stale" in str(e.value) and str(crm_medium.end.date()) in str(e.value)
+    allow = LeadMLConfig().with_overrides({"scoring": {"allow_stale": True}})
     before = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
-    s = score(crm_medium, None, {"prospect": models["prospect"]})
+    with pytest.warns(LayoutWarning, match="scoring anyway"):
+        s = score(crm_medium, None, {"prospect": models["prospect"]}, allow)
     after = pd.Timestamp.now(tz="UTC").tz_localize(None)
     as_of = s["as_of"].iloc[0]
     assert before <= as_of <= after and as_of == as_of.floor("s")

@@ -54,6 +54,7 @@ from leadml.data.flat import (
     plan_cleaning,
     split_flat,
 )
+from leadml.data.layout import layout_reference
 from leadml.data.leakage import LeakageReport, check_leakage
 from leadml.data.trainset import build_training_set
 from leadml.funnel import TIERS
@@ -359,7 +360,10 @@ def train(
     cfg = config or LeadMLConfig()
     tr = cfg.training
     ts = build_training_set(data, transition, tr.start, tr.end, cfg)
-    return fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg, summary=ts.summary)
+    result = fit_stage_model(ts.frame, ts.spec, ts.label, transition, cfg, summary=ts.summary)
+    # What the training data looked like, for scoring's layout check (leadml.data.layout).
+    result.model.metadata["layout"] = layout_reference(data, ts.spec)
+    return result
 
 
 def train_flat(

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, lead_positions
 from leadml.data.features import build_features, model_frame
 from leadml.data.flat import FlatCleaning, FlatDataError
+from leadml.data.layout import LayoutWarning, check_layout
 from leadml.data.timeline import stage_at
 from leadml.data.trainset import build_scoring_set
 from leadml.explain.reasons import contributions, explain_reasons, plain, reason_effects
@@ -309,6 +311,8 @@ def _prepare(
             f"as_of {ts} is not after the first lead's creation ({data.start}): no lead exists "
             "yet to score; pass a later --as-of"
         )
+    _check_fresh(data, ts, config)
+    _check_layout(data, ts, ms, config)
     frames: dict[str, pd.DataFrame] = {}
     built: list[tuple[Any, pd.DataFrame]] = []
     for t, m in ms.items():
@@ -334,6 +338,64 @@ def _prepare(
             skipped[f"no {t} model given"] = int((stage == src).sum())
     attrs = scores_attrs(ms, ts, skipped=skipped, row_group_size=config.scoring.chunk_size)
     return _Job(ts, ms, frames, head, pos, next_t, skipped, attrs)
+
+
+def _check_fresh(data: CRMData, as_of: pd.Timestamp, config: LeadMLConfig) -> None:
+    """Refuse (or, with ``scoring.allow_stale``, warn about) an ``as_of`` long after the data
+    ends: every lead would look silent since the export, and scores would quietly sink."""
+    sc = config.scoring
+    newest = pd.Timestamp(data.end)
+    lag = as_of - newest
+    if lag <= pd.Timedelta(days=sc.max_stale_days):
+        return
+    what = (
+        f"as_of {as_of} is {lag.days} days after the newest row of the data ({newest}), more "
+        f"than scoring.max_stale_days={sc.max_stale_days}"
+    )
+    if sc.allow_stale:
+        warnings.warn(f"{what}: scoring anyway (--allow-stale)", LayoutWarning, stacklevel=3)
+        return
+    raise ScoringError(
+        f"{what}: the export looks stale and every lead would look inactive since; export fresh "
+        f"data, pass --as-of {newest.floor('D').date()} (the data's end), or --allow-stale"
+    )
+
+
+def _check_layout(
+    data: CRMData, as_of: pd.Timestamp, models: Mapping[str, StageModel], config: LeadMLConfig
+) -> None:
+    """Refuse data whose layout the models were not trained on; warn on suspicious shifts
+    (:mod:`leadml.data.layout`). Every difference of every model is listed at once."""
+    sc = config.scoring
+    problems: list[str] = []
+    for t, m in models.items():
+        found, shifts = check_layout(
+            data,
+            m.spec,
+            as_of,
+            m.metadata.get("layout"),
+            shift=sc.layout_shift,
+            what=f"the {t} model",
+        )
+        problems += [p for p in found if p not in problems]
+        for w in shifts:
+            warnings.warn(f"{w}: scores may be off; check the export", LayoutWarning, stacklevel=3)
+    if not problems:
+        return
+    listed = "\n".join(f"  - {p}" for p in problems)
+    if sc.allow_layout_change:
+        warnings.warn(
+            f"scoring anyway (scoring.allow_layout_change): the data does not match the layout "
+            f"the models were trained on:\n{listed}",
+            LayoutWarning,
+            stacklevel=3,
+        )
+        return
+    raise ScoringError(
+        f"the data does not match the layout the models were trained on:\n{listed}\n"
+        "fix the export (or map its names with the columns config), retrain on the new layout, "
+        "or pass --allow-layout-change to score anyway"
+    )
 
 
 def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:

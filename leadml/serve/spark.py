@@ -710,7 +710,7 @@ def score_spark(
     changes up to it) are shuffled. Raises ``ValueError`` when nobody exists yet at ``as_of``
     (this runs one small job over the leads).
     """
-    from leadml.serve.contract import DISPLAY_COLUMNS
+    from leadml.serve.contract import DISPLAY_COLUMNS, ScoringError
 
     cfg = config or LeadMLConfig()
     c = cfg.columns
@@ -724,6 +724,14 @@ def score_spark(
     leads, events, stage_changes = _known_before(leads, events, stage_changes, c, ts)
 
     specs = [m.spec for m in models.values()]
+    gone = sorted({col for s in specs for col in s.fit_columns if col not in leads.columns})
+    if gone and not cfg.scoring.allow_layout_change:
+        # The local scorer's layout check (leadml.data.layout), for what Spark sees without a job.
+        raise ScoringError(
+            "the data does not match the layout the models were trained on: leads table "
+            f"column(s) {', '.join(map(repr, gone))} missing; fix the export, retrain, or pass "
+            "--allow-layout-change to score anyway"
+        )
     fit = dict.fromkeys(col for s in specs for col in s.fit_columns if col in leads.columns)
     display = [col for col in DISPLAY_COLUMNS if col in leads.columns]
     lead_columns = tuple(dict.fromkeys([*fit, *display]))
