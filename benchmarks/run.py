@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 
-from benchmarks import features_speed, real_data, scoring_speed, synth_speed, treeshap_speed
+from benchmarks import (
+    backtest_cost,
+    features_speed,
+    real_data,
+    scoring_speed,
+    synth_speed,
+    treeshap_speed,
+)
 
 
 def main() -> None:
@@ -20,6 +27,8 @@ def main() -> None:
     scoring_speed.main(["--leads", "100000", "1000000"])
     print("\n## exact TreeSHAP engines\n")
     treeshap_speed.main([])
+    print("\n## rolling backtest against the single fit it replaced\n")
+    backtest_cost.main([])
     print("\n## real CRM data\n")
     if real_data.DEFAULT_X_EDUCATION.exists() and real_data.DEFAULT_BPI.exists():
         real_data.main([])

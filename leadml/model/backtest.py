@@ -548,7 +548,7 @@ def _platt(margin: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) 
 
     current = objective(beta)
     for _ in range(100):
-        p = 1.0 / (1.0 + np.exp(-(A @ beta)))
+        p = 0.5 * (1.0 + np.tanh(0.5 * (A @ beta)))  # the sigmoid, without exp overflow
         grad = A.T @ (w * (p - yy)) + ridge @ beta
         hess = (A * (w * p * (1 - p))[:, None]).T @ A + ridge + 1e-12 * np.eye(2)
         step = np.linalg.solve(hess, grad)
