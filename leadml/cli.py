@@ -135,10 +135,10 @@ def synth(
     )
 
 
-def _write_parquet_atomic(frame: Any, out: str, overwrite: bool) -> None:
+def _write_parquet_atomic(frame: Any, out: str, overwrite: bool, data_dir: str) -> None:
     from leadml._io import atomic_path, check_target
 
-    with atomic_path(check_target(out, overwrite), make_parents=False) as tmp:
+    with atomic_path(check_target(out, overwrite, inputs=[data_dir]), make_parents=False) as tmp:
         frame.to_parquet(tmp, index=False)
 
 
@@ -182,7 +182,7 @@ def build(
     data = load_crm(data_dir, columns=cfg.columns)
     if transition:
         ts = build_training_set(data, transition, start, end, cfg)
-        _write_parquet_atomic(ts.frame, out, overwrite)
+        _write_parquet_atomic(ts.frame, out, overwrite, data_dir)
         s = ts.summary
         click.echo(
             f"wrote {s['kept']:,} rows ({s['leads']:,} leads, {s['positives']:,} positives, "
@@ -191,7 +191,7 @@ def build(
         )
     else:
         frame = build_scoring_set(data, as_of, cfg)
-        _write_parquet_atomic(frame, out, overwrite)
+        _write_parquet_atomic(frame, out, overwrite, data_dir)
         click.echo(
             f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {out}"
         )
@@ -465,8 +465,10 @@ def score(
         allowed = {"allow_layout_change": allow_layout_change, "allow_stale": allow_stale}
         cfg = cfg.with_overrides({"scoring": {k: True for k, v in allowed.items() if v}})
     from leadml._io import check_target
+    from leadml.jobs import parse_model_specs
 
-    check_target(out, overwrite)
+    models_in = [p for _, p in parse_model_specs(model_specs)]
+    check_target(out, overwrite, inputs=[data_dir, table, *models_in])
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
     if table is not None:

@@ -158,7 +158,8 @@ def run_score(
     t0 = time.perf_counter()
     cfg = config or LeadMLConfig()
     path = Path(out)
-    check_target(path, overwrite, must_be_file=True)
+    models_in = [p for _, p in parse_model_specs(model_specs)]
+    check_target(path, overwrite, must_be_file=True, inputs=[data_dir, *models_in])
     kind = output_format(path, fmt, cfg.scoring.format)
     if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
         raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
@@ -241,7 +242,7 @@ def run_score_flat(
     score, ``as_of`` and ``model_version`` included; CSV or Parquet by extension), atomically,
     and return a one-line summary."""
     cfg = config or LeadMLConfig()
-    path = check_target(out, overwrite, must_be_file=True)
+    path = check_target(out, overwrite, must_be_file=True, inputs=[table, model])
     suffix = path.suffix.lower()
     if suffix not in {".csv", ".parquet", ".pq"}:
         raise FlatDataError(f"--out {out!r}: expected a .csv or .parquet file name")
@@ -272,7 +273,7 @@ def run_backtest(
     from leadml.explain.plots import save_backtest_plot
 
     cfg = config or LeadMLConfig()
-    path = check_target(out, overwrite, must_be_file=True)
+    path = check_target(out, overwrite, must_be_file=True, inputs=[data_dir, table])
     if path.suffix.lower() != ".csv":
         raise ValueError(f"--out {str(out)!r}: the backtest table is written as CSV (.csv)")
     if (data_dir is None) == (table is None):

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from leadml._io import atomic_path, exists_error
-from leadml.explain.reasons import reason_sentence
+from leadml.explain.reasons import reason_cell
 from leadml.funnel import NEXT_TRANSITION, TIERS
 from leadml.serve.contract import ScoringError, read_scores, required_columns
 
@@ -289,14 +289,31 @@ def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
     for col in ("p_next_stage", "p_prospect", "p_opportunity"):
         out[col] = pd.to_numeric(df[col], errors="coerce").round(4)
     out["score_change"] = df["score_change"].round().astype("Int64")
-    texts = [[reason_sentence(r) for r in rs] for rs in df["reasons"]]
+    texts = [[reason_cell(r) for r in rs] for rs in df["reasons"]]
     for k in range(n_reasons):
         out[f"reason_{k + 1}"] = [t[k] if k < len(t) else "" for t in texts]
     out["as_of"] = [
         "" if _missing(t) else pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ") for t in df["as_of"]
     ]
     out["model_version"] = df["model_version"] if "model_version" in df.columns else ""
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col].dtype):
+            out[col] = out[col].map(_spreadsheet_safe)
     return out.reset_index(drop=True)[crm_columns(n_reasons)]
+
+
+#: Cell starts a spreadsheet reads as a formula (OWASP CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(v: Any) -> Any:
+    """Text that a spreadsheet would run as a formula gets a leading apostrophe, as OWASP
+    recommends for CSV exports; anything else is returned unchanged.
+
+    >>> [_spreadsheet_safe(v) for v in ("=HYPERLINK(1)", "@SUM(A1)", "Acme", 3)]
+    ["'=HYPERLINK(1)", "'@SUM(A1)", 'Acme', 3]
+    """
+    return "'" + v if isinstance(v, str) and v.startswith(_FORMULA_START) else v
 
 
 # --- HTML ------------------------------------------------------------------------------------
@@ -708,6 +725,12 @@ def write_report(
             f"{str(out)!r} ends in {suffix} but the format is {fmt}; pass --format {other} "
             f"or an output name ending in .{fmt}"
         )
+    for given in (scores_path, previous_path):
+        if given is not None and out.resolve() == Path(given).resolve():
+            raise ReportError(
+                f"--out {str(out)!r} is an input of this run ({str(given)!r}); write the report "
+                "elsewhere (--overwrite never replaces an input)"
+            )
     if out.exists() and not overwrite:
         raise ReportExistsError(*exists_error(out).args)
     scores, meta = load_scores(scores_path)

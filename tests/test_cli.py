@@ -93,3 +93,26 @@ def test_an_unknown_target_encoding_names_values_and_the_flag(tmp_path, fast_yam
     ok = CliRunner().invoke(main, [*args, "--positive", "won"])
     assert ok.exit_code == 0, ok.output
     assert (tmp_path / "bt.csv").exists()
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(tmp_path) -> None:
+    """`--out` naming one of the run's inputs once replaced the leads table with scores and a
+    Parquet scores file with HTML (issue 16); nothing is read or written now."""
+    from leadml.datasets import make_crm, write_crm
+
+    crm_dir = write_crm(make_crm(n_leads=200, seed=1), tmp_path / "crm")
+    leads = next(p for p in crm_dir.iterdir() if p.name.startswith("leads"))
+    before = leads.read_bytes()
+    runner = CliRunner()
+    for args in (
+        ["score", "--data", str(crm_dir), "--out", str(leads), "--overwrite"],
+        ["build", "--data", str(crm_dir), "--transition", "prospect", "--out", str(leads)],
+        ["report", "--scores", str(leads), "--out", str(leads), "--overwrite"],
+    ):
+        if args[0] == "build":
+            args.append("--overwrite")
+        r = runner.invoke(main, args)
+        assert r.exit_code == 2, (args[0], r.output)
+        assert "is an input of this run" in r.output, (args[0], r.output)
+        assert "Traceback" not in r.output
+        assert leads.read_bytes() == before

@@ -45,3 +45,16 @@ def test_missing_directory_and_existing_target_are_clear_errors(tmp_path) -> Non
     with pytest.raises(FileExistsError, match="--overwrite"):
         check_target(tmp_path / "y.csv", overwrite=False)
     assert check_target(tmp_path / "y.csv", overwrite=True) == tmp_path / "y.csv"
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_write(tmp_path) -> None:
+    """`kill -9` during a write left a hidden `.scores.csv.*.tmp` forever (issue 16)."""
+    out = tmp_path / "scores.csv"
+    stale = tmp_path / ".scores.csv.abc123.tmp"
+    stale.write_text("half a file")
+    other = tmp_path / ".leads.csv.abc123.tmp"  # another file's temporary: not ours to remove
+    other.write_text("x")
+    with atomic_path(out) as tmp:
+        tmp.write_text("lead_id\n")
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".leads.csv.abc123.tmp", "scores.csv"]

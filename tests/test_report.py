@@ -261,8 +261,9 @@ def test_crm_export_column_order_and_flattened_reasons() -> None:
     )
     assert out["lead_id"].tolist() == list(range(1, 13))  # rank order
     first = out.iloc[0]
-    assert first["reason_1"] == "+ Viewed the pricing page 1 times in the last 7 days (+5.0 pts)"
-    assert first["reason_3"] == "- Country: DE (-1.2 pts)"
+    # No leading sign: a spreadsheet would read "+ ..." or "- ..." as a formula.
+    assert first["reason_1"] == "Viewed the pricing page 1 times in the last 7 days (+5.0 pts)"
+    assert first["reason_3"] == "Country: DE (-1.2 pts)"
     assert first["reason_4"] == ""
     assert first["p_next_stage"] == 0.9 and pd.isna(first["p_prospect"])
     assert first["as_of"] == "2025-06-01T00:00:00Z"
@@ -273,6 +274,23 @@ def test_crm_export_column_order_and_flattened_reasons() -> None:
     # display columns are optional; the column order is not
     bare = build_crm_export(df.drop(columns=["name", "company", "owner"]), n_reasons=1)
     assert list(bare.columns) == crm_columns(1) and (bare["name"] == "").all()
+
+
+def test_crm_export_is_safe_to_open_in_a_spreadsheet() -> None:
+    """Cells a spreadsheet would run as formulas (OWASP: = + - @ tab CR) get an apostrophe."""
+    df = fake_scores()
+    df.loc[0, "name"] = '=HYPERLINK("http://x")'
+    df.loc[1, "company"] = "@SUM(A1)"
+    df.loc[2, "owner"] = "-2+3"
+    df.loc[3, "name"] = "\tTabbed"
+    out = build_crm_export(df, n_reasons=5)
+    by_id = out.set_index("lead_id")
+    assert by_id.loc[1, "name"] == '\'=HYPERLINK("http://x")'
+    assert by_id.loc[2, "company"] == "'@SUM(A1)"
+    assert by_id.loc[3, "owner"] == "'-2+3"
+    assert by_id.loc[4, "name"] == "'\tTabbed"
+    text = out.select_dtypes(exclude="number").to_numpy().ravel().astype(str)
+    assert not any(t.startswith(("=", "+", "-", "@", "\t", "\r")) for t in text)
 
 
 def test_write_report_html_and_csv_from_parquet(tmp_path: Path) -> None:

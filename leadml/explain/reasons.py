@@ -60,6 +60,7 @@ __all__ = [
     "reason_effects",
     "parse_reason_sentence",
     "plain",
+    "reason_cell",
     "reason_sentence",
     "reasons",
 ]
@@ -320,6 +321,19 @@ def reason_sentence(r: Mapping[str, Any]) -> str:
     effect = float(r["effect"])
     size = "" if math.isnan(effect) else f" ({100 * effect:+.1f} pts)"
     return f"{r['direction']} {r['text']}{size}"
+
+
+def reason_cell(r: Mapping[str, Any]) -> str:
+    """One reason for a spreadsheet (the CRM export): :func:`reason_sentence` without its leading
+    sign, which a spreadsheet reads as a formula; the points keep the direction.
+
+    >>> reason_cell({"direction": "-", "text": "Country: DE", "effect": -0.012})
+    'Country: DE (-1.2 pts)'
+    """
+    effect = float(r["effect"])
+    if math.isnan(effect):
+        return f"{r['text']} ({'raises' if r['direction'] == '+' else 'lowers'} the score)"
+    return f"{r['text']} ({100 * effect:+.1f} pts)"
 
 
 def parse_reason_sentence(text: Any) -> dict[str, Any] | None:
