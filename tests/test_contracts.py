@@ -65,6 +65,20 @@ def test_string_ids_are_kept_as_strings_and_matched_across_tables() -> None:
     assert data.events["lead_id"].dtype == "string"
 
 
+def test_zero_padded_ids_come_back_exactly_as_written(tmp_path) -> None:
+    """`00000524` used to come out as `524` and break the CRM import's join (issue 16)."""
+    tables = dict(zip(("leads", "events", "stage_changes"), _tables(), strict=True))
+    for name, df in tables.items():
+        df["lead_id"] = df["lead_id"].map(lambda i: f"{i:08d}")
+        df.to_csv(tmp_path / f"{name}.csv", index=False)
+    data = load_crm(tmp_path)
+    assert data.leads["lead_id"].tolist() == ["00000001", "00000002", "00000003"]
+    assert data.events["lead_id"].isin(data.leads["lead_id"]).all()
+    # Plain integers stay integers, whether read from CSV or passed in as text.
+    plain = [df.assign(lead_id=df["lead_id"].str.lstrip("0")) for df in tables.values()]
+    assert validate(*plain).leads["lead_id"].dtype == "int64"
+
+
 def test_missing_required_column() -> None:
     leads, events, stages = _tables()
     with pytest.raises(DataContractError, match=r"events\.occurred_at: missing required column"):

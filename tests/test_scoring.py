@@ -288,6 +288,20 @@ def test_leads_without_events_are_scored_on_what_is_known(crm_medium, models) ->
     assert all(len(rs) > 0 for rs in s["reasons"].head(50))
 
 
+def test_zero_padded_ids_are_scored_and_written_as_they_came(crm_medium, models, tmp_path):
+    from leadml.serve.contract import read_scores
+
+    def pad(df):
+        return df.assign(lead_id=df["lead_id"].map(lambda i: f"{i:09d}"))
+
+    padded = validate(pad(crm_medium.leads), pad(crm_medium.events), pad(crm_medium.stage_changes))
+    s = score(padded, AS_OF, models)
+    assert s["lead_id"].str.fullmatch(r"0\d{8}").all()
+    for suffix in (".parquet", ".csv"):
+        back = read_scores(write_scores(s, tmp_path / f"scores{suffix}"))
+        assert back["lead_id"].astype(str).tolist() == s["lead_id"].tolist(), suffix
+
+
 def test_default_as_of_is_now_in_utc_to_the_second(crm_medium, models) -> None:
     from leadml.config import LeadMLConfig
     from leadml.data.layout import LayoutWarning

@@ -40,6 +40,7 @@ __all__ = [
     "CRMData",
     "DataContractError",
     "Problem",
+    "coerce_ids",
     "load_crm",
     "read_table",
     "validate",
@@ -192,7 +193,9 @@ def _coerce_timestamp(
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")
 
 
-def _coerce_ids(s: pd.Series) -> pd.Series:
+def coerce_ids(s: pd.Series) -> pd.Series:
+    """Lead ids on one dtype: int64 when every id is a plain integer that prints back the same,
+    else text exactly as written (``00524`` and ``A-17`` stay text)."""
     if pd.api.types.is_integer_dtype(s.dtype):
         return s.astype("int64")
     if pd.api.types.is_float_dtype(s.dtype):
@@ -200,7 +203,9 @@ def _coerce_ids(s: pd.Series) -> pd.Series:
         if len(whole) and bool((whole == np.floor(whole)).all()) and not s.isna().any():
             return s.astype("int64")
     text = s.astype("string").str.strip()
-    if text.notna().all() and bool(text.str.fullmatch(r"-?\d{1,18}").all()):
+    # Integers only when every id prints back the same: "00524" and "A-17" stay text, so ids
+    # come out of scoring exactly as they went in.
+    if text.notna().all() and bool(text.str.fullmatch(r"-?(0|[1-9]\d{0,17})").all()):
         return text.astype("int64")
     return text.astype("object").where(text.notna(), None).astype("string")
 
@@ -399,7 +404,7 @@ def validate(
 
     # Cross-table checks need clean ids; compare on a common dtype.
     if ok_leads and not leads[c.lead_id].isna().any():
-        leads[c.lead_id] = _coerce_ids(leads[c.lead_id])
+        leads[c.lead_id] = coerce_ids(leads[c.lead_id])
         as_int = pd.api.types.is_integer_dtype(leads[c.lead_id].dtype)
         known = pd.Index(leads[c.lead_id])
         for table, df, ok in (
@@ -408,7 +413,7 @@ def validate(
         ):
             if not ok or df[c.lead_id].isna().any():
                 continue
-            ids = _coerce_ids(df[c.lead_id])
+            ids = coerce_ids(df[c.lead_id])
             if as_int and not pd.api.types.is_integer_dtype(ids.dtype):
                 ids = ids.astype("string")
                 known_cmp = pd.Index(known.astype("string"))
@@ -471,14 +476,17 @@ def validate(
     return CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read one CSV or Parquet file (by extension)."""
+def read_table(path: str | Path, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """Read one CSV or Parquet file (by extension); in a CSV, ``text_columns`` (those present)
+    are read as text, exactly as written (ids such as ``00000524`` keep their zeros)."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(p)
     if suffix in {".csv", ".csv.gz"}:
-        return pd.read_csv(p, low_memory=False)
+        header = pd.read_csv(p, nrows=0).columns
+        text = {col: str for col in text_columns if col in header}
+        return pd.read_csv(p, low_memory=False, dtype=text or None)
     raise DataContractError(
         [Problem(p.stem, None, f"unsupported file type {p.name!r}", fix="Use .csv or .parquet.")]
     )
@@ -525,7 +533,7 @@ def load_crm(directory: str | Path, columns: ColumnsConfig | None = None) -> CRM
             )
             continue
         try:
-            frames[name] = read_table(path)
+            frames[name] = read_table(path, text_columns=[c.lead_id])
         except (OSError, ValueError) as e:
             problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
     if problems:

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from leadml._io import atomic_path, check_target
+from leadml.data.contracts import coerce_ids
 from leadml.explain.reasons import parse_reason_sentence, reason_sentence
 from leadml.model.stage import StageModel
 
@@ -384,9 +385,11 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     suffix = p.suffix.lower()
     if suffix == ".csv":
         try:
-            frame = pd.read_csv(p, encoding="utf-8")
+            frame = pd.read_csv(p, encoding="utf-8", dtype={"lead_id": str})
         except (OSError, ValueError) as e:
             raise ScoringError(f"scores file {str(p)!r} cannot be read as CSV: {e}") from e
+        if "lead_id" in frame.columns and frame["lead_id"].notna().all():
+            frame["lead_id"] = coerce_ids(frame["lead_id"])  # 00524 stays 00524
         for col in ("as_of", "last_activity_at"):
             if col in frame.columns:
                 frame[col] = pd.to_datetime(frame[col], errors="coerce", format="mixed")
