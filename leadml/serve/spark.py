@@ -447,9 +447,17 @@ class _ScoreTask:
     schema_json: str
 
     def __call__(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        import warnings
+
+        from leadml.data.layout import LayoutWarning
         from leadml.serve.scoring import score
 
-        cfg = LeadMLConfig.model_validate(self.config)
+        # A bucket is not the data: its newest row and its events say nothing about the
+        # export's freshness or layout, so the local scorer's whole-data checks stay off here
+        # (score_spark checks the columns on the driver).
+        cfg = LeadMLConfig.model_validate(self.config).with_overrides(
+            {"scoring": {"allow_stale": True, "allow_layout_change": True, "layout_shift": 1.0}}
+        )
         schema = T.StructType.fromJson(_loads(self.schema_json))
         leads, events, sc, _ = _crm_frames(left, right, cfg.columns, self.lead_columns)
         if leads.empty:
@@ -457,7 +465,9 @@ class _ScoreTask:
         payload = getattr(self.bundles, "value", self.bundles)
         models = _load_payload(self.digest, payload)
         data = CRMData(leads=leads, events=events, stage_changes=sc, columns=cfg.columns)
-        out = score(data, pd.Timestamp(self.as_of), models, cfg, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LayoutWarning)
+            out = score(data, pd.Timestamp(self.as_of), models, cfg, progress=False)
         return _to_schema(out, schema)
 
 
@@ -982,7 +992,7 @@ def run_score_spark(
             "to have Spark write a Parquet directory there"
         )
     if not directory:
-        check_target(out, overwrite)
+        check_target(out, overwrite, inputs=[data_dir])
     loaded = dict(models)
     spark = get_spark(resolve_master(master, cfg))
     if directory and _exists(spark, out) and not overwrite:
