@@ -17,6 +17,11 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Two xdist workers share two cores, and LightGBM's OpenMP threads spin while they wait: with
+# both workers training, the spinning starves the other worker (a 27 s CLI test took 349 s).
+# Passive waiting, set before lightgbm loads (subprocesses inherit it), removes that.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Spark (tests marked spark) must run executors on this venv's Python.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
