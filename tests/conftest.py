@@ -61,7 +61,7 @@ def fast_config():
 
 
 @pytest.fixture(scope="session")
-def trained(crm_medium, fast_config, tmp_path_factory, worker_id):
+def trained(crm_medium, fast_config, tmp_path_factory):
     """Both stage models trained on ``crm_medium`` with ``fast_config`` (no tracking).
 
     Trained once per run: under xdist the first worker to ask trains and pickles the results
@@ -75,7 +75,7 @@ def trained(crm_medium, fast_config, tmp_path_factory, worker_id):
             warnings.simplefilter("ignore", IdentifierColumnsExcluded)
             return {t: train(crm_medium, t, fast_config) for t in ("prospect", "opportunity")}
 
-    if worker_id == "master":
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process (also with -p no:xdist)
         return fit()
     shared = tmp_path_factory.getbasetemp().parent
     with open(shared / "trained.lock", "w") as lock:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import pandas as pd
+
 from leadml.data.contracts import CRMData
 from leadml.data.features import FeatureSpec
 
@@ -32,6 +34,18 @@ __all__ = ["LayoutWarning", "check_layout", "layout_reference"]
 
 class LayoutWarning(UserWarning):
     """The data to score differs from the training data more than it should (see module docs)."""
+
+
+def _outside(s: pd.Series, allowed: list[str]) -> float:
+    """Share of the non-missing values of ``s`` whose text is not in ``allowed`` (per category,
+    not per row, for categoricals: events tables hold tens of millions of rows)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        inside_cat = s.cat.categories.astype(str).isin(allowed)
+        codes = s.cat.codes.to_numpy()
+        codes = codes[codes >= 0]
+        return float(1 - inside_cat[codes].mean()) if len(codes) else 0.0
+    known = s.dropna().astype(str)
+    return float(1 - known.isin(allowed).mean()) if len(known) else 0.0
 
 
 def _shares(data: CRMData, spec: FeatureSpec, as_of: Any = None) -> dict[str, Any]:
@@ -48,15 +62,11 @@ def _shares(data: CRMData, spec: FeatureSpec, as_of: Any = None) -> dict[str, An
         entry = {"missing": float(s.isna().mean())}
         levels = spec.levels.get(col)
         if levels is not None:
-            known = s.dropna().astype(str)
-            inside = known.isin([lv for lv in levels if lv != "other"])
-            entry["outside_levels"] = float(1 - inside.mean()) if len(known) else 0.0
+            entry["outside_levels"] = _outside(s, [lv for lv in levels if lv != "other"])
         columns[col] = entry
     out: dict[str, Any] = {"columns": columns}
     if spec.event_types and len(events):
-        out["unknown_event_types"] = float(
-            1 - events[c.event_type].astype(str).isin(list(spec.event_types)).mean()
-        )
+        out["unknown_event_types"] = _outside(events[c.event_type], list(spec.event_types))
     return out
 
 
@@ -95,9 +105,9 @@ def check_layout(
                 "types; export the events again"
             )
         else:
-            before = events.loc[events[c.occurred_at] < as_of, c.event_type].astype(str)
-            if len(before) and not before.isin(list(spec.event_types)).any():
-                seen = ", ".join(repr(v) for v in sorted(before.unique())[:5])
+            before = events.loc[events[c.occurred_at] < as_of, c.event_type]
+            if len(before) and _outside(before, list(spec.event_types)) == 1.0:
+                seen = ", ".join(repr(str(v)) for v in sorted(before.astype(str).unique())[:5])
                 expected = ", ".join(repr(v) for v in spec.event_types[:5])
                 problems.append(
                     f"events table: column {c.event_type!r} holds none of the event types "
