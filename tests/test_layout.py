@@ -70,6 +70,7 @@ def test_score_refuses_a_changed_layout_and_override_is_loud(crm_medium, trained
     with pytest.raises(ScoringError, match="does not match the layout") as e:
         score(data, AS_OF, models)
     assert "'industry'" in str(e.value) and "'job_title'" in str(e.value)
+    assert str(e.value).count("'industry'") == 1  # both models read it; listed once
     assert "--allow-layout-change" in str(e.value)
     allow = LeadMLConfig().with_overrides({"scoring": {"allow_layout_change": True}})
     with pytest.warns(LayoutWarning, match="scoring anyway"):

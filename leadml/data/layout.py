@@ -101,8 +101,8 @@ def check_layout(
         events = data.events
         if len(events) == 0:
             problems.append(
-                f"events table: it has no rows, but {what} counts {len(spec.event_types)} event "
-                "types; export the events again"
+                f"events table: it has no rows, but {what} learned from {len(spec.event_types)} "
+                "event types; export the events again"
             )
         else:
             before = events.loc[events[c.occurred_at] < as_of, c.event_type]

@@ -375,7 +375,8 @@ def _check_layout(
             as_of,
             m.metadata.get("layout"),
             shift=sc.layout_shift,
-            what=f"the {t} model",
+            # One wording for every model, so a column both models read is listed once.
+            what=f"the {t} model" if len(models) == 1 else "the models",
         )
         problems += [p for p in found if p not in problems]
         for w in shifts:
