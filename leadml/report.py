@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadml._io import atomic_path, exists_error
+from leadml._io import atomic_path, check_target, exists_error
 from leadml.explain.reasons import reason_cell
 from leadml.funnel import NEXT_TRANSITION, TIERS
 from leadml.serve.contract import ScoringError, read_scores, required_columns
@@ -725,12 +725,7 @@ def write_report(
             f"{str(out)!r} ends in {suffix} but the format is {fmt}; pass --format {other} "
             f"or an output name ending in .{fmt}"
         )
-    for given in (scores_path, previous_path):
-        if given is not None and out.resolve() == Path(given).resolve():
-            raise ReportError(
-                f"--out {str(out)!r} is an input of this run ({str(given)!r}); write the report "
-                "elsewhere (--overwrite never replaces an input)"
-            )
+    check_target(out, True, inputs=[scores_path, previous_path])  # never an input; exists below
     if out.exists() and not overwrite:
         raise ReportExistsError(*exists_error(out).args)
     scores, meta = load_scores(scores_path)
