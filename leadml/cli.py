@@ -48,6 +48,55 @@ def _user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click options as one decorator (applied in the order listed, as if stacked)."""
+
+    def apply(func: F) -> F:
+        for d in reversed(decorators):
+            func = d(func)
+        return func
+
+    return apply
+
+
+#: Event mode's input and scope, shared by `train` and `backtest`.
+_mode_options = _options(
+    click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(),
+        help="Directory with the three tables (event mode).",
+    ),
+    click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file."),
+    click.option(
+        "--transition",
+        type=click.Choice(["prospect", "opportunity", "all"]),
+        default="all",
+        show_default=True,
+    ),
+)
+
+#: Flat mode's table and how to read it, shared by `train` and `backtest`.
+_flat_options = _options(
+    click.option(
+        "--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet)."
+    ),
+    click.option("--target", help="Flat mode: the outcome column."),
+    click.option("--id", "id_column", help="Flat mode: the lead id column."),
+    click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable)."),
+    click.option("--time-column", help="Flat mode: fold over time on this timestamp column."),
+    click.option("--order-column", help="Flat mode: fold over this ordering column."),
+    click.option(
+        "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
+    ),
+    click.option(
+        "--positive",
+        help="Flat mode: the outcome value that counts as converted (e.g. Won); default: 0/1, "
+        "true/false, yes/no or y/n.",
+    ),
+)
+
+
 def _config(path: str | None) -> Any:
     from leadml.config import load_config
 
@@ -198,37 +247,17 @@ def build(
 
 
 @main.command()
+@_mode_options
 @click.option(
-    "--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode)."
-)
-@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
-@click.option(
-    "--transition",
-    type=click.Choice(["prospect", "opportunity", "all"]),
-    default="all",
-    show_default=True,
-)
-@click.option(
-    "--force", is_flag=True, help="Move the champion alias even if the new model is worse."
+    "--force",
+    is_flag=True,
+    help="Move the champion alias even if the new model is not ready or is worse (loud).",
 )
 @click.option("--model-dir", type=click.Path(), help="Also save each bundle under this directory.")
 @click.option(
     "--no-track", is_flag=True, help="Do not log to MLflow (bundles need --model-dir then)."
 )
-@click.option("--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet).")
-@click.option("--target", help="Flat mode: the outcome column.")
-@click.option("--id", "id_column", help="Flat mode: the lead id column.")
-@click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable).")
-@click.option("--time-column", help="Flat mode: split out of time on this timestamp column.")
-@click.option("--order-column", help="Flat mode: split out of time on this ordering column.")
-@click.option(
-    "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
-)
-@click.option(
-    "--positive",
-    help="Flat mode: the outcome value that counts as converted (e.g. Won); default: 0/1, "
-    "true/false, yes/no or y/n.",
-)
+@_flat_options
 @_user_errors
 def train(
     data_dir: str | None,
@@ -306,16 +335,7 @@ def train(
 
 
 @main.command()
-@click.option(
-    "--data", "data_dir", type=click.Path(), help="Directory with the three tables (event mode)."
-)
-@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
-@click.option(
-    "--transition",
-    type=click.Choice(["prospect", "opportunity", "all"]),
-    default="all",
-    show_default=True,
-)
+@_mode_options
 @click.option(
     "--out",
     default="backtest.csv",
@@ -325,16 +345,7 @@ def train(
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @click.option("--no-track", is_flag=True, help="Do not log the backtest to MLflow.")
-@click.option("--table", type=click.Path(), help="Flat mode: one row per lead (CSV or Parquet).")
-@click.option("--target", help="Flat mode: the outcome column.")
-@click.option("--id", "id_column", help="Flat mode: the lead id column.")
-@click.option("--drop", multiple=True, help="Flat mode: columns to leave out (repeatable).")
-@click.option("--time-column", help="Flat mode: fold over time on this timestamp column.")
-@click.option("--order-column", help="Flat mode: fold over this ordering column.")
-@click.option(
-    "--allow-column", multiple=True, help="Flat mode: keep a column the leakage guard flags."
-)
-@click.option("--positive", help="Flat mode: the outcome value that counts as converted.")
+@_flat_options
 @_user_errors
 def backtest(
     data_dir: str | None,
