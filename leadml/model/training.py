@@ -221,7 +221,8 @@ def fit_backtested(
     and tiered by the distribution of its scores on the newest rows (the last fold's test
     window), which are the most like tomorrow.
 
-    Returns the model, the backtest and the calibrated probability of every row.
+    Returns the model, the backtest and the mask of the newest rows (the last fold's test
+    window: the tiers' reference and the rows a rep's tier rates describe).
     """
     tr = config.training
     params = lgb_params(config.model, len(y))
@@ -266,7 +267,7 @@ def fit_backtested(
         k: {"conversion_rate": v["conversion_rate"], "share": v["share"]}
         for k, v in tier_conversion(oof_y, model.tier(oof_p)).items()
     }
-    return model, bt, p
+    return model, bt, newest
 
 
 def backtest_metrics(bt: BacktestResult, who: str, n_trees: int | None = None) -> dict[str, Any]:
@@ -309,7 +310,7 @@ def fit_stage_model(
     y = frame[label].to_numpy().astype(int)
     X = frame[list(spec.names)]
     t = pd.to_datetime(frame["as_of"]).to_numpy(dtype="datetime64[ns]")
-    model, bt, p = fit_backtested(
+    model, bt, newest = fit_backtested(
         X,
         y,
         t,
@@ -320,7 +321,6 @@ def fit_stage_model(
         config=cfg,
         rule=_rule(X),
     )
-    newest = bt.folds[-1].masks(t)[1]
     oof = bt.oof.set_index("row")
     test_rows = np.flatnonzero(newest)
     metrics = backtest_metrics(bt, "leadml", model.booster.num_trees())
@@ -505,7 +505,13 @@ def train_flat(
         column = time_column if time_column is not None else order_column
         key = ordering_key(table, str(column), split.kind).reset_index(drop=True)
         t = key.to_numpy(dtype="datetime64[ns]" if split.kind == "time" else float)
-    model, bt, p = fit_backtested(
+    # The marketer's rule in flat mode: the newest row first (none without an order).
+    rule: np.ndarray | None = None
+    if split.kind == "time":
+        rule = t.astype("datetime64[ns]").astype(float)
+    elif split.kind != "random":
+        rule = t
+    model, bt, test = fit_backtested(
         features,
         y,
         t,
@@ -514,11 +520,7 @@ def train_flat(
         transition=FLAT_TRANSITION,
         purge=pd.Timedelta(0) if split.kind == "time" else 0.0,
         config=cfg,
-        rule=None
-        if split.kind == "random"
-        else t.astype("datetime64[ns]").astype(float)
-        if split.kind == "time"
-        else t,
+        rule=rule,
     )
     metrics = backtest_metrics(bt, "leadml", model.booster.num_trees())
     base = backtest_metrics(bt, "logistic")
@@ -538,7 +540,6 @@ def train_flat(
         "baseline_metrics": base,
         "config": cfg.dump(),
     }
-    test = bt.folds[-1].masks(t)[1]
     oof = bt.oof.set_index("row")
     test_frame = features.loc[test].reset_index(drop=True)
     ids = table[id_column].to_numpy()[test] if id_column else np.flatnonzero(test)
