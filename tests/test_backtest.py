@@ -293,7 +293,11 @@ def test_drift_backtest_is_not_worse_than_logistic():
 def test_refit_uses_every_row_and_the_chosen_trees(signal_run):
     X, y, t, result = signal_run
     params = _params(len(y))
-    booster = refit(X, y, t, result, params, n_threads=1)
+    booster, linear = refit(X, y, t, result, params, n_threads=1)
+    # The signal is log-linear in the features: stumps boosted from a logistic margin win.
+    assert result.linear and result.candidate == "linear"
+    assert linear is not None and set(linear.numeric) == {"visits", "score", "noise"}
+    assert linear.numeric["score"]["coef"] > 0.5 > abs(linear.numeric["noise"]["coef"])
     assert booster.num_trees() == result.n_trees
     assert not booster.params.get("linear_tree")
     root = booster.dump_model()["tree_info"][0]["tree_structure"]
@@ -301,8 +305,8 @@ def test_refit_uses_every_row_and_the_chosen_trees(signal_run):
     # Recency weights, when chosen, change the model; the newest rows matter.
     weighted = dataclasses.replace(result, half_life=pd.Timedelta(days=60))
     unweighted = dataclasses.replace(result, half_life=None)
-    p_w = refit(X, y, t, weighted, params, n_threads=1).predict(X.iloc[:200], raw_score=True)
-    p_u = refit(X, y, t, unweighted, params, n_threads=1).predict(X.iloc[:200], raw_score=True)
+    p_w = refit(X, y, t, weighted, params, n_threads=1)[0].predict(X.iloc[:200], raw_score=True)
+    p_u = refit(X, y, t, unweighted, params, n_threads=1)[0].predict(X.iloc[:200], raw_score=True)
     assert not np.allclose(p_w, p_u)
     # Calibrating the refit's margins with the backtest's mapping gives probabilities.
     p = result.calibration(booster.predict(X, raw_score=True))

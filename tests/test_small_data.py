@@ -57,10 +57,13 @@ def test_a_thousand_rows_train_a_real_model() -> None:
     assert model.metadata["backtest"]["chosen"]["params"]["min_child_samples"] in (20, 40)
     assert metrics["n_trees"] > 10
     assert metrics["roc_auc"] > 0.65  # the true logit scores about 0.75 on these rows
-    # The configured value is used as given; the old fixed 400 cannot split 900 rows usefully.
+    # The configured value is used as given; the old fixed 400 cannot split 900 rows usefully,
+    # so only the candidate boosted from a logistic regression's margin still learns the signal.
     model400, metrics400 = _fit(X, y, {"min_child_samples": 400})
-    assert model400.metadata["backtest"]["chosen"]["params"]["min_child_samples"] >= 400
-    assert metrics["roc_auc"] > metrics400["roc_auc"] + 0.1
+    chosen400 = model400.metadata["backtest"]["chosen"]
+    assert chosen400["params"]["min_child_samples"] >= 400
+    assert chosen400["linear_base"] and model400.linear is not None
+    assert metrics400["roc_auc"] > 0.65
 
 
 def test_explicit_leaf_size_is_validated() -> None:

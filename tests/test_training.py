@@ -61,10 +61,13 @@ def test_the_shipped_booster_is_the_refit_on_every_labelled_point(
     X, t = frame[list(ts.spec.names)], frame["as_of"]
     assert r.model.metadata["rows"]["train"] == len(frame)
     params = lgb_params(fast_config.model, len(y))
-    again = refit(X, y, t, r.backtest, params, n_threads=1)
+    again, linear = refit(X, y, t, r.backtest, params, n_threads=1)
     assert again.model_to_string() == r.model.booster.model_to_string()
+    assert (linear is None) == (r.model.linear is None)
+    if linear is not None:
+        assert linear.to_dict() == r.model.linear.to_dict()
     newest = (t >= t.quantile(0.9)).to_numpy()
-    flipped = refit(X, np.where(newest, 1 - y, y), t, r.backtest, params, n_threads=1)
+    flipped, _ = refit(X, np.where(newest, 1 - y, y), t, r.backtest, params, n_threads=1)
     assert not np.allclose(again.predict(X, raw_score=True), flipped.predict(X, raw_score=True))
     p = r.model.probability(r.test_frame)
     assert 0.05 <= float((p >= r.model.tier_thresholds[0]).mean()) <= 0.15

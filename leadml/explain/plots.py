@@ -34,8 +34,10 @@ def _plt() -> Any:
 
 def global_importance(model: Any, X: pd.DataFrame) -> pd.Series:
     """Mean |SHAP| (log-odds) per reason group, largest first, from exact TreeSHAP
-    (LightGBM ``pred_contrib``)."""
-    contrib = np.asarray(model.booster.predict(model.features(X), pred_contrib=True))[:, :-1]
+    (LightGBM ``pred_contrib``, plus the linear base's values when there is one)."""
+    from leadml.explain.reasons import contributions
+
+    contrib = contributions(model, X, "lightgbm")[:, :-1]
     spec = model.spec
     groups = pd.Series([spec.groups[n] for n in spec.names])
     by_group = pd.Series(

@@ -159,8 +159,13 @@ def contributions(
     n_threads: int | None = None,
 ) -> np.ndarray:
     """:func:`explain_contributions` of a stage model on a features frame (extra columns such as
-    ``lead_id`` are ignored; the model's features are selected in its order)."""
-    return explain_contributions(model.booster, model.features(X), engine, n_threads=n_threads)
+    ``lead_id`` are ignored; the model's features are selected in its order). A model boosted
+    from a linear base adds that part's exact Shapley values (:mod:`leadml.model.linear`)."""
+    F = model.features(X)
+    contrib = explain_contributions(model.booster, F, engine, n_threads=n_threads)
+    if model.linear is not None:
+        contrib = contrib + model.linear.contributions(F, model.spec.names)
+    return contrib
 
 
 def additivity_error(model: StageModel, X: pd.DataFrame, contrib: np.ndarray) -> float:

@@ -44,7 +44,8 @@ Baselines, on the same folds and the same training and test rows
 
 Choices
     1. *Parameters*: each candidate (default :func:`default_candidates`: ``additive`` stumps,
-       ``shallow``, 4 leaves of depth 2 with larger leaves and stronger L2, then ``base`` = the
+       ``linear``, the same stumps boosted from a logistic regression fit on the inner training
+       part, ``shallow``, 4 leaves of depth 2 with larger leaves and stronger L2, then ``base`` = the
        given parameters; the order is simplest first) is fit on the newest ``search_folds`` (default 2) folds: they
        are the most like tomorrow, their training parts are the largest (closest to the refit),
        and searching two folds instead of four halves the cost. Score: mean over those folds of
@@ -79,7 +80,7 @@ Choices
 Cost
     Per fold: one LightGBM Dataset (shared by every fit of the fold), one logistic regression and
     one 100-tree default LightGBM; early-stopped candidate fits: (candidates + half-lives) x
-    ``search_folds`` + the remaining folds (default 3 x 2 + 2 x 2 + 2 = 12). On large tables each fold's training
+    ``search_folds`` + the remaining folds (default 4 x 2 + 2 x 2 + 2 = 14). On large tables each fold's training
     part is uniformly subsampled to ``max_train_rows`` (default 200,000; the same rows for every
     model of the fold, so comparisons stay paired and the base rate unchanged); its numbers then
     describe models trained on at most that many rows, a conservative estimate for the refit on
@@ -109,10 +110,13 @@ Readiness (:func:`readiness`)
     AUC and -2% of the baseline's PR AUC.
 
 Refit (:func:`refit`)
-    The shipped booster is a plain LightGBM model (no ``linear_tree``, no ``init_score``, so
-    TreeSHAP stays exact) fit on every labelled row with the chosen parameters, ``n_trees`` trees,
-    the chosen recency weights (age from the newest row) and no early stopping. The caller
-    calibrates with ``result.calibration`` and sets tiers from the newest scores.
+    The shipped booster is a plain LightGBM model (no ``linear_tree``, so TreeSHAP stays exact)
+    fit on every labelled row with the chosen parameters, ``n_trees`` trees, the chosen recency
+    weights (age from the newest row) and no early stopping; when the ``linear`` candidate was
+    chosen, a :class:`~leadml.model.linear.LinearBase` is fit first on the same rows and weights
+    and the booster starts from its margin (its Shapley values are exact too, and add to
+    TreeSHAP's). The caller calibrates with ``result.calibration`` and sets tiers from the
+    newest scores.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ import pandas as pd
 
 from leadml.funnel import TIERS
 from leadml.model.evaluation import evaluate
+from leadml.model.linear import LinearBase
 from leadml.model.stage import Calibration
 
 __all__ = [
@@ -380,17 +385,19 @@ def make_folds(
 
 @dataclass(frozen=True)
 class Candidate:
-    """A named set of LightGBM parameter overrides on top of the given parameters."""
+    """A named set of LightGBM parameter overrides on top of the given parameters; ``linear``:
+    boost from a logistic regression's margin (:class:`~leadml.model.linear.LinearBase`)."""
 
     name: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    linear: bool = False
 
     def params(self, base: Mapping[str, Any]) -> dict[str, Any]:
         return {**base, **self.overrides}
 
 
 def default_candidates(params: Mapping[str, Any]) -> list[Candidate]:
-    """``additive``, ``shallow`` and ``base`` (the given parameters), simplest first.
+    """``additive``, ``linear``, ``shallow`` and ``base`` (the given parameters), simplest first.
 
     ``additive``: stumps (one split per tree, learning rate up to 0.2), i.e. a generalised
     additive model: each feature's effect is a free-form curve, and no interactions. Where
@@ -403,17 +410,22 @@ def default_candidates(params: Mapping[str, Any]) -> list[Candidate]:
     regularised trees cannot chase interactions that do not last, so they suit drifting data
     and small tables; the given parameters stay the other candidate. (A 7-leaf middle candidate
     was left out: it rarely won by more than the one-standard-error margin and cost a fit per
-    search fold.)
+    search fold.) ``linear``: the same stumps boosted from a logistic regression's margin
+    (:class:`~leadml.model.linear.LinearBase`, fit on the same rows): where a linear model ranks
+    best (drifting tables whose relations stay log-linear while their base rate moves, one-hot
+    heavy tables), early stopping keeps the stumps few and the model is the logistic regression
+    plus the corrections the inner validation slice supports. On X Education and BPI 2012 it
+    lost to plain stumps by more than one standard error, so it ships only where it wins.
 
     Examples
     --------
     >>> [c.name for c in default_candidates({"min_child_samples": 20, "reg_lambda": 10.0})]
-    ['additive', 'shallow', 'base']
+    ['additive', 'linear', 'shallow', 'base']
     """
     mcs = int(params.get("min_child_samples", 20))
     lam = float(params.get("reg_lambda", 0.0))
     lr = float(params.get("learning_rate", 0.1))
-    return [
+    out = [
         Candidate(
             "additive",
             {"num_leaves": 2, "max_depth": 1, "learning_rate": min(4 * lr, 0.2)},
@@ -430,6 +442,8 @@ def default_candidates(params: Mapping[str, Any]) -> list[Candidate]:
         ),
         Candidate("base", {}),
     ]
+    # ``linear`` goes second: stumps on top of a logistic regression's margin.
+    return [out[0], Candidate("linear", dict(out[0].overrides), linear=True), *out[1:]]
 
 
 def _lgb_default_params(seed: int, n_threads: int | None) -> dict[str, Any]:
@@ -454,7 +468,10 @@ def _prepare_params(params: Mapping[str, Any], seed: int, n_threads: int | None)
     (early stopping watches it; computing PR AUC every round would only cost time)."""
     bad = [k for k in ("linear_tree", "linear_trees", "init_score") if params.get(k)]
     if bad:
-        raise ValueError(f"{bad}: the shipped model must be a plain booster so TreeSHAP is exact")
+        raise ValueError(
+            f"{bad}: the shipped model must be a plain booster so TreeSHAP is exact (a linear "
+            "base margin is the 'linear' candidate's job)"
+        )
     p = {**params, "seed": seed, "metric": "binary_logloss", "verbosity": -1}
     p.pop("first_metric_only", None)
     if n_threads is not None:
@@ -680,13 +697,28 @@ def _fit_fold(
     half_life: Any,
     max_trees: int,
     patience: int,
+    *,
+    linear: bool = False,
+    categorical: Sequence[str] = (),
+    seed: int = 0,
 ) -> _FitOut:
     """Early-stopped LightGBM on the fold's inner split; margins on the test window."""
     tr = fd.dataset.subset(fd.inner_train.tolist()).construct()
-    va = fd.dataset.subset(fd.inner_valid.tolist())
-    if half_life is not None:
+    va = fd.dataset.subset(fd.inner_valid.tolist()).construct()
+    inner_rows, valid_rows = fd.train[fd.inner_train], fd.train[fd.inner_valid]
+    weight = None if half_life is None else _recency(key[inner_rows], half_life)
+    if weight is not None:
         # After construct(): weights set on an unconstructed subset are silently dropped.
-        tr.set_weight(_recency(key[fd.train[fd.inner_train]], half_life))
+        tr.set_weight(weight)
+    base_test, base_valid = np.zeros(len(fd.test)), np.zeros(len(valid_rows))
+    if linear:
+        lin = LinearBase.fit(
+            X.iloc[inner_rows], y[inner_rows], categorical, weight=weight, seed=seed
+        )
+        tr.set_init_score(lin.margin(X.iloc[inner_rows]))
+        base_valid = lin.margin(X.iloc[valid_rows])
+        va.set_init_score(base_valid)
+        base_test = lin.margin(X.iloc[fd.test])
     booster = lgb.train(
         dict(params),
         tr,
@@ -696,9 +728,12 @@ def _fit_fold(
         callbacks=[lgb.early_stopping(patience, first_metric_only=True, verbose=False)],
     )
     best = max(1, int(booster.best_iteration or booster.current_iteration()))
-    test_m = np.asarray(booster.predict(X.iloc[fd.test], raw_score=True, num_iteration=best))
-    valid_rows = fd.train[fd.inner_valid]
-    valid_m = np.asarray(booster.predict(X.iloc[valid_rows], raw_score=True, num_iteration=best))
+    test_m = base_test + np.asarray(
+        booster.predict(X.iloc[fd.test], raw_score=True, num_iteration=best)
+    )
+    valid_m = base_valid + np.asarray(
+        booster.predict(X.iloc[valid_rows], raw_score=True, num_iteration=best)
+    )
     cal = _platt(valid_m, y[valid_rows])
     return _FitOut(best, test_m, valid_m, _row_log_loss(y[fd.test], cal(test_m)))
 
@@ -764,8 +799,9 @@ class BacktestResult:
     calibration_check : DataFrame
         method, fold, log_loss of the calibration cross-check.
     candidate : str
-        The chosen candidate; ``overrides`` are its changes to the given parameters and
-        ``params`` the full LightGBM parameters the folds used.
+        The chosen candidate; ``overrides`` are its changes to the given parameters,
+        ``params`` the full LightGBM parameters the folds used and ``linear`` whether the trees
+        boost from a logistic regression's margin.
     n_trees : int
         Trees for the refit: the median of ``best_iterations`` (one per fold).
     half_life : Timedelta, number or None
@@ -802,6 +838,7 @@ class BacktestResult:
     n_positives: int
     subsampled: bool = False
     remarks: list[str] = field(default_factory=list)
+    linear: bool = False
 
     @property
     def verdict(self) -> Verdict:
@@ -833,6 +870,7 @@ class BacktestResult:
             "chosen": {
                 "candidate": self.candidate,
                 "overrides": _jsonable(self.overrides),
+                "linear_base": self.linear,
                 "params": _jsonable(self.params),
                 "n_trees": self.n_trees,
                 "best_iterations": list(self.best_iterations),
@@ -1130,6 +1168,9 @@ def run_backtest(
                 hl,
                 max_trees,
                 early_stopping_rounds,
+                linear=by_name[cand].linear,
+                categorical=categorical,
+                seed=seed,
             )
             search_rows.append(
                 {
@@ -1251,6 +1292,7 @@ def run_backtest(
         ),
         candidate=chosen,
         overrides=dict(by_name[chosen].overrides),
+        linear=by_name[chosen].linear,
         params={**by_name[chosen].params(base), "num_iterations": n_trees},
         n_trees=n_trees,
         best_iterations=best_iters,
@@ -1331,12 +1373,15 @@ def refit(
     params: Mapping[str, Any],
     *,
     n_threads: int | None = None,
-) -> lgb.Booster:
-    """Fit the shipped booster on every labelled row with the backtest's choices.
+) -> tuple[lgb.Booster, LinearBase | None]:
+    """Fit the shipped model on every labelled row with the backtest's choices.
 
     ``params`` are the same plain parameters the backtest got; the chosen candidate's overrides,
     ``result.n_trees`` trees (no early stopping) and, if chosen, recency weights with age from
-    the newest row are applied. Calibrate its margins with ``result.calibration``.
+    the newest row are applied. Returns the booster and, when the chosen candidate boosts from a
+    linear base, that logistic regression (fit first, on the same rows and weights; the model's
+    margin is then ``linear.margin(X) + booster.predict(X, raw_score=True)``). Calibrate the
+    margins with ``result.calibration``.
     """
     y = np.asarray(y).astype(int)
     key, kind = _as_key(t)
@@ -1346,5 +1391,12 @@ def refit(
     weight = None
     if result.half_life is not None:
         weight = _recency(key, _as_width(result.half_life, kind, "half_life"))
-    ds = lgb.Dataset(X, y, weight=weight, categorical_feature=result.categorical or "auto")
-    return lgb.train(p, ds, num_boost_round=result.n_trees)
+    linear = None
+    init = None
+    if result.linear:
+        linear = LinearBase.fit(X, y, result.categorical, weight=weight, seed=result.seed)
+        init = linear.margin(X)
+    ds = lgb.Dataset(
+        X, y, weight=weight, init_score=init, categorical_feature=result.categorical or "auto"
+    )
+    return lgb.train(p, ds, num_boost_round=result.n_trees), linear

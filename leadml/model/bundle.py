@@ -3,7 +3,7 @@
 A bundle directory holds:
 
 - ``model.txt``: the LightGBM booster in its own text format (category levels included);
-- ``bundle.json``: calibration, tier thresholds and conversion rates, the feature spec, config,
+- ``bundle.json``: the linear base margin's coefficients (if any), calibration, tier thresholds and conversion rates, the feature spec, config,
   metrics, library versions and the training data window;
 - ``checksums.json``: SHA-256 of both files. Loading verifies them and the format version.
 
@@ -25,11 +25,14 @@ import numpy as np
 from leadml import __version__
 from leadml._io import exists_error
 from leadml.data.features import FeatureSpec
+from leadml.model.linear import LinearBase
 from leadml.model.stage import Calibration, StageModel
 
 __all__ = ["BUNDLE_FORMAT", "BundleError", "load_bundle", "save_bundle"]
 
-BUNDLE_FORMAT = 1
+#: 2: ``bundle.json`` may hold a linear base margin (``linear``); format 1 never does.
+BUNDLE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 _FILES = ("model.txt", "bundle.json")
 
 
@@ -84,6 +87,7 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
             "calibration": model.calibration.to_dict(),
             "tier_thresholds": list(model.tier_thresholds),
             "spec": model.spec.to_dict(),
+            "linear": None if model.linear is None else model.linear.to_dict(),
             "versions": _versions(),
             **model.metadata,
         }
@@ -121,16 +125,17 @@ def load_bundle(path: str | Path) -> StageModel:
             "changed after training. Retrain or restore the bundle."
         )
     meta = json.loads((d / "bundle.json").read_text(encoding="utf-8"))
-    if meta.get("format") != BUNDLE_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise BundleError(
             f"model bundle {str(d)!r} has format {meta.get('format')!r}; this leadml reads "
-            f"format {BUNDLE_FORMAT}. Retrain with this version."
+            f"formats {', '.join(map(str, READABLE_FORMATS))}. Retrain with this version."
         )
     booster = lgb.Booster(model_str=(d / "model.txt").read_text(encoding="utf-8"))
     spec = FeatureSpec.from_dict(meta.pop("spec"))
     calibration = Calibration.from_dict(meta.pop("calibration"))
     thresholds = tuple(float(t) for t in meta.pop("tier_thresholds"))
     transition, label = meta.pop("transition"), meta.pop("label")
+    linear = meta.pop("linear", None)
     return StageModel(
         booster=booster,
         calibration=calibration,
@@ -139,4 +144,5 @@ def load_bundle(path: str | Path) -> StageModel:
         transition=transition,
         label=label,
         metadata=meta,
+        linear=None if linear is None else LinearBase.from_dict(linear),
     )

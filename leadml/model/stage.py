@@ -4,7 +4,9 @@ This is the type every layer above shares (bundle, explain, serve, tracking), so
 training: loading or explaining a model never imports the trainer.
 
 - ``probability(X)``: the calibrated probability of promotion within the horizon, one per row;
-- ``margin(X)``: LightGBM's raw log-odds, which TreeSHAP explains exactly;
+- ``margin(X)``: the raw log-odds, LightGBM's (plus a linear base margin when the trees boost
+  from one, :mod:`leadml.model.linear`), which TreeSHAP (plus the linear part's exact Shapley
+  values) explains exactly;
 - ``tier(p)`` and ``to_score(p)``: the rep's A-D tier (thresholds fixed at training) and the
   0-100 score, ``round(100 p)``.
 """
@@ -20,6 +22,7 @@ import pandas as pd
 
 from leadml.data.features import FeatureSpec
 from leadml.funnel import TIERS
+from leadml.model.linear import LinearBase
 
 __all__ = ["Calibration", "StageModel", "tier_thresholds"]
 
@@ -73,7 +76,8 @@ class Calibration:
 
 @dataclass
 class StageModel:
-    """A trained stage model: booster + calibration + tiers + the feature spec it was built on."""
+    """A trained stage model: booster (+ optional linear base) + calibration + tiers + the
+    feature spec it was built on."""
 
     booster: lgb.Booster
     calibration: Calibration
@@ -82,6 +86,7 @@ class StageModel:
     transition: str
     label: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    linear: LinearBase | None = None
 
     def features(self, X: pd.DataFrame) -> pd.DataFrame:
         missing = [n for n in self.spec.names if n not in X.columns]
@@ -93,8 +98,10 @@ class StageModel:
         return X[list(self.spec.names)]
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw LightGBM log-odds."""
-        return np.asarray(self.booster.predict(self.features(X), raw_score=True), dtype=float)
+        """Raw log-odds: the booster's, plus the linear base's when the trees boost from one."""
+        F = self.features(X)
+        m = np.asarray(self.booster.predict(F, raw_score=True), dtype=float)
+        return m if self.linear is None else m + self.linear.margin(F)
 
     def probability(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of promotion within the horizon."""

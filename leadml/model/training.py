@@ -242,12 +242,14 @@ def fit_backtested(
         ece_bins=tr.ece_bins,
         allow_isotonic=tr.calibration == "isotonic",
     )
-    booster = refit(X, y, t, bt, params, n_threads=config.model.n_jobs)
+    booster, linear = refit(X, y, t, bt, params, n_threads=config.model.n_jobs)
     calibration = bt.calibration
-    p = calibration(np.asarray(booster.predict(X, raw_score=True), dtype=float))
+    model = StageModel(
+        booster, calibration, (0.0, 0.0, 0.0), spec, transition, label, linear=linear
+    )
+    p = model.probability(X)
     newest = bt.folds[-1].masks(t)[1]
-    thresholds = tier_thresholds(p[newest], tr.tier_shares)
-    model = StageModel(booster, calibration, thresholds, spec, transition, label)
+    model.tier_thresholds = tier_thresholds(p[newest], tr.tier_shares)
     oof = bt.oof
     oof_y = oof["y"].to_numpy(dtype=int)
     oof_p = oof["proba"].to_numpy(dtype=float)
@@ -258,6 +260,7 @@ def fit_backtested(
         "best_iteration": booster.num_trees(),
         "rows": len(y),
         "candidate": bt.candidate,
+        "linear_base": bt.linear,
         "calibration": bt.calibration_method,
     }
     model.metadata["backtest"] = bt.to_dict()

@@ -121,7 +121,10 @@ def model_version(model: StageModel) -> str:
     v = model.metadata.get("model_version")
     if v:
         return str(v)
-    digest = hashlib.sha256(model.booster.model_to_string().encode()).hexdigest()[:12]
+    h = hashlib.sha256(model.booster.model_to_string().encode())
+    if model.linear is not None:
+        h.update(json.dumps(model.linear.to_dict(), sort_keys=True).encode())
+    digest = h.hexdigest()[:12]
     return f"leadml-{model.transition}@bundle:{digest}"
 
 

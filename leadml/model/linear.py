@@ -1,0 +1,262 @@
+"""A logistic regression the boosted trees start from: the linear base margin.
+
+Gradient boosting from a linear base margin (``init_score``) gives a model whose log-odds are
+``linear(x) + trees(x)``: where conversion is close to log-linear in the features (small tables,
+drifting ones), the trees have little left to add and early stopping keeps them few, so the model
+does not fall below the logistic baseline; where it is not, the trees add the curves and
+interactions. Both parts stay exactly explainable, and Shapley values add over the parts:
+
+- the linear part's contribution of feature ``j`` is ``term_j(x) - mean(term_j)`` over the rows
+  it was fit on (the exact Shapley value of an additive model with that background);
+- the trees' contributions are exact TreeSHAP values, as for any booster;
+
+so ``expected value + Σ contributions = margin`` still holds for every row.
+
+The model is stored as plain numbers (``to_dict``), never pickled. Per feature:
+
+- numeric: missing values filled with the training median, clipped to the training 0.5% and
+  99.5% quantiles (so an outlier or a drifted count cannot push a score to an extreme), scaled to
+  unit variance, one coefficient, plus one for "was missing" when the feature had missing values;
+- categorical: one coefficient per level with at least ``min_frequency`` training rows (missing
+  is a level of its own); rare and unseen levels share the ``other`` coefficient.
+
+Fit: scikit-learn's ``LogisticRegression`` (L2, ``C=1``, lbfgs) on a sparse design matrix, with
+optional row weights (recency weighting), on at most ``max_rows`` rows (a uniform sample: a
+logistic regression with a few hundred coefficients is settled by far fewer rows, and the
+boosted trees still see every row).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LinearBase"]
+
+#: Categorical levels with fewer training rows share the ``other`` coefficient.
+MIN_FREQUENCY = 20
+#: Numerics are clipped to these training quantiles.
+CLIP_QUANTILES = (0.005, 0.995)
+_MISSING = "\x00missing"  # a level name no data can hold
+
+
+def _levels(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, level names) of a column: -1 = missing; categorical dtypes use their codes."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.cat.codes.to_numpy(), np.asarray(col.cat.categories.astype(str), dtype=object)
+    codes, uniques = pd.factorize(col.astype(object).where(col.notna(), None), use_na_sentinel=True)
+    return np.asarray(codes), np.asarray([str(u) for u in uniques], dtype=object)
+
+
+@dataclass(frozen=True)
+class LinearBase:
+    """A fitted logistic regression over a model's features, kept as plain numbers.
+
+    ``numeric[name] = {fill, lo, hi, center, scale, coef, missing_coef}``;
+    ``categorical[name] = {levels: {level: coef}, other, missing}``; ``expected[name]`` is the
+    feature's mean term over the fitting rows, unweighted (the Shapley background).
+    """
+
+    intercept: float
+    numeric: dict[str, dict[str, float]] = field(default_factory=dict)
+    categorical: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expected: dict[str, float] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------------------- applying
+
+    def _term(self, name: str, col: pd.Series) -> np.ndarray:
+        if name in self.numeric:
+            q = self.numeric[name]
+            x = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            miss = np.isnan(x)
+            z = (np.clip(np.where(miss, q["fill"], x), q["lo"], q["hi"]) - q["center"]) / q["scale"]
+            return q["coef"] * z + q["missing_coef"] * miss
+        c = self.categorical[name]
+        codes, names = _levels(col)
+        lookup = np.array(
+            [c["levels"].get(str(n), c["other"]) for n in names] + [c["missing"]], dtype="float64"
+        )
+        return lookup[np.where(codes < 0, len(names), codes)]
+
+    def terms(self, X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+        """Each feature's term, shape ``(rows, len(names))`` (zero for features without one)."""
+        out = np.zeros((len(X), len(names)))
+        for j, n in enumerate(names):
+            if n in self.numeric or n in self.categorical:
+                out[:, j] = self._term(n, X[n])
+        return out
+
+    def margin(self, X: pd.DataFrame) -> np.ndarray:
+        """The linear log-odds of every row."""
+        return self.intercept + self.terms(X, self._names()).sum(axis=1)
+
+    def _names(self) -> list[str]:
+        # One fixed order (JSON sorts the keys): the same sums to the last bit after a reload.
+        return sorted({*self.numeric, *self.categorical})
+
+    def contributions(self, X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+        """Exact Shapley values, laid out like TreeSHAP: ``(rows, len(names) + 1)``, the last
+        column the expected value; each row sums to :meth:`margin`."""
+        t = self.terms(X, names)
+        centre = np.array([self.expected.get(n, 0.0) for n in names])
+        out = np.empty((len(X), len(names) + 1))
+        out[:, :-1] = t - centre
+        out[:, -1] = self.intercept + float(
+            np.sum([self.expected[k] for k in sorted(self.expected)])
+        )
+        return out
+
+    # ---------------------------------------------------------------------------- storing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intercept": self.intercept,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "expected": self.expected,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LinearBase:
+        return cls(
+            float(d["intercept"]),
+            {k: {a: float(b) for a, b in v.items()} for k, v in d["numeric"].items()},
+            {
+                k: {
+                    "levels": {str(a): float(b) for a, b in v["levels"].items()},
+                    "other": float(v["other"]),
+                    "missing": float(v["missing"]),
+                }
+                for k, v in d["categorical"].items()
+            },
+            {k: float(v) for k, v in d["expected"].items()},
+        )
+
+    # ---------------------------------------------------------------------------- fitting
+
+    @classmethod
+    def fit(
+        cls,
+        X: pd.DataFrame,
+        y: Any,
+        categorical: Sequence[str] = (),
+        *,
+        weight: Any | None = None,
+        C: float = 1.0,
+        min_frequency: int = MIN_FREQUENCY,
+        max_rows: int | None = 200_000,
+        seed: int = 0,
+    ) -> LinearBase:
+        """Fit on ``X`` (every column a feature) and 0/1 ``y`` (see the module docs).
+
+        Examples
+        --------
+        >>> import numpy as np, pandas as pd
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame({"a": rng.normal(size=400), "c": rng.choice(["x", "y"], 400)})
+        >>> y = (X["a"] + (X["c"] == "y") + rng.normal(size=400) > 0.5).astype(int)
+        >>> lin = LinearBase.fit(X, y, ["c"])
+        >>> phi = lin.contributions(X, ["a", "c"])
+        >>> bool(np.allclose(phi.sum(axis=1), lin.margin(X)))
+        True
+        """
+        from scipy import sparse
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y).astype(int)
+        w = None if weight is None else np.asarray(weight, dtype=float)
+        if max_rows is not None and len(y) > max_rows:
+            keep = np.sort(np.random.default_rng(seed).choice(len(y), max_rows, replace=False))
+            X, y = X.iloc[keep], y[keep]
+            w = None if w is None else w[keep]
+        n = len(y)
+        cats = [c for c in X.columns if c in set(categorical)]
+        blocks: list[Any] = []
+        layout: list[tuple[str, str, Any]] = []  # (feature, part, level)
+        numeric: dict[str, dict[str, float]] = {}
+        for name in X.columns:
+            if name in cats:
+                continue
+            x = pd.to_numeric(X[name], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            miss = np.isnan(x)
+            if miss.all():
+                continue
+            lo, hi = np.quantile(x[~miss], CLIP_QUANTILES)
+            fill = float(np.median(x[~miss]))
+            v = np.clip(np.where(miss, fill, x), lo, hi)
+            center, scale = float(v.mean()), float(v.std())
+            if not scale > 0:
+                continue
+            numeric[name] = {
+                "fill": fill,
+                "lo": float(lo),
+                "hi": float(hi),
+                "center": center,
+                "scale": scale,
+                "coef": 0.0,
+                "missing_coef": 0.0,
+            }
+            blocks.append(sparse.csc_matrix(((v - center) / scale)[:, None]))
+            layout.append((name, "coef", None))
+            if miss.any():
+                blocks.append(sparse.csc_matrix(miss.astype("float64")[:, None]))
+                layout.append((name, "missing_coef", None))
+        categorical_out: dict[str, dict[str, Any]] = {}
+        for name in cats:
+            codes, names = _levels(X[name])
+            counts = np.bincount(codes + 1, minlength=len(names) + 1)  # [missing, levels...]
+            kept = [i for i in range(len(names)) if counts[i + 1] >= min_frequency]
+            entry: dict[str, Any] = {"levels": {}, "other": 0.0, "missing": 0.0}
+            col_of = np.full(len(names) + 1, -1)  # index: code + 1
+            k = 0
+            if counts[0] >= min_frequency:
+                col_of[0] = k
+                layout.append((name, "missing", None))
+                k += 1
+            for i in kept:
+                col_of[i + 1] = k
+                layout.append((name, "level", str(names[i])))
+                k += 1
+            categorical_out[name] = entry
+            if k == 0:
+                continue
+            col = col_of[codes + 1]
+            rows = np.flatnonzero(col >= 0)
+            blocks.append(
+                sparse.csc_matrix(
+                    (np.ones(len(rows)), (rows, col[rows])), shape=(n, k), dtype="float64"
+                )
+            )
+        if blocks:
+            design = sparse.hstack(blocks, format="csr")
+        else:
+            design = sparse.csr_matrix((n, 0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if design.shape[1] == 0:
+                p = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
+                intercept, coefs = float(np.log(p / (1 - p))), np.zeros(0)
+            else:
+                lr = LogisticRegression(C=C, max_iter=2000).fit(design, y, sample_weight=w)
+                intercept, coefs = float(lr.intercept_[0]), lr.coef_[0]
+        for (name, part, level), b in zip(layout, coefs, strict=True):
+            if part in ("coef", "missing_coef"):
+                numeric[name][part] = float(b)
+            elif part == "missing":
+                categorical_out[name]["missing"] = float(b)
+            else:
+                categorical_out[name]["levels"][level] = float(b)
+        # Rare levels are all-zero rows of the design: they share the reference, coefficient 0.
+        numeric = dict(sorted(numeric.items()))
+        categorical_out = dict(sorted(categorical_out.items()))
+        fitted = cls(intercept, numeric, categorical_out, {})
+        names_all = fitted._names()
+        mean_terms = fitted.terms(X, names_all).mean(axis=0) if n else []
+        expected = {nm: float(v) for nm, v in zip(names_all, mean_terms, strict=True)}
+        return cls(intercept, numeric, categorical_out, expected)
