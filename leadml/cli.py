@@ -7,6 +7,7 @@ Heavy libraries are imported inside the commands so ``leadml --help`` is instant
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -20,6 +21,15 @@ import click
 from leadml import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+_USER_OS_ERRORS = {
+    errno.EACCES: "Check the permissions, or choose another --out / --model-dir.",
+    errno.EPERM: "Check the permissions, or choose another --out / --model-dir.",
+    errno.EROFS: "The file system is read-only: choose another --out / --model-dir.",
+    errno.ENOSPC: "The disk is full: free space or write elsewhere (nothing was half-written).",
+    errno.EDQUOT: "The disk quota is exhausted: free space or write elsewhere.",
+}
 
 
 def _user_errors(func: F) -> F:
@@ -40,6 +50,16 @@ def _user_errors(func: F) -> F:
             problems = getattr(e, "problems", None)
             one = str(problems[0]) if isinstance(problems, list) and len(problems) == 1 else e
             click.echo(f"error: {one}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            # Unwritable or full targets are the user's to fix; other OS errors are bugs.
+            if e.errno not in _USER_OS_ERRORS or os.environ.get("LEADML_DEBUG"):
+                raise
+            where = f" {e.filename}" if e.filename else ""
+            click.echo(
+                f"error: cannot write or read{where}: {e.strerror or e}. {_USER_OS_ERRORS[e.errno]}",
+                err=True,
+            )
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
@@ -97,6 +117,21 @@ _flat_options = _options(
 )
 
 
+def _instant(text: str | None, option: str) -> Any:
+    """A timestamp option, or a usage error naming the option and the expected form."""
+    if text is None:
+        return None
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(text)
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(
+            f"{text!r} is not a timestamp ({e}); expected ISO-8601 such as 2025-06-30T18:00:00Z",
+            param_hint=option,
+        ) from None
+
+
 def _config(path: str | None) -> Any:
     from leadml.config import load_config
 
@@ -115,7 +150,8 @@ def main() -> None:
 
     def _note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
         # Suspicious input (a changed layout) is a warning, not a note: it may change scores.
-        kind = "warning" if getattr(category, "__name__", "") == "LayoutWarning" else "note"
+        loud = ("LayoutWarning",)
+        kind = "warning" if getattr(category, "__name__", "") in loud else "note"
         click.echo(f"{kind}: {message}", err=True)
 
     # Warnings meant for users (e.g. which columns were excluded as identifiers) are one line.
@@ -132,13 +168,18 @@ def main() -> None:
     help="Directory with leads, events, stage_changes (CSV or Parquet).",
 )
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option(
+    "--now",
+    help="When the export was taken (ISO-8601, UTC if no offset): rows dated later are problems. "
+    "Default: the newest created_at / changed_at, events may trail it by 7 days.",
+)
 @_user_errors
-def validate(data_dir: str, config_path: str | None) -> None:
+def validate(data_dir: str, config_path: str | None, now: str | None) -> None:
     """Check the three tables against the data contract and print a summary."""
     from leadml.data.contracts import load_crm
 
     cfg = _config(config_path)
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, now=_instant(now, "--now"), strict_future=True)
     s = data.summary()
     click.echo(
         f"ok: {s['leads']:,} leads, {s['events']:,} events ({s['event_types']} types), "

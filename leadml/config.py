@@ -93,6 +93,9 @@ class FeaturesConfig(_Section):
     identifier_columns: tuple[str, ...] = ()
     exclude_columns: tuple[str, ...] = ()
     max_category_levels: int = Field(50, ge=2)
+    # Event types kept as features (most frequent first); the rest count as one "other" type.
+    # Each type adds len(windows_days) + 1 columns: 100 types are ~400 features.
+    max_event_types: int = Field(100, ge=2)
 
     @field_validator("windows_days")
     @classmethod

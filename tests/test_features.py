@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from leadml.config import FeaturesConfig
-from leadml.data.contracts import STAGES, validate
+from leadml.data.contracts import STAGES, DataContractError, validate
 from leadml.data.features import (
     FeatureInputError,
     FeatureSpec,
@@ -519,26 +519,27 @@ def test_sentences(tiny, feature: str, value, text: str) -> None:
 
 def test_string_lead_ids_and_placeholder_dates(tiny) -> None:
     _, spec = _features(tiny)
-    as_text = validate(
-        tiny.leads.assign(lead_id=["L-1", "L-2"]),
-        pd.concat(
-            [
-                tiny.events.assign(lead_id=tiny.events["lead_id"].map({1: "L-1", 2: "L-2"})),
-                pd.DataFrame(
-                    {
-                        "lead_id": ["L-2"],
-                        "event_type": ["email_open"],
-                        "occurred_at": [pd.Timestamp("1900-01-01")],
-                    }
-                ),
-            ]
-        ),
-        tiny.stage_changes.assign(lead_id=tiny.stage_changes["lead_id"].map({1: "L-1", 2: "L-2"})),
+    text_events = tiny.events.assign(lead_id=tiny.events["lead_id"].map({1: "L-1", 2: "L-2"}))
+    text_stages = tiny.stage_changes.assign(
+        lead_id=tiny.stage_changes["lead_id"].map({1: "L-1", 2: "L-2"})
     )
+    placeholder = pd.DataFrame(
+        {
+            "lead_id": ["L-2"],
+            "event_type": ["email_open"],
+            "occurred_at": [pd.Timestamp("1900-01-01")],
+        }
+    )
+    # A 1900 placeholder date is a problem of the export, named with its row, not a feature.
+    with pytest.raises(DataContractError, match=r"events\.occurred_at: 1 row dated before 1970"):
+        validate(
+            tiny.leads.assign(lead_id=["L-1", "L-2"]),
+            pd.concat([text_events, placeholder]),
+            text_stages,
+        )
+    as_text = validate(tiny.leads.assign(lead_id=["L-1", "L-2"]), text_events, text_stages)
     points = pd.DataFrame({"lead_id": ["L-2", "L-1"], "as_of": [AS_OF, AS_OF]})
     f = build_features(as_text.leads, as_text.events, as_text.stage_changes, points, spec=spec)
     ints, _ = _features(tiny)
     assert f["lead_id"].tolist() == ["L-2", "L-1"]
     assert f.loc[1, "n_pricing_page_view_90d"] == ints.loc[1, "n_pricing_page_view_90d"]
-    # A 1900 placeholder is long before every window: counted nowhere recent, still "ever seen".
-    assert f.loc[0, "n_email_open_90d"] == 0 and f.loc[0, "days_since_last_email_open"] > 365 * 60

@@ -209,12 +209,14 @@ AS_OF = pd.Timestamp("2024-03-01")
 
 
 def _data(changes, end="2024-12-31"):
-    """One lead created on Jan 1; one late event fixes the data's end."""
+    """Lead 1 created on Jan 1; lead 2, created at ``end``, fixes the data's end (events
+    never move it)."""
     return validate(
-        pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
-        pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": [end]}),
+        pd.DataFrame({"lead_id": [1, 2], "created_at": ["2024-01-01", end]}),
+        pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": ["2024-01-02"]}),
         pd.DataFrame(
-            [(1, "lead", "2024-01-01"), *changes], columns=["lead_id", "stage", "changed_at"]
+            [(1, "lead", "2024-01-01"), (2, "lead", end), *changes],
+            columns=["lead_id", "stage", "changed_at"],
         ),
     )
 

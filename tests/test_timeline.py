@@ -22,12 +22,16 @@ from leadml.data.timeline import (
 def _data(
     changes: list[tuple[int, str, str]], created: dict[int, str], end_event: str = "2024-12-31"
 ):
+    # Lead 999, created at ``end_event``, fixes the data's end (events never move it); it is
+    # created at the end, so it has no observation point.
+    created = {**created, 999: end_event}
     leads = pd.DataFrame({"lead_id": list(created), "created_at": list(created.values())})
-    # One late event fixes the data's end.
     events = pd.DataFrame(
         {"lead_id": [next(iter(created))], "event_type": ["web_visit"], "occurred_at": [end_event]}
     )
-    sc = pd.DataFrame(changes, columns=["lead_id", "stage", "changed_at"])
+    sc = pd.DataFrame(
+        [*changes, (999, "lead", end_event)], columns=["lead_id", "stage", "changed_at"]
+    )
     return validate(leads, events, sc)
 
 

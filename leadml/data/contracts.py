@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,10 @@ __all__ = [
 
 TABLES: tuple[str, ...] = ("leads", "events", "stage_changes")
 _MAX_EXAMPLES = 5
+#: Timestamps before this are problems (a 0 or placeholder date in the export).
+EPOCH = pd.Timestamp("1970-01-01")
+#: How far events may trail the inferred export instant (the newest created_at / changed_at).
+FUTURE_TOLERANCE = pd.Timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,13 @@ class CRMData:
 
     @property
     def end(self) -> pd.Timestamp:
-        """The last instant the data knows about (latest timestamp in any table)."""
+        """The last instant the data is known to be complete: the newest ``created_at`` or
+        ``changed_at``. Events never move it: an activity dated next year (a scheduled webinar,
+        a typo) would otherwise make label windows without an outcome yet look observed and
+        label them negative. Events after the end are never used: observation points stop at
+        it, and features see only events before their point."""
         c = self.columns
         stamps = [self.leads[c.created_at].max()]
-        if len(self.events):
-            stamps.append(self.events[c.occurred_at].max())
         if len(self.stage_changes):
             stamps.append(self.stage_changes[c.changed_at].max())
         return pd.Timestamp(max(stamps))
@@ -143,9 +150,9 @@ def _coerce_timestamp(
     if len(raw) == 0:
         return pd.Series([], index=raw.index, dtype="datetime64[ns]")
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        return _in_range(raw.dt.tz_convert("UTC").dt.tz_localize(None), raw, table, col, problems)
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.astype("datetime64[ns]")
+        return _in_range(raw, raw, table, col, problems)
     if not (pd.api.types.is_object_dtype(raw.dtype) or pd.api.types.is_string_dtype(raw.dtype)):
         problems.append(
             Problem(
@@ -164,14 +171,17 @@ def _coerce_timestamp(
     aware = text.str.contains(r"\d[zZ]\s*$", regex=True, na=False) | (has_offset & has_time)
     if bool((aware & present).any()) and bool((~aware & present).any()):
         naive = present & ~aware
+        aware = present & aware
+        odd = naive if naive.sum() <= aware.sum() else aware  # show the minority
         problems.append(
             Problem(
                 table,
                 col,
                 f"mixes timezone-aware and naive timestamps ({int(aware.sum())} aware, "
-                f"{int(naive.sum())} naive)",
-                _rows(naive),
-                _examples(raw, naive),
+                f"{int(naive.sum())} naive; the rows shown are the "
+                f"{'naive' if odd is naive else 'aware'} ones)",
+                _rows(odd),
+                _examples(raw, odd),
                 "Give every timestamp an offset (e.g. '+00:00') or none; naive ones are read as UTC.",
             )
         )
@@ -190,7 +200,29 @@ def _coerce_timestamp(
                 "pass the right column with --config columns.",
             )
         )
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    return _in_range(parsed.dt.tz_localize(None), raw, table, col, problems)
+
+
+def _in_range(
+    ts: pd.Series, raw: pd.Series, table: str, col: str, problems: list[Problem]
+) -> pd.Series | None:
+    """``ts`` as ``datetime64[ns]``, or a problem naming the rows outside its range (years
+    before 1677 or after 2262: a placeholder such as 9999-12-31)."""
+    outside = ((ts < pd.Timestamp.min) | (ts > pd.Timestamp.max)).to_numpy()
+    if outside.any():
+        problems.append(
+            Problem(
+                table,
+                col,
+                f"{_plural(int(outside.sum()), 'timestamp')} outside the years 1677-2262",
+                _rows(outside),
+                _examples(raw, outside),
+                "Placeholder dates such as 9999-12-31 or 0001-01-01 are not times: leave the "
+                "value empty or drop the rows.",
+            )
+        )
+        return None
+    return ts.astype("datetime64[ns]")
 
 
 def coerce_ids(s: pd.Series) -> pd.Series:
@@ -302,6 +334,9 @@ def validate(
     events: pd.DataFrame,
     stage_changes: pd.DataFrame,
     columns: ColumnsConfig | None = None,
+    *,
+    now: str | pd.Timestamp | None = None,
+    strict_future: bool = False,
 ) -> CRMData:
     """Check the three tables against the contract and return them coerced.
 
@@ -311,6 +346,10 @@ def validate(
         Raw tables, e.g. from :func:`read_table`.
     columns : ColumnsConfig, optional
         Column names, when the export does not use the defaults.
+    now : str or Timestamp, optional
+        When the export was taken (UTC if naive). Default: inferred (see Notes).
+    strict_future : bool
+        Events dated well after the inferred export time are problems (``leadml validate``).
 
     Returns
     -------
@@ -322,7 +361,20 @@ def validate(
     DataContractError
         With every problem found (missing columns, unparseable or mixed-timezone timestamps,
         null or duplicate ids, unknown leads, unknown stages, stage changes before creation,
-        empty tables).
+        empty tables, timestamps before 1970 or after the export).
+
+    Notes
+    -----
+    Time sanity: a row dated after the export is a scheduled activity or a typo, and it would
+    move the data end and label every week without an outcome yet as a negative. Rows dated
+    before 1970, after the clock of this machine (plus a day for time zones), or after ``now``
+    when it is given, are problems in any table. Without ``now`` the export instant is inferred
+    as the newest ``created_at`` / ``changed_at`` (:attr:`CRMData.end`); with
+    ``strict_future`` (``leadml validate``) events more than ``FUTURE_TOLERANCE`` after it are
+    problems (engagement keeps arriving between the last new lead and the export, hence the
+    slack). Elsewhere they are accepted: an export of "leads created in 2023 with all their
+    activity since" is legitimate, and :attr:`CRMData.end` never lets events move the data end
+    or open label windows, whatever their dates.
     """
     c = columns or ColumnsConfig()
     problems: list[Problem] = []
@@ -366,6 +418,19 @@ def validate(
         if c.value in events.columns:
             num = pd.to_numeric(events[c.value], errors="coerce")
             bad = events[c.value].notna() & num.isna()
+            infinite = np.isinf(num.to_numpy(dtype="float64", na_value=np.nan))
+            if infinite.any():
+                problems.append(
+                    Problem(
+                        "events",
+                        c.value,
+                        f"{_plural(int(infinite.sum()), 'value')} infinite or too large for a "
+                        "number (inf, 1e400)",
+                        _rows(infinite),
+                        _examples(events[c.value], infinite),
+                        "Expected finite numbers (e.g. seconds on page) or empty.",
+                    )
+                )
             if bool(bad.any()):
                 problems.append(
                     Problem(
@@ -460,6 +525,7 @@ def validate(
                     )
                 )
 
+    _check_time_sanity(leads, events, stage_changes, c, now, strict_future, problems)
     if problems:
         raise DataContractError(problems)
 
@@ -476,19 +542,152 @@ def validate(
     return CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c)
 
 
+def _check_time_sanity(
+    leads: pd.DataFrame,
+    events: pd.DataFrame,
+    stage_changes: pd.DataFrame,
+    c: ColumnsConfig,
+    now: str | pd.Timestamp | None,
+    strict: bool,
+    problems: list[Problem],
+) -> None:
+    """Timestamps before 1970 or after the export (see :func:`validate`, Notes)."""
+    stamped = [
+        ("leads", leads, c.created_at),
+        ("stage_changes", stage_changes, c.changed_at),
+        ("events", events, c.occurred_at),
+    ]
+    cols = {
+        t: df[col]
+        for t, df, col in stamped
+        if col in df.columns and df[col].dtype == "datetime64[ns]"  # coerced without problems
+    }
+    clock = pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=1)
+    export: pd.Timestamp | None = None
+    if now is not None:
+        given = pd.Timestamp(now)
+        export = given.tz_convert("UTC").tz_localize(None) if given.tzinfo else given
+    limit, after = clock, "this machine's clock"
+    if export is not None and export < clock:
+        limit, after = export, f"--now {export}"
+    for t, _, col in stamped:
+        if t not in cols:
+            continue
+        ts, text = cols[t], cols[t].astype("string")
+        for mask, what, fix in (
+            (
+                (ts < EPOCH).to_numpy(),
+                "dated before 1970",
+                "A CRM has no activity before 1970: fix or drop these rows (a 0 or a placeholder "
+                "date in the export).",
+            ),
+            (
+                (ts > limit).to_numpy(),
+                f"dated after the export ({after})",
+                "Future-dated rows (scheduled activities, typos) would extend the data end and "
+                "label weeks without an outcome yet as negatives: drop them.",
+            ),
+        ):
+            if mask.any():
+                problems.append(
+                    Problem(
+                        t,
+                        col,
+                        f"{_plural(int(mask.sum()), 'row')} {what}",
+                        _rows(mask),
+                        _examples(text, mask),
+                        fix,
+                    )
+                )
+    if strict and now is None and "events" in cols and len(cols["events"]):
+        ends = [cols[t].max() for t in ("leads", "stage_changes") if t in cols and len(cols[t])]
+        if ends:
+            inferred = max(ends)
+            late = (cols["events"] > inferred + FUTURE_TOLERANCE).to_numpy()
+            if late.any():
+                problems.append(
+                    Problem(
+                        "events",
+                        c.occurred_at,
+                        f"{_plural(int(late.sum()), 'row')} dated more than "
+                        f"{FUTURE_TOLERANCE.days} days after the newest created_at / changed_at "
+                        f"({inferred}), the inferred export time",
+                        _rows(late),
+                        _examples(cols["events"].astype("string"), late),
+                        "Drop scheduled or future-dated activities, or pass --now with the "
+                        "export time if the export is that much newer. (Training and scoring "
+                        "never let such rows move the data end.)",
+                    )
+                )
+
+
 def read_table(path: str | Path, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Read one CSV or Parquet file (by extension); in a CSV, ``text_columns`` (those present)
     are read as text, exactly as written (ids such as ``00000524`` keep their zeros)."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
+    table = p.name.split(".")[0]
+    if p.is_file() and p.stat().st_size == 0:
+        raise DataContractError(
+            [
+                Problem(
+                    table,
+                    None,
+                    f"{p.name} is empty (0 bytes)",
+                    fix="Export the table again; a table without rows still needs its header line.",
+                )
+            ]
+        )
     if suffix in {".parquet", ".pq"}:
         return pd.read_parquet(p)
     if suffix in {".csv", ".csv.gz"}:
-        header = pd.read_csv(p, nrows=0).columns
-        text = {col: str for col in text_columns if col in header}
-        return pd.read_csv(p, low_memory=False, dtype=text or None)
+        sep = _separator(p)
+        try:
+            header = pd.read_csv(p, nrows=0, sep=sep).columns
+            text = {col: str for col in text_columns if col in header}
+            return pd.read_csv(p, low_memory=False, dtype=text or None, sep=sep)
+        except UnicodeDecodeError:
+            raise DataContractError([_not_utf8(p, table)]) from None
     raise DataContractError(
         [Problem(p.stem, None, f"unsupported file type {p.name!r}", fix="Use .csv or .parquet.")]
+    )
+
+
+def _open_text(p: Path, errors: str = "strict") -> Any:
+    import gzip
+
+    if p.suffix.lower() == ".gz":
+        return gzip.open(p, "rt", encoding="utf-8", errors=errors, newline="")
+    return p.open(encoding="utf-8", errors=errors, newline="")
+
+
+def _separator(p: Path) -> str:
+    """The CSV separator, from the header line: the most frequent of comma, semicolon and tab
+    (European spreadsheets write ``;``; some CRMs export tab-separated ``.csv``)."""
+    with _open_text(p, errors="replace") as f:
+        first = f.readline()
+    counts = {sep: first.count(sep) for sep in (",", ";", "\t")}
+    best = max(counts, key=lambda k: counts[k])
+    return best if counts[best] > counts[","] else ","
+
+
+def _not_utf8(p: Path, table: str) -> Problem:
+    """Where the first non-UTF-8 byte is, as a line number (the header is line 1)."""
+    import gzip
+
+    raw = gzip.decompress(p.read_bytes()) if p.suffix.lower() == ".gz" else p.read_bytes()
+    try:
+        raw.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        where = f" (line {line}, data row {line - 1}: byte 0x{raw[e.start]:02x})"
+    return Problem(
+        table,
+        None,
+        f"{p.name} is not UTF-8 text{where}",
+        fix="Export it as UTF-8, or convert it first, e.g. "
+        f"`iconv -f latin1 -t utf-8 {p.name} > utf8/{p.name}` (Latin-1 / Windows-1252 exports).",
     )
 
 
@@ -500,9 +699,16 @@ def _find_table(directory: Path, name: str) -> Path | None:
     return None
 
 
-def load_crm(directory: str | Path, columns: ColumnsConfig | None = None) -> CRMData:
+def load_crm(
+    directory: str | Path,
+    columns: ColumnsConfig | None = None,
+    *,
+    now: str | pd.Timestamp | None = None,
+    strict_future: bool = False,
+) -> CRMData:
     """Read ``leads``, ``events`` and ``stage_changes`` (CSV or Parquet) from a directory and
-    validate them. A missing ``events`` table means no engagement yet (an empty table)."""
+    validate them (``now`` and ``strict_future``: see :func:`validate`). A missing ``events``
+    table means no engagement yet (an empty table)."""
     d = Path(directory)
     c = columns or ColumnsConfig()
     if not d.is_dir():
@@ -534,8 +740,17 @@ def load_crm(directory: str | Path, columns: ColumnsConfig | None = None) -> CRM
             continue
         try:
             frames[name] = read_table(path, text_columns=[c.lead_id])
+        except DataContractError as e:
+            problems.extend(e.problems)
         except (OSError, ValueError) as e:
             problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
     if problems:
         raise DataContractError(problems)
-    return validate(frames["leads"], frames["events"], frames["stage_changes"], columns=c)
+    return validate(
+        frames["leads"],
+        frames["events"],
+        frames["stage_changes"],
+        columns=c,
+        now=now,
+        strict_future=strict_future,
+    )

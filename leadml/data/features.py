@@ -76,7 +76,11 @@ _DAY = 86_400
 _LOW = (1 << 32) - 1  # the seconds part of a key
 
 # How an event type reads in a sentence: (did it, did not, group label).
+#: The event type that stands for every type beyond ``features.max_event_types``.
+OTHER_EVENTS = "other event types"
+
 _EVENT_WORDS: dict[str, tuple[str, str, str]] = {
+    OTHER_EVENTS: ("Had other activity", "No other activity", "Other activity"),
     "email_open": ("Opened an email", "Did not open an email", "Email opens"),
     "email_click": (
         "Clicked a link in an email",
@@ -110,6 +114,14 @@ _IDENTIFIER_TOKENS = frozenset(
         "ssn", "notes", "note", "comment", "comments", "description", "freetext",
     }
 )  # fmt: skip
+# People by another name: who owns the lead (a colleague's name is personal data too)...
+_PERSON_TOKENS = frozenset({"rep", "salesrep", "assignee", "agent", "salesperson", "owner"})
+# ...and name parts, identifiers only when the column has many distinct values (a first_touch
+# channel with 8 values is an attribute; a "first" column with 900 first names is not).
+_NAME_PART_TOKENS = frozenset({"first", "last", "given", "family", "middle", "contact", "person"})
+_EMAIL_VALUE = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+_URL_VALUE = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
+_PHONE_VALUE = re.compile(r"\+?[\d\s().\-/]{7,}")
 # "company" / "account" are identifiers on their own or with these words, but company_size,
 # company_industry or account_type are fit attributes.
 _ENTITY_TOKENS = frozenset({"company", "account", "organisation", "organization"})
@@ -138,6 +150,26 @@ def _label(column: str) -> str:
             break
     text = text.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def _cap_event_types(et: pd.Series, present: list[str], cap: int) -> tuple[str, ...]:
+    """The spec's event vocabulary: every type present, sorted, or (beyond ``cap``) the
+    ``cap - 1`` most frequent and :data:`OTHER_EVENTS`, which then counts every other type (at
+    training and scoring alike), with a note."""
+    if len(present) <= cap:
+        return tuple(sorted(present))
+    counts = et.astype("string").value_counts()
+    ranked = sorted(present, key=lambda t: (-int(counts.get(t, 0)), t))
+    kept, folded = ranked[: cap - 1], ranked[cap - 1 :]
+    share = float(counts.reindex(folded).fillna(0).sum()) / max(1, int(counts.sum()))
+    warnings.warn(
+        f"events: {len(present):,} event types; the {len(kept)} most frequent are features and "
+        f"the other {len(folded):,} ({share:.0%} of events) count as one type, "
+        f"{OTHER_EVENTS!r} (features.max_event_types = {cap})",
+        UserWarning,
+        stacklevel=3,
+    )
+    return (*sorted(kept), OTHER_EVENTS)
 
 
 def _event_words(event_type: str) -> tuple[str, str, str]:
@@ -378,19 +410,55 @@ def _exclusion_reason(column: str, values: pd.Series) -> str | None:
     entity = [t for t in tokens if t in _ENTITY_TOKENS]
     if entity and all(t in _ENTITY_TOKENS or t in _ENTITY_ID_TOKENS for t in tokens):
         return "identifier"
+    if any(t in _PERSON_TOKENS for t in tokens):
+        return "identifier"
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return "timestamp"
     non_null = values.dropna()
-    if non_null.nunique() <= 1:
+    distinct = non_null.nunique()
+    if distinct <= 1:
         return "constant"
-    if isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_numeric_dtype(values.dtype):
+    if pd.api.types.is_numeric_dtype(values.dtype) and not isinstance(
+        values.dtype, pd.CategoricalDtype
+    ):
         return None
     text = non_null.astype("string")
+    by_value = identifier_by_value(text)
+    if by_value:
+        return f"identifier ({by_value})"
+    if any(t in _NAME_PART_TOKENS for t in tokens) and distinct >= max(10, 0.02 * len(text)):
+        return f"identifier (a name part with {distinct:,} distinct values)"
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return None
     # Free text or per-lead codes: mostly unique strings carry identity, not reusable signal.
     if len(text) >= 20 and text.nunique() > 0.5 * len(text):
         return "free text / mostly unique"
     if len(text) and float(text.str.len().mean()) > 60:
         return "free text"
+    return None
+
+
+def identifier_by_value(text: pd.Series) -> str | None:
+    """Why a text column's values are direct identifiers (mostly e-mail addresses, web
+    addresses or phone numbers), judged on up to 5,000 values; None if they are not.
+
+    >>> identifier_by_value(pd.Series(["ann@example.com", "bo@example.org", None] * 10))
+    'values look like e-mail addresses'
+    >>> identifier_by_value(pd.Series(["Software", "Retail"] * 20)) is None
+    True
+    """
+    sample = text.dropna().astype("string").str.strip().head(5_000)
+    if len(sample) < 10:
+        return None
+    for pattern, what in (
+        (_EMAIL_VALUE, "e-mail addresses"),
+        (_URL_VALUE, "web addresses"),
+        (_PHONE_VALUE, "phone numbers"),
+    ):
+        if float(sample.str.fullmatch(pattern).mean()) >= 0.5:
+            if pattern is _PHONE_VALUE and float((sample.str.count(r"\d") >= 7).mean()) < 0.5:
+                continue
+            return f"values look like {what}"
     return None
 
 
@@ -469,7 +537,7 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         present = [str(x) for x, n in zip(et.cat.categories, used[1:], strict=True) if n]
     else:
         present = [str(x) for x in pd.unique(et.dropna())]
-    event_types = tuple(sorted(present))
+    event_types = _cap_event_types(et, present, cfg.max_event_types)
     value_types: tuple[str, ...] = ()
     if cfg.value_window_days is not None and c.value in ev.columns and len(ev):
         finite = np.isfinite(ev[c.value].to_numpy(dtype="float64", na_value=np.nan))
@@ -781,7 +849,8 @@ def build_features(
     ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
     ...     pd.DataFrame({"lead_id": [1, 1], "event_type": ["web_visit", "web_visit"],
     ...                   "occurred_at": ["2024-01-28", "2024-02-01"]}),
-    ...     pd.DataFrame({"lead_id": [1], "stage": ["lead"], "changed_at": ["2024-01-01"]}))
+    ...     pd.DataFrame({"lead_id": [1], "stage": ["lead"], "changed_at": ["2024-01-01"]}),
+    ...     now="2024-02-02")
     >>> points = pd.DataFrame({"lead_id": [1], "as_of": [pd.Timestamp("2024-02-01")]})
     >>> f = build_features(data.leads, data.events, data.stage_changes, points)
     >>> f[["n_web_visit_7d", "days_since_last_web_visit", "tenure_days"]].iloc[0].tolist()
@@ -917,12 +986,15 @@ def _engagement(
         et = events[c.event_type]
         if not isinstance(et.dtype, pd.CategoricalDtype):
             et = et.astype("string").astype("category")
+        # Types beyond the vocabulary cap count as OTHER_EVENTS when the spec has it, else
+        # (a type first seen after training) as nothing.
+        unknown = vocab.get(OTHER_EVENTS, -1)
         to_spec = np.array(
-            [vocab.get(str(x), -1) for x in et.cat.categories] + [-1], dtype=np.int16
+            [vocab.get(str(x), unknown) for x in et.cat.categories] + [-1], dtype=np.int32
         )
         e_type = to_spec[np.asarray(et.cat.codes)]
     else:
-        e_type = np.zeros(0, dtype=np.int16)
+        e_type = np.zeros(0, dtype=np.int32)
     payload = [e_type]
     if c.value in events.columns and spec.value_types and spec.value_window_days is not None:
         payload.append(events[c.value].to_numpy(dtype="float64", na_value=np.nan))

@@ -123,6 +123,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -518,6 +519,40 @@ def make_logistic(numeric: Sequence[str], categorical: Sequence[str]) -> Any:
             )
         )
     return make_pipeline(ColumnTransformer(parts), LogisticRegression(max_iter=2000, C=1.0))
+
+
+_NOT_IN_LGB_NAMES = re.compile(r'[\[\]{}",:\s]')
+
+
+def lgb_feature_names(columns: Sequence[Any]) -> list[str]:
+    """Column names as LightGBM stores them: its JSON model dump forbids ``[ ] { } " , :`` in
+    feature names (and it rewrites whitespace), so these become ``_``; a clash gets a ``__k``
+    suffix. Only the booster's copy changes: frames keep the names CRMs write (reasons and
+    reports show those), and LightGBM matches a frame's columns by position.
+
+    >>> lgb_feature_names(["Source: channel", "n_Webinar: Q3 launch_7d", "Source_ channel"])
+    ['Source__channel', 'n_Webinar__Q3_launch_7d', 'Source__channel__2']
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for k, c in enumerate(columns):
+        name = _NOT_IN_LGB_NAMES.sub("_", str(c))
+        if name in seen:
+            name = f"{name}__{k}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _lgb_names(columns: Sequence[Any], categorical: Sequence[str]) -> dict[str, Any]:
+    """``feature_name`` and ``categorical_feature`` arguments of ``lgb.Dataset``."""
+    names = lgb_feature_names(columns)
+    cats = set(categorical)
+    return {
+        "feature_name": names,
+        "categorical_feature": [n for c, n in zip(columns, names, strict=True) if c in cats]
+        or "auto",
+    }
 
 
 def _as_float(X: pd.DataFrame) -> pd.DataFrame:
@@ -1134,7 +1169,7 @@ def run_backtest(
         ds = lgb.Dataset(
             X.iloc[tr],
             y[tr],
-            categorical_feature=categorical or "auto",
+            **_lgb_names(X.columns, categorical),
             # Several parameter sets train on these bins; pre-filtering would tie it to one.
             # (The raw rows are freed: subsets and fits need only the bins.)
             params={"feature_pre_filter": False, "verbosity": -1, "seed": seed},
@@ -1397,6 +1432,6 @@ def refit(
         linear = LinearBase.fit(X, y, result.categorical, weight=weight, seed=result.seed)
         init = linear.margin(X)
     ds = lgb.Dataset(
-        X, y, weight=weight, init_score=init, categorical_feature=result.categorical or "auto"
+        X, y, weight=weight, init_score=init, **_lgb_names(X.columns, result.categorical)
     )
     return lgb.train(p, ds, num_boost_round=result.n_trees), linear

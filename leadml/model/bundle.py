@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -69,6 +70,69 @@ def _versions() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
     }
+
+
+_TREE_ARRAYS = {  # key: expected length as a function of num_leaves (n)
+    "split_feature": lambda n: n - 1,
+    "threshold": lambda n: n - 1,
+    "decision_type": lambda n: n - 1,
+    "left_child": lambda n: n - 1,
+    "right_child": lambda n: n - 1,
+    "leaf_value": lambda n: n,
+}
+
+
+def check_model_text(text: str) -> list[str]:
+    """Structural problems of a LightGBM model text, checked in Python first.
+
+    LightGBM parses trees in parallel threads, and some malformed texts (a wrong ``tree_sizes``,
+    a non-number in an array, a child index out of range) abort the whole process instead of
+    raising. This checks what those paths read: the header, each tree block's size against
+    ``tree_sizes``, the array lengths, that they are numbers, and feature and child indices in
+    range. An empty list means LightGBM may read it (its own errors are then caught as usual).
+    """
+    head, sep, rest = text.partition("\n\n")
+    header = dict(line.split("=", 1) for line in head.splitlines()[1:] if "=" in line)
+    if not text.startswith("tree\n") or not sep:
+        return ["it does not start with LightGBM's 'tree' header"]
+    problems = [f"no {k} in the header" for k in ("version", "max_feature_idx") if k not in header]
+    try:
+        n_features = int(header.get("max_feature_idx", "-2")) + 1
+        sizes = [int(v) for v in header.get("tree_sizes", "").split()]
+    except ValueError:
+        return ["a header number is not a number"]
+    body, _, _ = rest.partition("end of trees")
+    starts = [m.start() for m in re.finditer(r"^Tree=\d+$", body, flags=re.M)]
+    if len(starts) != len(sizes):
+        problems.append(f"{len(starts)} trees but {len(sizes)} tree_sizes")
+        return problems
+    for k, (a, size) in enumerate(zip(starts, sizes, strict=True)):
+        block = body[a : a + size]
+        end = starts[k + 1] if k + 1 < len(starts) else len(body)
+        if body[a + size : end].strip():
+            problems.append(f"tree {k}: tree_sizes says {size} bytes, the block differs")
+            continue
+        kv = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        try:
+            n = int(kv.get("num_leaves", ""))
+            arrays = {key: np.array(kv.get(key, "").split(), dtype=float) for key in _TREE_ARRAYS}
+        except ValueError:
+            problems.append(f"tree {k}: a value is not a number")
+            continue
+        wrong = [key for key, want in _TREE_ARRAYS.items() if len(arrays[key]) != want(n)]
+        if n < 1 or wrong:
+            problems.append(f"tree {k}: wrong length of {', '.join(wrong) or 'num_leaves'}")
+            continue
+        feats, kids = arrays["split_feature"], np.r_[arrays["left_child"], arrays["right_child"]]
+        if n > 1 and (
+            feats.min() < 0
+            or feats.max() >= n_features
+            or kids.min() < -n
+            or kids.max() >= n - 1
+            or not np.isfinite(arrays["leaf_value"]).all()
+        ):
+            problems.append(f"tree {k}: a feature, child index or leaf value out of range")
+    return problems
 
 
 def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -130,7 +194,19 @@ def load_bundle(path: str | Path) -> StageModel:
             f"model bundle {str(d)!r} has format {meta.get('format')!r}; this leadml reads "
             f"formats {', '.join(map(str, READABLE_FORMATS))}. Retrain with this version."
         )
-    booster = lgb.Booster(model_str=(d / "model.txt").read_text(encoding="utf-8"))
+    text = (d / "model.txt").read_text(encoding="utf-8")
+    bad_model = check_model_text(text)
+    if bad_model:
+        raise BundleError(
+            f"model bundle {str(d)!r}: model.txt is not a valid LightGBM model "
+            f"({'; '.join(bad_model[:3])}); retrain, or restore the bundle from its source"
+        )
+    try:
+        booster = lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as e:
+        raise BundleError(
+            f"model bundle {str(d)!r}: LightGBM cannot read model.txt ({e}); retrain or restore it"
+        ) from None
     spec = FeatureSpec.from_dict(meta.pop("spec"))
     calibration = Calibration.from_dict(meta.pop("calibration"))
     thresholds = tuple(float(t) for t in meta.pop("tier_thresholds"))
