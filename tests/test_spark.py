@@ -306,6 +306,26 @@ def test_user_errors_name_the_table_and_column(tables, models) -> None:
         score_spark(leads, events, stage_changes, "2020-01-01", models)
 
 
+def test_the_driver_checks_what_buckets_cannot(tables, models, data) -> None:
+    """Freshness and the events table are judged on the whole data, as the local scorer does."""
+    from leadml.serve.contract import ScoringError
+
+    leads, events, stage_changes = tables
+    late = data.end + pd.Timedelta(days=90)
+    with pytest.raises(ScoringError, match="90 days after the newest row"):
+        score_spark(leads, events, stage_changes, late, models)
+    relaxed = LeadMLConfig().with_overrides({"scoring": {"allow_stale": True}})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        score_spark(leads, events, stage_changes, late, models, config=relaxed)
+    assert any("scoring anyway (--allow-stale)" in str(w.message) for w in caught)
+    with pytest.raises(ScoringError, match="events table: it has no rows"):
+        score_spark(leads, events.limit(0), stage_changes, AS_OF, models)
+    renamed = events.withColumn("event_type", F.concat(F.lit("x_"), F.col("event_type")))
+    with pytest.raises(ScoringError, match="holds none of the event types"):
+        score_spark(leads, renamed, stage_changes, AS_OF, models)
+
+
 def test_master_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = LeadMLConfig().with_overrides({"spark": {"master": "spark://config:7077"}})
     monkeypatch.delenv("LEADML_SPARK_MASTER", raising=False)

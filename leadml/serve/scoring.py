@@ -341,10 +341,14 @@ def _prepare(
 
 
 def _check_fresh(data: CRMData, as_of: pd.Timestamp, config: LeadMLConfig) -> None:
+    check_freshness(pd.Timestamp(data.end), as_of, config)
+
+
+def check_freshness(newest: pd.Timestamp, as_of: pd.Timestamp, config: LeadMLConfig) -> None:
     """Refuse (or, with ``scoring.allow_stale``, warn about) an ``as_of`` long after the data
-    ends: every lead would look silent since the export, and scores would quietly sink."""
+    ends (``newest``: :attr:`CRMData.end`, the newest ``created_at`` / ``changed_at``): every
+    lead would look silent since the export, and scores would quietly sink."""
     sc = config.scoring
-    newest = pd.Timestamp(data.end)
     lag = as_of - newest
     if lag <= pd.Timedelta(days=sc.max_stale_days):
         return

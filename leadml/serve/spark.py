@@ -742,6 +742,7 @@ def score_spark(
             f"column(s) {', '.join(map(repr, gone))} missing; fix the export, retrain, or pass "
             "--allow-layout-change to score anyway"
         )
+    _check_whole_data(leads, events, stage_changes, c, ts, specs, cfg)
     fit = dict.fromkeys(col for s in specs for col in s.fit_columns if col in leads.columns)
     display = [col for col in DISPLAY_COLUMNS if col in leads.columns]
     lead_columns = tuple(dict.fromkeys([*fit, *display]))
@@ -908,6 +909,46 @@ def load_crm_spark(
         _canonical(stage_changes, c.lead_id, "id", id_type), c.changed_at, "timestamp"
     ).withColumn(c.stage, F.lower(F.trim(F.col(c.stage))))
     return leads, events, stage_changes
+
+
+def _check_whole_data(
+    leads: DataFrame,
+    events: DataFrame,
+    stage_changes: DataFrame,
+    c: ColumnsConfig,
+    ts: pd.Timestamp,
+    specs: list[FeatureSpec],
+    cfg: LeadMLConfig,
+) -> None:
+    """The local scorer's whole-data checks, on the driver (buckets cannot judge the export):
+    freshness (:func:`leadml.serve.scoring.check_freshness`) and an events table that is empty
+    or holds none of the models' event types (:mod:`leadml.data.layout`). Three small jobs
+    (``ts`` has already cut the tables at ``as_of``)."""
+    from leadml.serve.contract import ScoringError
+    from leadml.serve.scoring import check_freshness
+
+    ends = [
+        df.agg(F.max(col).alias("m")).collect()[0]["m"]
+        for df, col in ((leads, c.created_at), (stage_changes, c.changed_at))
+    ]
+    ends = [pd.Timestamp(e) for e in ends if e is not None]
+    if ends:
+        check_freshness(max(ends), ts, cfg)
+    vocab = {t for sp in specs for t in sp.event_types}
+    if not vocab or cfg.scoring.allow_layout_change:
+        return
+    found = [r[0] for r in events.select(c.event_type).distinct().limit(10_001).collect()]
+    if not found:
+        why = "it has no rows before as_of"
+    elif not vocab.intersection(str(v) for v in found):
+        seen = ", ".join(repr(str(v)) for v in sorted(map(str, found))[:5])
+        why = f"column {c.event_type!r} holds none of the event types the models learned ({seen})"
+    else:
+        return
+    raise ScoringError(
+        f"the data does not match the layout the models were trained on: events table: {why}; "
+        "export the events again, map the names back, retrain, or pass --allow-layout-change"
+    )
 
 
 def _skipped(
