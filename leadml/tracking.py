@@ -27,6 +27,9 @@ Never silently wrong, never stuck:
 - Reading a model never creates a store: MLflow would create an empty SQLite file (and its
   folders) on first use, then report the model as missing. A local store that does not exist is
   refused with a message that says how to fix it.
+- The pyfunc is logged as code (MLflow's "models from code", the file ``_pyfunc_model.py``): the
+  logged model holds no pickle, and loading it (``mlflow.pyfunc.load_model``, ``spark_udf``)
+  imports leadml and reads the bundle's plain files instead of unpickling anything.
 
 Errors a user can fix raise :class:`TrackingError` (a ``ValueError``: the CLI prints ``error: ...``
 and exits 2).
@@ -37,7 +40,6 @@ calibration) are logged; lead ids, names, emails and phones never are.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -87,6 +89,9 @@ for _name, _value in (
 
 #: Seconds :func:`check_store` waits for an ``http(s)`` tracking server to answer.
 PROBE_TIMEOUT = 5.0
+
+#: The pyfunc as code: MLflow copies this file into the logged model and runs it to load it.
+_PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
 
 
 class TrackingError(ValueError):
@@ -232,7 +237,10 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 class LeadMLPyfunc(PythonModel):
     """MLflow pyfunc over a leadml bundle: input = a features frame (``lead_id``, ``as_of``,
     ``stage`` and the model's features, as built by ``leadml build --as-of``), output = the batch
-    scorer's columns for this model's transition."""
+    scorer's columns for this model's transition.
+
+    Logged as code (``_pyfunc_model.py`` hands MLflow an instance), never pickled: the instance
+    holds no state until :meth:`load_context` reads the bundle artifact."""
 
     def load_context(self, context: Any) -> None:
         self.model = load_bundle(context.artifacts["bundle"])
@@ -244,6 +252,12 @@ class LeadMLPyfunc(PythonModel):
             return score_flat(pd.DataFrame(model_input), self.model)
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
         return score_features(frame, {self.model.transition: self.model})
+
+
+def _set_pyfunc_model() -> None:
+    """What ``_pyfunc_model.py`` runs when MLflow logs or loads the model: hand MLflow the pyfunc
+    (``mlflow.models.set_model``), so the model is code, not a pickle."""
+    mlflow.models.set_model(LeadMLPyfunc())
 
 
 def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
@@ -324,12 +338,10 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
         bundle_dir = save_bundle(model, Path(tmp) / "bundle")
         example = _signature_example(result)
         signature = infer_signature(example, None)
-        # MLflow warns that a Python-object pyfunc is cloudpickled; ours holds no state (the model
-        # is the plain-file bundle artifact), so the warning is noise for our users.
-        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        # Models from code: the logged model holds _pyfunc_model.py, not a pickle of the class.
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=LeadMLPyfunc(),
+            python_model=str(_PYFUNC_CODE),
             artifacts={"bundle": str(bundle_dir)},
             signature=signature,
             registered_model_name=name,

@@ -1,5 +1,6 @@
 """MLflow when things go wrong, against real MLflow (no mocks): a tracking server that does not
-answer fails fast with its URI, and reading a registry that does not exist creates nothing."""
+answer fails fast with its URI, reading a registry that does not exist creates nothing, and the
+logged pyfunc is code, not a pickle."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -126,3 +128,40 @@ def test_score_with_the_default_registry_in_a_fresh_directory_creates_nothing(
     db = (tmp_path / "mlflow.db").resolve()
     assert f"no MLflow registry at 'sqlite:///{db}' ({db} does not exist" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_the_logged_pyfunc_is_code_not_a_pickle(
+    trained, crm_medium, mlflow_uri, tmp_path, monkeypatch
+) -> None:
+    import mlflow
+    import yaml
+
+    from leadml.data.trainset import build_scoring_set
+    from leadml.serve.scoring import score_features
+    from leadml.tracking import log_training_run
+
+    info = log_training_run(trained["prospect"])
+    local = Path(mlflow.artifacts.download_artifacts(info["model_uri"], dst_path=str(tmp_path)))
+    files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    assert not [f for f in files if f.endswith((".pkl", ".pickle"))], files
+    assert "_pyfunc_model.py" in files and "artifacts/bundle/model.txt" in files
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert "python_model" not in flavor
+
+    # MLflow refuses to unpickle anything now, and the model still loads and predicts.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    pyfunc = mlflow.pyfunc.load_model(CHAMPION)
+    model = trained["prospect"].model
+    frame = build_scoring_set(crm_medium, "2025-04-01", spec=model.spec)
+    frame = frame.loc[frame["stage"] == "lead"].head(50).reset_index(drop=True)
+    sent = frame.copy()
+    for col in model.spec.categorical:
+        sent[col] = sent[col].astype(object).where(sent[col].notna(), None).astype(str)
+    sent["lead_id"] = sent["lead_id"].astype(str)
+    got = pyfunc.predict(sent)
+    p = got["p_prospect"].to_numpy()
+    assert len(p) == 50 and np.all((p > 0) & (p < 1))
+    expected = score_features(frame, {"prospect": model})
+    np.testing.assert_allclose(p, expected["p_prospect"], rtol=0, atol=1e-12)
