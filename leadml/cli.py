@@ -356,9 +356,11 @@ def train(
 
     from leadml.data.contracts import load_crm
     from leadml.data.features import IdentifierColumnsExcluded
-    from leadml.jobs import train_and_track
+    from leadml.jobs import check_tracking, train_and_track
     from leadml.model.training import format_metrics_table
 
+    if not no_track:
+        check_tracking(cfg)  # an unreachable server fails now, not after training
     data = load_crm(data_dir, columns=cfg.columns)
     results = []
     for t in ("prospect", "opportunity") if transition == "all" else (transition,):

@@ -12,6 +12,12 @@ Models (``--model``)
     ``prospect=PATH_OR_URI`` / ``opportunity=PATH_OR_URI`` (checked against the model). Give it
     once per model. Default: the ``champion`` alias of ``leadml-prospect`` and
     ``leadml-opportunity`` in the MLflow registry.
+
+MLflow
+    Every job that logs to MLflow checks first that the tracking server answers
+    (:func:`check_tracking`), so an unreachable server fails in seconds, before any data is
+    read or any model trained; one that reads a model checks that the registry exists, and
+    never creates one (:func:`leadml.tracking.load_registered_model`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from leadml.serve.contract import ScoringError, model_version, output_format, wr
 from leadml.serve.scoring import score_flat, score_to_file
 
 __all__ = [
+    "check_tracking",
     "load_models",
     "load_stage_model",
     "parse_model_specs",
@@ -66,6 +73,30 @@ def parse_model_specs(specs: Sequence[str]) -> list[tuple[str | None, str]]:
         m = _SPEC.match(text)
         out.append((m[1], m[2]) if m else (None, text))
     return out
+
+
+def check_tracking(config: LeadMLConfig | None = None) -> str:
+    """Point MLflow at the configured store and fail fast if it does not answer: what a job that
+    logs to MLflow runs before any work.
+
+    Parameters
+    ----------
+    config : LeadMLConfig, optional
+        Its ``tracking.tracking_uri`` is used; ``$MLFLOW_TRACKING_URI`` wins when set.
+
+    Returns
+    -------
+    str
+        The tracking URI in use.
+
+    Raises
+    ------
+    leadml.tracking.TrackingError
+        The tracking server (or the registry) does not answer (a ``ValueError``).
+    """
+    from leadml import tracking  # MLflow: imported only when a run is tracked
+
+    return tracking.connect((config or LeadMLConfig()).tracking.tracking_uri)
 
 
 def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> StageModel:
@@ -207,6 +238,8 @@ def run_train_flat(
 
     The bundle goes to ``<model_dir or models>/flat-<target>`` (replaced if it exists).
     """
+    if track:
+        check_tracking(config)  # before reading the table
     result = train_and_track_flat(
         _read_any(table),
         target,
@@ -278,6 +311,8 @@ def run_backtest(
         raise ValueError(f"--out {str(out)!r}: the backtest table is written as CSV (.csv)")
     if (data_dir is None) == (table is None):
         raise ValueError("give --data DIR (event mode) or --table FILE --target COL (flat mode)")
+    if track:
+        check_tracking(cfg)
     if table is not None:
         target = flat_options.pop("target")
         results = {"flat": train_flat(_read_any(table), target, config=cfg, **flat_options)}
@@ -320,7 +355,10 @@ def train_and_track(
     force: bool = False,
 ) -> TrainResult:
     """:func:`leadml.model.training.train`, then (with ``track``) log the run to MLflow,
-    register the model and apply the champion gate (``force`` overrides it)."""
+    register the model and apply the champion gate (``force`` overrides it). An unreachable
+    tracking server fails before training (:func:`check_tracking`)."""
+    if track:
+        check_tracking(config)
     result = train(data, transition, config)
     if track:
         result.tracking = _track(result, force)
@@ -338,7 +376,9 @@ def train_and_track_flat(
 ) -> TrainResult:
     """:func:`leadml.model.training.train_flat` (``options`` are its keyword arguments), then
     (with ``track``) the same MLflow run, registration (``leadml-flat``) and champion gate as
-    the event mode."""
+    the event mode. An unreachable tracking server fails before training."""
+    if track:
+        check_tracking(config)
     result = train_flat(table, target, config=config, **options)
     if track:
         result.tracking = _track(result, force)

@@ -18,17 +18,33 @@ numbers are logged on the run.
 Zero-config default: ``$MLFLOW_TRACKING_URI`` if set, else ``tracking.tracking_uri`` from config,
 else MLflow's own default (``sqlite:///mlflow.db`` in the working directory).
 
+Never silently wrong, never stuck:
+
+- An ``http(s)`` server that does not answer is reported at once (:func:`check_store`, one
+  request of at most ``PROBE_TIMEOUT`` seconds, before any training or scoring), and MLflow's own
+  HTTP knobs are lowered from about four minutes of retries to about ten seconds
+  (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``_BACKOFF_FACTOR``, ``_TIMEOUT``; set them to override).
+- Reading a model never creates a store: MLflow would create an empty SQLite file (and its
+  folders) on first use, then report the model as missing. A local store that does not exist is
+  refused with a message that says how to fix it.
+- The pyfunc is logged as code (MLflow's "models from code", the file ``_pyfunc_model.py``): the
+  logged model holds no pickle, and loading it (``mlflow.pyfunc.load_model``, ``spark_udf``)
+  imports leadml and reads the bundle's plain files instead of unpickling anything.
+
+Errors a user can fix raise :class:`TrackingError` (a ``ValueError``: the CLI prints ``error: ...``
+and exits 2).
+
 No PII: only config, metrics, counts, plots and the bundle (model text, spec of feature *names*,
 calibration) are logged; lead ids, names, emails and phones never are.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import numpy as np
@@ -44,7 +60,11 @@ from leadml.model.training import TrainResult
 from leadml.serve.scoring import score_features, score_flat
 
 __all__ = [
+    "PROBE_TIMEOUT",
     "LeadMLPyfunc",
+    "TrackingError",
+    "check_store",
+    "connect",
     "load_registered_model",
     "log_backtest",
     "log_training_run",
@@ -54,6 +74,29 @@ __all__ = [
 
 CHAMPION = "champion"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# MLflow's defaults retry a server that is down for about four minutes (7 retries, backoff factor
+# 2, up to 120 s per request). These retry 3 times after 0, 2 and 4 s (plus up to 1 s of jitter
+# each): a server that refuses connections mid-run fails in about 10 s, one that stops answering
+# in at most 4 x 30 s. (Before any work, check_store's probe takes at most PROBE_TIMEOUT.)
+# setdefault: a user's own values win. Process-wide, like any MLflow environment variable.
+for _name, _value in (
+    ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3"),
+    ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+    ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
+):
+    os.environ.setdefault(_name, _value)
+
+#: Seconds :func:`check_store` waits for an ``http(s)`` tracking server to answer.
+PROBE_TIMEOUT = 5.0
+
+#: The pyfunc as code: MLflow copies this file into the logged model and runs it to load it.
+_PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
+
+
+class TrackingError(ValueError):
+    """The MLflow tracking server or registry cannot be used: it does not answer, or (when
+    reading a model) it does not exist. The message names the URI and how to fix it."""
 
 
 def model_name(transition: str, prefix: str = "leadml") -> str:
@@ -65,6 +108,111 @@ def set_tracking_uri(configured: str | None) -> str:
     if not os.environ.get("MLFLOW_TRACKING_URI") and configured:
         mlflow.set_tracking_uri(configured)
     return str(mlflow.get_tracking_uri())
+
+
+def connect(configured: str | None = None) -> str:
+    """Apply the URI precedence and check the tracking server and the registry answer: what a
+    command that logs to MLflow calls first, before any work.
+
+    Parameters
+    ----------
+    configured : str, optional
+        ``tracking.tracking_uri``; ``$MLFLOW_TRACKING_URI`` wins when set.
+
+    Returns
+    -------
+    str
+        The tracking URI in use.
+
+    Raises
+    ------
+    TrackingError
+        An ``http(s)`` tracking or registry server does not answer (:func:`check_store`).
+    """
+    uri = set_tracking_uri(configured)
+    for store in dict.fromkeys([uri, str(mlflow.get_registry_uri())]):
+        check_store(store)
+    return uri
+
+
+def check_store(uri: str, *, read: bool = False) -> None:
+    """Fail fast when the MLflow store at ``uri`` cannot be used.
+
+    Parameters
+    ----------
+    uri : str
+        A tracking or registry URI.
+    read : bool
+        Only reading: a local store (a SQLite file, a file-store directory) must already exist.
+        MLflow would create an empty one, and its folders, on first use.
+
+    Raises
+    ------
+    TrackingError
+        An ``http(s)`` server does not answer within ``PROBE_TIMEOUT`` seconds (one request, not
+        retried; any HTTP status counts as an answer, so a login page or a 404 passes and MLflow
+        reports what is wrong), or, with ``read``, a local store does not exist.
+    """
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        _probe(uri)
+    elif read:
+        path = _local_store(uri)
+        if path is not None and not path.exists():
+            raise TrackingError(
+                f"no MLflow registry at {uri!r} ({path.resolve()} does not exist, and reading "
+                "never creates it); train first (leadml train), pass --model PATH to a bundle "
+                "directory, or set MLFLOW_TRACKING_URI to the registry's URI"
+            )
+
+
+def _probe(uri: str) -> None:
+    import requests  # an MLflow dependency; it uses the same proxies and certificates
+
+    try:
+        requests.head(uri, timeout=PROBE_TIMEOUT, allow_redirects=False)
+    except requests.RequestException as e:
+        raise TrackingError(
+            f"MLflow server {uri!r} is unreachable ({_reason(e)}); start it, or set "
+            "MLFLOW_TRACKING_URI (or tracking.tracking_uri) to one that runs"
+        ) from e
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost operating-system reason of a requests error ("Connection refused")."""
+    import requests
+
+    if isinstance(error, requests.Timeout):
+        return f"no answer within {PROBE_TIMEOUT:g} s"
+    found: BaseException | None = error
+    for _ in range(10):  # requests -> urllib3's MaxRetryError -> its reason -> the OSError
+        if found is None:
+            break
+        if isinstance(found, OSError) and found.strerror:
+            return str(found.strerror)
+        reason = getattr(found, "reason", None)
+        found = (
+            reason if isinstance(reason, BaseException) else found.__cause__ or found.__context__
+        )
+    return type(error).__name__
+
+
+def _local_store(uri: str) -> Path | None:
+    """The file or directory behind a local store URI (SQLite, file store), else None
+    (a server, an in-memory database, Databricks, ...)."""
+    scheme = urlparse(uri).scheme
+    if scheme == "sqlite":
+        from sqlalchemy.engine import make_url  # an MLflow dependency
+
+        database = make_url(uri).database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return Path(database)
+    if scheme in ("", "file"):
+        from mlflow.utils.file_utils import local_file_uri_to_path
+
+        return Path(local_file_uri_to_path(uri))
+    return None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -89,7 +237,10 @@ def _finite(metrics: dict[str, Any]) -> dict[str, float]:
 class LeadMLPyfunc(PythonModel):
     """MLflow pyfunc over a leadml bundle: input = a features frame (``lead_id``, ``as_of``,
     ``stage`` and the model's features, as built by ``leadml build --as-of``), output = the batch
-    scorer's columns for this model's transition."""
+    scorer's columns for this model's transition.
+
+    Logged as code (``_pyfunc_model.py`` hands MLflow an instance), never pickled: the instance
+    holds no state until :meth:`load_context` reads the bundle artifact."""
 
     def load_context(self, context: Any) -> None:
         self.model = load_bundle(context.artifacts["bundle"])
@@ -101,6 +252,12 @@ class LeadMLPyfunc(PythonModel):
             return score_flat(pd.DataFrame(model_input), self.model)
         frame = _restore_categories(pd.DataFrame(model_input), self.model)
         return score_features(frame, {self.model.transition: self.model})
+
+
+def _set_pyfunc_model() -> None:
+    """What ``_pyfunc_model.py`` runs when MLflow logs or loads the model: hand MLflow the pyfunc
+    (``mlflow.models.set_model``), so the model is code, not a pickle."""
+    mlflow.models.set_model(LeadMLPyfunc())
 
 
 def _restore_categories(frame: pd.DataFrame, model: StageModel) -> pd.DataFrame:
@@ -141,7 +298,7 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
 
     cfg = result.config
     tc = cfg.tracking
-    uri = set_tracking_uri(tc.tracking_uri)
+    uri = connect(tc.tracking_uri)
     mlflow.set_experiment(tc.experiment)
     model = result.model
     name = model_name(model.transition, tc.model_name_prefix)
@@ -181,12 +338,10 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
         bundle_dir = save_bundle(model, Path(tmp) / "bundle")
         example = _signature_example(result)
         signature = infer_signature(example, None)
-        # MLflow warns that a Python-object pyfunc is cloudpickled; ours holds no state (the model
-        # is the plain-file bundle artifact), so the warning is noise for our users.
-        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        # Models from code: the logged model holds _pyfunc_model.py, not a pickle of the class.
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=LeadMLPyfunc(),
+            python_model=str(_PYFUNC_CODE),
             artifacts={"bundle": str(bundle_dir)},
             signature=signature,
             registered_model_name=name,
@@ -252,7 +407,7 @@ def log_backtest(result: TrainResult, artifacts: list[Path]) -> str:
     bt = result.backtest
     if bt is None:
         raise ValueError("this training result has no backtest to log")
-    set_tracking_uri(result.config.tracking.tracking_uri)
+    connect(result.config.tracking.tracking_uri)
     mlflow.set_experiment(result.config.tracking.experiment)
     with mlflow.start_run(run_name=f"backtest-{result.model.transition}") as run:
         mlflow.log_params(_flatten(result.config.dump()))
@@ -269,8 +424,25 @@ def log_backtest(result: TrainResult, artifacts: list[Path]) -> str:
 def load_registered_model(uri: str) -> StageModel:
     """Load a StageModel from an MLflow model URI (``models:/leadml-prospect@champion``,
     ``models:/leadml-prospect/3``, ``runs:/<id>/model``). Local bundles load with
-    :func:`leadml.jobs.load_stage_model`, without MLflow."""
+    :func:`leadml.jobs.load_stage_model`, without MLflow.
+
+    Raises
+    ------
+    TrackingError
+        The tracking server or registry does not answer, or a local store does not exist (it is
+        not created: :func:`check_store`).
+    BundleError
+        The store has no such model, or the model is not a leadml model.
+    """
     text = str(uri)
+    stores = [str(mlflow.get_tracking_uri())]
+    if text.startswith("models:/"):
+        stores.append(str(mlflow.get_registry_uri()))
+    try:
+        for store in dict.fromkeys(stores):
+            check_store(store, read=True)  # before MLflow opens (and creates) anything
+    except TrackingError as e:
+        raise TrackingError(f"cannot load MLflow model {text!r}: {e}") from e
     try:
         downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=text))
     except Exception as e:  # mlflow raises several unrelated types for a bad URI

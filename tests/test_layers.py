@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("leadml.model",),
     ("leadml.explain",),
     ("leadml.serve",),
-    ("leadml.tracking",),
+    ("leadml.tracking", "leadml._pyfunc_model"),  # the pyfunc as code, run by MLflow
     ("leadml.report", "leadml.jobs", "leadml.estimator"),
     ("leadml.cli", "leadml.__main__", "leadml._nbcheck"),
 )

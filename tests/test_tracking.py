@@ -94,8 +94,12 @@ def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
 
 
 def test_bad_model_uri_is_a_clear_error(mlflow_uri) -> None:
+    import mlflow
+
     from leadml.model.bundle import BundleError
 
+    # An existing registry without the model (a missing registry: test_tracking_hostile.py).
+    mlflow.MlflowClient().search_experiments()
     with pytest.raises(
         BundleError, match="could not load MLflow model 'models:/leadml-prospect@champion'"
     ):
