@@ -407,11 +407,32 @@ def _bars(rs: list[dict[str, Any]]) -> str:
     return f'<ul class="reasons">{"".join(items)}</ul>'
 
 
+def _sum_line(row: Mapping[str, Any]) -> str:
+    """How the points add up (scores files before base_score existed have no such line)."""
+    base: Any = row.get("base_score")
+    other: Any = row.get("other_points")
+    if _missing(base) or _missing(other):
+        return ""
+    shown = sum(100 * r["effect"] for r in row["reasons"] if not math.isnan(r["effect"]))
+    text = f"base {float(base):.1f} (a typical lead in this stage)"
+    for value, label in ((shown, "from the reasons above"), (float(other), "from other factors")):
+        if abs(value) >= 0.05:
+            text += f" {'+' if value > 0 else _MINUS} {abs(value):.1f} {label}"
+    return f'<p class="adds">Score {int(row["score"])} = {text}.</p>'
+
+
+def _article(word: str) -> str:
+    """``a`` or ``an`` before a number or word as it is read aloud ("an 80%", "an 8%")."""
+    spoken = word.lstrip()
+    return "an" if spoken[:1] in "aeiou8" or spoken.startswith(("11", "18")) else "a"
+
+
 def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[str, Any]) -> str:
     nxt = row["next_stage"]
     within = horizon.get(nxt)
     summary = (
-        f"<b>Score {int(row['score'])}</b>, tier {_e(row['tier'])}: a {_pct(row['p_next_stage'])} "
+        f"<b>Score {int(row['score'])}</b>, tier {_e(row['tier'])}: "
+        f"{_article(_pct(row['p_next_stage']))} {_pct(row['p_next_stage'])} "
         f"chance of becoming {'an' if nxt[:1] in 'aeiou' else 'a'} {_e(nxt)}"
         + (f" within {int(within)} days" if isinstance(within, int | float) else "")
         + "."
@@ -449,7 +470,7 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts if v)
     return (
         f'<div class="card"><section><p class="summary">{summary}</p><h3>Why</h3>'
-        f"{_bars(row['reasons'])}</section>"
+        f"{_bars(row['reasons'])}{_sum_line(row)}</section>"
         f'<section><h3>Key facts</h3><dl class="facts">{dl}</dl></section></div>'
     )
 

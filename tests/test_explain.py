@@ -22,6 +22,7 @@ from leadml.explain.reasons import (
     explain_contributions,
     global_importance,
     group_contributions,
+    ranked_reasons,
     reason_effects,
     reasons,
 )
@@ -262,28 +263,22 @@ def test_reasons_by_hand(model) -> None:
     got = reasons(model, X, contrib, n_positive=4, n_negative=1)
     sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
     p = lambda m: sig(0.9 * m - 0.3)  # noqa: E731
-    m0 = contrib[0].sum()
+    m0, e0 = contrib[0].sum(), contrib[0, -1]
+    slope = (p(m0) - p(e0)) / (m0 - e0)  # the calibration's secant: points = 100 · s · φ_g
     spec = model.spec
-    assert got[0] == [
-        {
-            "group": "demo_request",
-            "text": "Requested a demo 3 times in the last 7 days",
-            "direction": "+",
-            "effect": round(p(m0) - p(m0 - 1.1), 6),
-        },
-        {
-            "group": "industry",
-            "text": spec.describe("industry", "software"),
-            "direction": "+",
-            "effect": round(p(m0) - p(m0 - 0.2), 6),
-        },
-        {
-            "group": "email_open",
-            "text": spec.describe("n_email_open_30d", 1.0),
-            "direction": "-",
-            "effect": round(p(m0) - p(m0 + 0.4), 6),
-        },
+    assert [(r["group"], r["text"], r["direction"]) for r in got[0]] == [
+        ("demo_request", "Requested a demo 3 times in the last 7 days", "+"),
+        ("industry", spec.describe("industry", "software"), "+"),
+        ("email_open", spec.describe("n_email_open_30d", 1.0), "-"),
     ]  # tenure contributes exactly 0: no reason either way
+    for r, phi in zip(got[0], (1.1, 0.2, -0.4), strict=True):
+        # Within a tenth of a point of its exact share, plus its part of the score's rounding.
+        assert r["effect"] == pytest.approx(slope * phi, abs=0.0061)
+    # They add up: base (every reason at its average) + points (+ the rest) = round(100 p).
+    ranked = ranked_reasons(model, X, contrib, n_positive=4, n_negative=1)
+    assert ranked.base_score[0] == round(100 * p(e0), 1)
+    total = ranked.base_score[0] + sum(100 * r["effect"] for r in got[0]) + ranked.other_points[0]
+    assert total == pytest.approx(round(100 * p(m0)), abs=1e-9)
     second = got[1]
     assert [r["group"] for r in second] == ["tenure", "email_open", "demo_request"]
     assert second[-1]["text"] == spec.describe("days_since_last_demo_request", np.nan)
@@ -291,7 +286,7 @@ def test_reasons_by_hand(model) -> None:
     assert reasons(model, X, contrib, n_positive=0, n_negative=0) == [[], []]
 
 
-def test_reasons_on_a_model_rank_by_effect_and_match_the_definition(model, X) -> None:
+def test_reasons_on_a_model_rank_by_points_and_match_the_definition(model, X) -> None:
     contrib = contributions(model, X)
     got = reasons(model, X, contrib, n_positive=4, n_negative=2)
     G = group_contributions(model, contrib)
@@ -303,10 +298,11 @@ def test_reasons_on_a_model_rank_by_effect_and_match_the_definition(model, X) ->
         pos = [r["effect"] for r in rs if r["direction"] == "+"]
         neg = [r["effect"] for r in rs if r["direction"] == "-"]
         assert pos == sorted(pos, reverse=True) and neg == sorted(neg)
+        base = model.calibration(contrib[i : i + 1, -1])[0]
+        slope = (model.calibration(margin[i : i + 1])[0] - base) / (margin[i] - contrib[i, -1])
         for r in rs:
             phi = G.loc[i, r["group"]]
-            want = model.calibration(margin[i : i + 1]) - model.calibration(margin[i : i + 1] - phi)
-            assert r["effect"] == pytest.approx(float(want[0]), abs=1e-6)
+            assert r["effect"] == pytest.approx(float(slope * phi), abs=0.0061)
             assert (r["direction"] == "+") == (phi > 0)
             assert r["text"] and "{" not in r["text"]
 

@@ -417,3 +417,15 @@ def test_cli_report_renders_flat_scores(tmp_path) -> None:
     crm = pd.read_csv(csv)
     assert len(crm) == 600 and crm["p_next_stage"].between(0, 1).all()
     assert list(crm["score"]) == sorted(crm["score"], reverse=True)
+
+
+def test_flat_points_add_up_to_the_score(flat_result) -> None:
+    from leadml.config import LeadMLConfig
+    from leadml.serve.scoring import score_flat
+    from tests.test_scoring import _assert_points_add_up
+
+    new = _converting_export(n=200, seed=4).drop(columns=["Converted", "Call Outcome", "Magazine"])
+    scored = score_flat(
+        new, flat_result.model, LeadMLConfig().with_overrides(FAST), as_of="2025-02-01"
+    )
+    _assert_points_add_up(scored)

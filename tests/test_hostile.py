@@ -159,6 +159,7 @@ def test_training_never_sees_a_future_row() -> None:
         validate(leads, late, stages, now="2199-06-01")
 
 
+@pytest.mark.slow
 def test_names_as_crms_write_them_train_score_and_read_as_written(crm, fast_config) -> None:
     """JSON characters, spaces and non-ASCII in event types and column names (LightGBM refuses
     them in feature names), and a vocabulary beyond the cap folded into one 'other' type."""

@@ -67,7 +67,7 @@ def test_every_eligible_lead_is_scored_once_and_the_rest_are_counted(crm_medium,
 
 
 def test_output_columns_rows_and_order(crm_medium, scores, models) -> None:
-    assert list(scores.columns[:9]) == list(OUTPUT_COLUMNS)
+    assert list(scores.columns[: len(OUTPUT_COLUMNS)]) == list(OUTPUT_COLUMNS)
     for col in ("name", "company", "job_title", "lead_source", "owner"):
         assert col in scores.columns
     assert (scores["as_of"] == pd.Timestamp(AS_OF)).all()
@@ -170,13 +170,15 @@ def test_csv_and_parquet_agree(scores, tmp_path) -> None:
     csv_path = write_scores(scores, tmp_path / "s.csv")
     a = pd.read_parquet(pq_path)
     b = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
-    assert list(a.columns[:9]) == list(OUTPUT_COLUMNS)
+    n = len(OUTPUT_COLUMNS)
+    assert list(a.columns[:n]) == list(OUTPUT_COLUMNS)
     reason_cols = [f"reason_{k}" for k in range(1, 7)]
-    assert list(b.columns) == [*OUTPUT_COLUMNS[:7], *reason_cols, *a.columns[8:]]
+    at = OUTPUT_COLUMNS.index("reasons")
+    assert list(b.columns) == [*OUTPUT_COLUMNS[:at], *reason_cols, *a.columns[at + 1 :]]
     assert a["lead_id"].tolist() == b["lead_id"].tolist()
     for col in ("stage", "score", "tier", "model_version", "name", "owner", "last_activity_type"):
         assert a[col].fillna("").astype(str).tolist() == b[col].fillna("").astype(str).tolist()
-    for col in ("p_prospect", "p_opportunity"):
+    for col in ("p_prospect", "p_opportunity", "base_score", "other_points"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-5)
     np.testing.assert_array_equal(
         pd.to_datetime(b["last_activity_at"]).to_numpy(), a["last_activity_at"].to_numpy()
@@ -216,7 +218,7 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
 
     out = write_scores(scores, tmp_path / "scores.parquet")
     good = out.read_bytes()
-    real = leadml.serve.scoring.explain_reasons
+    real = leadml.serve.scoring.explain_ranked
     calls = {"n": 0}
 
     def dies_in_the_second_chunk(*args, **kwargs):
@@ -225,7 +227,7 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
             raise failure("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(leadml.serve.scoring, "explain_reasons", dies_in_the_second_chunk)
+    monkeypatch.setattr(leadml.serve.scoring, "explain_ranked", dies_in_the_second_chunk)
     cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
     for target in (out, tmp_path / "new.csv"):
         calls["n"] = 0
@@ -415,3 +417,31 @@ def test_cli_score_as_a_user_runs_it(workdir, tmp_path) -> None:
         again.returncode == 2
         and again.stderr == "error: 's.csv' already exists; pass --overwrite to replace it\n"
     )
+
+
+def _assert_points_add_up(frame: pd.DataFrame) -> None:
+    """base_score + Σ reason points + other_points = score, exactly (tenths of a point)."""
+    assert frame["base_score"].notna().all() and frame["other_points"].notna().all()
+    for row in frame.itertuples():
+        tenths = [round(1000 * r["effect"]) for r in row.reasons]
+        assert all(
+            abs(1000 * r["effect"] - t) < 1e-6 for r, t in zip(row.reasons, tenths, strict=True)
+        )
+        total = round(10 * row.base_score) + sum(tenths) + round(10 * row.other_points)
+        assert total == 10 * row.score, row
+        # Each listed reason's sign is its direction; ranked by points within each sign.
+        pos = [r["effect"] for r in row.reasons if r["direction"] == "+"]
+        neg = [r["effect"] for r in row.reasons if r["direction"] == "-"]
+        assert all(e > 0 for e in pos) and all(e < 0 for e in neg)
+        assert pos == sorted(pos, reverse=True) and neg == sorted(neg)
+
+
+def test_points_add_up_to_the_score_and_context_is_not_a_reason(scores) -> None:
+    """Issue: a rep who adds the points up must get the score. The current stage, days in it
+    and past disqualifications are context (in the base), never a reason."""
+    _assert_points_add_up(scores)
+    groups = {r["group"] for rs in scores["reasons"] for r in rs}
+    assert "stage_history" not in groups
+    # Leads and prospects start from different bases: the base is "a typical lead in this stage".
+    by_stage = scores.groupby("stage")["base_score"].median()
+    assert by_stage["prospect"] > by_stage["lead"]

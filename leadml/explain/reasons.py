@@ -13,19 +13,26 @@ numbers (:data:`ENGINES`):
   shap itself calls ``pred_contrib`` for LightGBM models).
 
 A **reason** is a group of features (``FeatureSpec.groups``: all windows and the recency of one
-event type; one fit attribute; overall engagement; stage history; tenure). Its contribution
-``φ_g`` is the sum of its features' contributions. Its **effect** is the change in the lead's
-calibrated probability when the group's contribution is removed from the margin::
+event type; one fit attribute; overall engagement; tenure). Its contribution ``φ_g`` is the sum
+of its features' contributions.
 
-    effect_g = calibrate(margin) - calibrate(margin - φ_g)
+**Points** (what a rep reads) add up: ``score = base + Σ points`` exactly. The *base* is the
+score of this lead with every reason at its average, i.e. ``100 · calibrate(E + φ_context)``
+(``E`` the expected value; the *context* groups, :data:`CONTEXT_GROUPS`: current stage, days in
+it and past disqualifications, are true but nothing to act on, so they set the base of "a
+typical lead in this stage" instead of appearing as reasons). The probability gap between the
+lead and its base is split over the other groups in proportion to their log-odds contributions,
+``points_g = 100 · s · φ_g`` with ``s = (p - p_base) / (m - m_base)``, the calibration curve's
+secant slope between the two margins (its derivative when they coincide): stable when
+contributions cancel, signed like ``φ_g``, and exactly additive. Rounding rule: the base is
+rounded to 0.1 point, the score to a whole point (``round(100 p)``), and the groups' shares to
+0.1 point by largest remainder so that ``base + Σ points = score`` holds exactly; a group's
+points are within 0.1 of its exact share plus its part of the score's own rounding. A reason's
+``effect`` is its points as a probability (0.041 = ``+4.1 pts``); groups worth 0.0 points are no
+reason; the points of the groups not listed are reported as ``other_points``.
 
-With Platt calibration that is ``sigmoid(a·m + b) - sigmoid(a·(m - φ_g) + b)``. Effects are
-probabilities (0.041 is 4.1 percentage points, shown as ``+4.1 pts``); they have the sign of
-``φ_g`` (calibration is increasing) and do not add up to the probability (the sigmoid is not
-linear): each says how much that reason alone moves this lead's chance.
-
-Per row, positive reasons (``φ_g > 0``) are ranked by effect, largest first, then negative ones
-(``φ_g < 0``), most negative first; ties break on ``φ_g``, then on the spec's group order. The
+Per row, positive reasons are ranked by points, largest first, then negative ones, most negative
+first; ties break on ``φ_g``, then on the spec's group order. The
 sentence is rendered by ``FeatureSpec.describe`` from the lead's own value of the group's most
 influential feature for that row (largest ``|contribution|`` within the group), e.g. *Viewed the
 pricing page 3 times in the last 7 days*.
@@ -38,6 +45,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,10 +58,14 @@ if TYPE_CHECKING:
     from leadml.model.stage import StageModel
 
 __all__ = [
+    "CONTEXT_GROUPS",
     "ENGINES",
+    "Reasons",
+    "additive_points",
     "additivity_error",
     "contributions",
     "explain_contributions",
+    "explain_ranked",
     "explain_reasons",
     "global_importance",
     "group_contributions",
@@ -61,6 +73,7 @@ __all__ = [
     "parse_reason_sentence",
     "plain",
     "reason_cell",
+    "ranked_reasons",
     "reason_sentence",
     "reasons",
 ]
@@ -211,6 +224,128 @@ def reason_effects(calibration: Any, margin: np.ndarray, group_phi: np.ndarray) 
     return p[:, None] - np.asarray(calibration(margin[:, None] - group_phi), dtype=float)
 
 
+#: Reason groups that are context, not reasons: a lead's current stage, days in it and past
+#: disqualifications are true and nothing a rep can act on, so they are part of its base score.
+CONTEXT_GROUPS = frozenset({"stage_history"})
+
+
+@dataclass(frozen=True)
+class Reasons:
+    """Ranked reasons per row and the numbers they add up to (:func:`ranked_reasons`).
+
+    ``base_score[i] + sum(100 * r["effect"] for r in lists[i]) + other_points[i]`` equals the
+    row's score (``round(100 p)``) exactly, in tenths of a point.
+    """
+
+    lists: list[list[dict[str, Any]]]
+    base_score: np.ndarray  # points, multiples of 0.1
+    other_points: np.ndarray  # points of the reasons not listed, multiples of 0.1
+
+
+def additive_points(
+    model: StageModel, contrib: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each reason group's points, adding up to the score exactly (module docs, Points).
+
+    Returns ``(points, raw, base, total)``: ``points`` (rows x groups) in tenths of a point,
+    integers as floats, summing per row to ``total = 10 * score - 10 * base`` (context groups
+    get 0: they are in the base); ``raw`` the exact shares before rounding (tenths); ``base``
+    the base score in points (multiples of 0.1).
+    """
+    groups, member = _membership(model.spec)
+    G = contrib[:, :-1] @ member
+    ctx = np.array([g in CONTEXT_GROUPS for g in groups], dtype=bool)
+    cal = model.calibration
+    base_margin = contrib[:, -1] + G[:, ctx].sum(axis=1)
+    # The score from the contributions' own margin (equal to the model's to ~1e-12).
+    p = np.asarray(cal(contrib.sum(axis=1)), dtype=float)
+    pb = np.asarray(cal(base_margin), dtype=float)
+    d = contrib.sum(axis=1) - base_margin
+    h = 1e-6
+    deriv = (np.asarray(cal(base_margin + h)) - np.asarray(cal(base_margin - h))) / (2 * h)
+    flat = np.abs(d) < 1e-9
+    slope = np.where(flat, deriv, (p - pb) / np.where(flat, 1.0, d))
+    raw = 1000.0 * slope[:, None] * np.where(ctx, 0.0, G)
+    base_t = np.rint(1000.0 * pb)
+    total = 10.0 * model.to_score(p) - base_t
+    q = np.rint(raw)
+    diff = (total - q.sum(axis=1)).astype(np.int64)
+    rem = raw - q
+    # Largest remainders take the units rounding lost (or gave back): each group ends within one
+    # tenth of a point of its exact share, plus what the score's own rounding moved.
+    # Only groups that contribute take units; a row where none does keeps its (sub-point)
+    # rounding difference, which ranked_reasons reports with the other points.
+    idle = ctx[None, :] | (G == 0)
+    for _ in range(int(np.abs(diff).max(initial=0))):
+        for sign, pick in ((1, np.argmax), (-1, np.argmin)):
+            # A unit never turns a group's points against the sign of its contribution.
+            blocked = idle | ((sign * raw <= 0) & (sign * (q + sign) > 0))
+            rows = np.flatnonzero((np.sign(diff) == sign) & ~blocked.all(axis=1))
+            if not len(rows):
+                continue
+            masked = np.where(blocked[rows], -np.inf if sign > 0 else np.inf, rem[rows])
+            k = pick(masked, axis=1)
+            q[rows, k] += sign
+            rem[rows, k] -= sign
+            diff[rows] -= sign
+    return q, raw, base_t / 10.0, total
+
+
+def ranked_reasons(
+    model: StageModel,
+    X: pd.DataFrame,
+    contrib: np.ndarray,
+    *,
+    n_positive: int = 4,
+    n_negative: int = 2,
+) -> Reasons:
+    """Ranked reasons per row with their additive points, the base score and the points of
+    the reasons not listed (module docs, Points)."""
+    n = len(X)
+    spec = model.spec
+    groups, member = _membership(spec)
+    phi = contrib[:, :-1]
+    G = phi @ member
+    q, raw, base, total = additive_points(model, contrib)
+    # Rank on (share, φ, group order); a context group or a group worth 0.0 points is no reason.
+    rank = np.arange(len(groups))[None, :].repeat(n, axis=0)
+    pos_key = np.where(q > 0, -raw, np.inf)
+    neg_key = np.where(q < 0, raw, np.inf)
+    pos_order = np.lexsort((rank, -G, pos_key), axis=1)[:, :n_positive]
+    neg_order = np.lexsort((rank, G, neg_key), axis=1)[:, :n_negative]
+    pos_ok = np.take_along_axis(q, pos_order, axis=1) > 0
+    neg_ok = np.take_along_axis(q, neg_order, axis=1) < 0
+    order = np.hstack([pos_order, neg_order])
+    ok = np.hstack([pos_ok, neg_ok])
+    rows, slots = np.nonzero(ok)  # row-major: each row's reasons in rank order
+    k = order[rows, slots]
+    # The group's most influential feature for this row speaks for it.
+    names = list(spec.names)
+    cols = [np.flatnonzero(member[:, g]) for g in range(len(groups))]
+    feature = np.empty(len(rows), dtype=np.int64)
+    absphi = np.abs(phi)
+    for g, idx in enumerate(cols):
+        at = k == g
+        if at.any():
+            feature[at] = idx[np.argmax(absphi[rows[at]][:, idx], axis=1)]
+    texts = _sentences(spec, model.features(X), names, rows, feature)
+    tenths = q[rows, k]
+    flat = [
+        {
+            "group": groups[g],
+            "text": t,
+            "direction": "+" if v > 0 else "-",
+            "effect": round(v / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
+        }
+        for g, t, v in zip(k.tolist(), texts, tenths.tolist(), strict=True)
+    ]
+    bounds = np.searchsorted(rows, np.arange(n + 1))
+    shown = np.zeros(n)
+    np.add.at(shown, rows, tenths)
+    other = (total - shown) / 10.0
+    return Reasons([flat[bounds[i] : bounds[i + 1]] for i in range(n)], base, other + 0.0)
+
+
 def reasons(
     model: StageModel,
     X: pd.DataFrame,
@@ -235,49 +370,13 @@ def reasons(
     Returns
     -------
     list of list of dict
-        One list per row: positive reasons first (largest effect first), then negative ones
-        (most negative first). ``direction`` is ``"+"`` or ``"-"``, ``effect`` the signed change
-        in probability (module docs), rounded to 1e-6.
+        One list per row: positive reasons first (most points first), then negative ones
+        (most negative first). ``direction`` is ``"+"`` or ``"-"``, ``effect`` the reason's
+        additive points as a probability (0.041 = +4.1 points; module docs, Points).
+        :func:`ranked_reasons` also gives each row's base score and the points of the
+        reasons not listed.
     """
-    n = len(X)
-    spec = model.spec
-    groups, member = _membership(spec)
-    phi = contrib[:, :-1]
-    G = phi @ member
-    effect = reason_effects(model.calibration, contrib.sum(axis=1), G)
-    # Rank on (effect, φ, group order): φ breaks ties where a flat (isotonic) calibration gives
-    # equal effects, so the order never depends on the sort algorithm.
-    rank = np.arange(len(groups))[None, :].repeat(n, axis=0)
-    pos_order = np.lexsort((rank, -G, -effect), axis=1)[:, :n_positive]
-    neg_order = np.lexsort((rank, G, effect), axis=1)[:, :n_negative]
-    pos_ok = np.take_along_axis(G, pos_order, axis=1) > 0
-    neg_ok = np.take_along_axis(G, neg_order, axis=1) < 0
-    order = np.hstack([pos_order, neg_order])
-    ok = np.hstack([pos_ok, neg_ok])
-    rows, slots = np.nonzero(ok)  # row-major: each row's reasons in rank order
-    k = order[rows, slots]
-    # The group's most influential feature for this row speaks for it.
-    names = list(spec.names)
-    cols = [np.flatnonzero(member[:, g]) for g in range(len(groups))]
-    feature = np.empty(len(rows), dtype=np.int64)
-    absphi = np.abs(phi)
-    for g, idx in enumerate(cols):
-        at = k == g
-        if at.any():
-            feature[at] = idx[np.argmax(absphi[rows[at]][:, idx], axis=1)]
-    texts = _sentences(spec, model.features(X), names, rows, feature)
-    values = np.round(effect[rows, k], 6)
-    flat = [
-        {
-            "group": groups[g],
-            "text": t,
-            "direction": "+" if G[i, g] > 0 else "-",
-            "effect": float(e) + 0.0,  # + 0.0 turns -0.0 into 0.0
-        }
-        for i, g, t, e in zip(rows.tolist(), k.tolist(), texts, values.tolist(), strict=True)
-    ]
-    bounds = np.searchsorted(rows, np.arange(n + 1))
-    return [flat[bounds[i] : bounds[i + 1]] for i in range(n)]
+    return ranked_reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative).lists
 
 
 def _sentences(
@@ -360,8 +459,23 @@ def explain_reasons(
     n_threads: int | None = None,
 ) -> list[list[dict[str, Any]]]:
     """:func:`contributions` then :func:`reasons`, for a features frame."""
+    return explain_ranked(
+        model, X, engine=engine, n_positive=n_positive, n_negative=n_negative, n_threads=n_threads
+    ).lists
+
+
+def explain_ranked(
+    model: StageModel,
+    X: pd.DataFrame,
+    *,
+    engine: str = "leadml",
+    n_positive: int = 4,
+    n_negative: int = 2,
+    n_threads: int | None = None,
+) -> Reasons:
+    """:func:`contributions` then :func:`ranked_reasons`, for a features frame."""
     contrib = contributions(model, X, engine, n_threads=n_threads)
-    return reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative)
+    return ranked_reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative)
 
 
 def global_importance(model: StageModel, X: pd.DataFrame, engine: str = "leadml") -> pd.DataFrame:

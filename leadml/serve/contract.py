@@ -5,10 +5,13 @@ this module, so the files they exchange cannot drift apart.
 
 Columns
     Event mode: :data:`OUTPUT_COLUMNS` (``lead_id, as_of, stage, p_prospect, p_opportunity,
-    score, tier, reasons, model_version``), then the display columns the leads table has
-    (:data:`DISPLAY_COLUMNS`) and :data:`ACTIVITY_COLUMNS`. Flat mode: :data:`FLAT_COLUMNS`
-    (``lead_id, as_of, probability, score, tier, reasons, model_version``). ``lead_id`` is
-    written as it was read (integers stay integers; zero-padded text stays text).
+    score, tier, reasons, base_score, other_points, model_version``), then the display columns
+    the leads table has (:data:`DISPLAY_COLUMNS`) and :data:`ACTIVITY_COLUMNS`. Flat mode:
+    :data:`FLAT_COLUMNS` (``lead_id, as_of, probability, score, tier, reasons, base_score,
+    other_points, model_version``). ``lead_id`` is written as it was read (integers stay
+    integers; zero-padded text stays text). Points add up:
+    ``base_score + Σ 100·effect over reasons + other_points = score`` exactly (tenths of a point;
+    :mod:`leadml.explain.reasons`, Points); both are NaN when no reasons were asked for.
 
 Order
     :func:`call_order`: ``score`` descending, then ``lead_id`` ascending.
@@ -72,6 +75,8 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "score",
     "tier",
     "reasons",
+    "base_score",
+    "other_points",
     "model_version",
 )
 FLAT_COLUMNS: tuple[str, ...] = (
@@ -81,6 +86,8 @@ FLAT_COLUMNS: tuple[str, ...] = (
     "score",
     "tier",
     "reasons",
+    "base_score",
+    "other_points",
     "model_version",
 )
 DISPLAY_COLUMNS: tuple[str, ...] = ("name", "company", "job_title", "lead_source", "owner")
@@ -100,7 +107,9 @@ def required_columns(frame: pd.DataFrame) -> tuple[str, ...]:
     """The columns a reader needs from ``frame``: flat mode's (it has ``probability``) or event
     mode's, in file order."""
     mode = FLAT_COLUMNS if "probability" in frame.columns else OUTPUT_COLUMNS
-    return tuple(c for c in mode if c in REQUIRED_COLUMNS or c != "model_version")
+    # Files written before the points columns existed stay readable.
+    optional = ("model_version", "base_score", "other_points")
+    return tuple(c for c in mode if c in REQUIRED_COLUMNS or c not in optional)
 
 
 class ScoringError(ValueError):
@@ -199,6 +208,8 @@ def _arrow_schema(frame: pd.DataFrame, metadata: dict[bytes, bytes]) -> pa.Schem
         "score": pa.int64(),
         "tier": pa.string(),
         "reasons": _reason_type(),
+        "base_score": pa.float64(),
+        "other_points": pa.float64(),
         "model_version": pa.string(),
         "last_activity_at": pa.timestamp("ns"),
         **dict.fromkeys((*DISPLAY_COLUMNS, "last_activity_type"), pa.string()),

@@ -69,13 +69,18 @@ from leadml.data.flat import FlatCleaning, FlatDataError
 from leadml.data.layout import LayoutWarning, check_layout
 from leadml.data.timeline import stage_at
 from leadml.data.trainset import build_scoring_set
-from leadml.explain.reasons import contributions, explain_reasons, plain, reason_effects
+from leadml.explain.reasons import (
+    Reasons,
+    contributions,
+    explain_ranked,
+    plain,
+    reason_effects,
+)
 from leadml.funnel import NEXT_TRANSITION, TRANSITIONS, to_as_of
 from leadml.model.stage import StageModel
 from leadml.serve.contract import (
     DISPLAY_COLUMNS,
     FLAT_COLUMNS,
-    OUTPUT_COLUMNS,
     SKIP_LABELS,
     ScoresWriter,
     ScoringError,
@@ -185,16 +190,18 @@ def _explain_rows(
     next_t: np.ndarray,
     config: LeadMLConfig,
     engine: str,
-) -> list[list[dict[str, Any]]]:
+) -> Reasons:
+    """Reasons, base score and other points per row (NaN where nothing is explained)."""
     ex = config.explain
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(pos))]
+    base, other = np.full(len(pos), np.nan), np.full(len(pos), np.nan)
     if ex.n_positive == 0 and ex.n_negative == 0:  # scores only: skip the costly part
-        return out
+        return Reasons(out, base, other)
     for t, m in models.items():
         at = np.flatnonzero(next_t == t)
         if not len(at):
             continue
-        found = explain_reasons(
+        found = explain_ranked(
             m,
             frames[t].iloc[pos[at]],
             engine=engine,
@@ -202,15 +209,18 @@ def _explain_rows(
             n_negative=ex.n_negative,
             n_threads=ex.n_threads,
         )
-        for i, r in zip(at.tolist(), found, strict=True):
+        for i, r in zip(at.tolist(), found.lists, strict=True):
             out[i] = r
-    return out
+        base[at], other[at] = found.base_score, found.other_points
+    return Reasons(out, base, other)
 
 
-def _with_reasons(head: pd.DataFrame, why: list[list[dict[str, Any]]]) -> pd.DataFrame:
+def _with_reasons(head: pd.DataFrame, why: Reasons) -> pd.DataFrame:
     out = head.copy()
-    at = OUTPUT_COLUMNS.index("reasons")
-    out.insert(at, "reasons", pd.Series(why, index=out.index, dtype=object))
+    at = list(out.columns).index("tier") + 1
+    out.insert(at, "reasons", pd.Series(why.lists, index=out.index, dtype=object))
+    out.insert(at + 1, "base_score", np.asarray(why.base_score, dtype="float64"))
+    out.insert(at + 2, "other_points", np.asarray(why.other_points, dtype="float64"))
     return out
 
 
@@ -489,7 +499,7 @@ def score_to_file(
         fmt,
         n_reasons=ex.n_positive + ex.n_negative,
         metadata=parquet_metadata(job.attrs, job.head),
-        columns=_with_reasons(job.head.iloc[:0], []),
+        columns=_with_reasons(job.head.iloc[:0], Reasons([], np.zeros(0), np.zeros(0))),
         row_group_size=config.scoring.chunk_size,
     ) as w:
         for chunk in job.chunks(config, engine, progress):
@@ -761,7 +771,7 @@ def score_flat(
     )
     order = call_order(head)
     ex = cfg.explain
-    why = explain_reasons(
+    why = explain_ranked(
         model,
         X.iloc[order],
         engine=engine or ex.engine,
@@ -769,8 +779,7 @@ def score_flat(
         n_negative=ex.n_negative,
         n_threads=ex.n_threads,
     )
-    out = head.iloc[order].reset_index(drop=True)
-    out["reasons"] = pd.Series(why, dtype=object)
+    out = _with_reasons(head.iloc[order].reset_index(drop=True), why)
     out = out[list(FLAT_COLUMNS)]
     out.attrs.update(
         scores_attrs(

@@ -757,6 +757,8 @@ def score_spark(
             T.StructField("score", T.LongType()),
             T.StructField("tier", T.StringType()),
             T.StructField("reasons", REASON_TYPE),
+            T.StructField("base_score", T.DoubleType()),
+            T.StructField("other_points", T.DoubleType()),
             T.StructField("model_version", T.StringType()),
             *[T.StructField(col, T.StringType()) for col in display],
             T.StructField("last_activity_at", events.schema[c.occurred_at].dataType),
