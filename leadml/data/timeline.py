@@ -289,9 +289,9 @@ def build_labels(
     --------
     >>> import pandas as pd
     >>> from leadml.data.contracts import validate
-    >>> data = validate(
-    ...     pd.DataFrame({"lead_id": [1], "created_at": ["2024-01-01"]}),
-    ...     pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": ["2024-06-01"]}),
+    >>> data = validate(  # lead 2, created on June 1, marks the data's end
+    ...     pd.DataFrame({"lead_id": [1, 2], "created_at": ["2024-01-01", "2024-06-01"]}),
+    ...     pd.DataFrame({"lead_id": [1], "event_type": ["web_visit"], "occurred_at": ["2024-02-01"]}),
     ...     pd.DataFrame({"lead_id": [1, 1], "stage": ["lead", "prospect"],
     ...                   "changed_at": ["2024-01-01", "2024-03-15"]}))
     >>> pts = pd.DataFrame({"lead_id": [1, 1, 1],
