@@ -13,12 +13,16 @@ CRM export (``--format csv``): UTF-8 with a header, one row per lead in rank ord
 order (stable, because CRM import mappings depend on it)::
 
     lead_id, name, company, owner, stage, score, tier, p_next_stage, p_prospect, p_opportunity,
-    score_change, reason_1 .. reason_N, as_of, model_version
+    score_change, reason_1 .. reason_N, as_of, model_version, call_list, base_score, other_points
 
 ``p_*`` are probabilities (0-1, 4 decimals, empty when not applicable), ``score_change`` is the
 score minus the previous run's (empty without ``--previous`` or for a new lead), each reason is a
-short sentence with its sign and size, e.g. ``+ Viewed the pricing page 3 times in the last 7 days
-(+4.1 pts)``, and ``as_of`` is ISO 8601 UTC.
+short sentence with its size, e.g. ``Viewed the pricing page 3 times in the last 7 days
+(+4.1 pts)``, and ``as_of`` is ISO 8601 UTC. ``call_list`` says which question the score answers:
+``qualify`` (a lead, scored on becoming a prospect), ``advance`` (a prospect, on becoming an
+opportunity) or ``convert`` (flat mode); a CRM view filtered on it gives one call list per
+transition. ``base_score`` + the reasons' points + ``other_points`` = ``score`` (empty for
+scores files written before the points existed).
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ CRM_COLUMNS = (
     "p_opportunity",
     "score_change",
 )
-_CRM_TAIL = ("as_of", "model_version")
+_CRM_TAIL = ("as_of", "model_version", "call_list", "base_score", "other_points")
+#: The call list a row belongs to, by the stage it is scored from (flat mode: ``convert``).
+CALL_LISTS = {"lead": "qualify", "prospect": "advance"}
 # Reasons a rep cannot act on; the one-line "top reason" prefers something the lead did or is.
 _CONTEXT_GROUPS = frozenset({"stage_history", "tenure", "engagement"})
 _MINUS = "\u2212"
@@ -85,8 +91,8 @@ def crm_columns(n_reasons: int = 5) -> list[str]:
 
     Examples
     --------
-    >>> crm_columns(2)[-4:]
-    ['reason_1', 'reason_2', 'as_of', 'model_version']
+    >>> crm_columns(2)[-7:]
+    ['reason_1', 'reason_2', 'as_of', 'model_version', 'call_list', 'base_score', 'other_points']
     """
     return [*CRM_COLUMNS, *(f"reason_{k + 1}" for k in range(n_reasons)), *_CRM_TAIL]
 
@@ -296,6 +302,11 @@ def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
         "" if _missing(t) else pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ") for t in df["as_of"]
     ]
     out["model_version"] = df["model_version"] if "model_version" in df.columns else ""
+    flat = "probability" in df.columns  # flat scores have one question, no stage
+    out["call_list"] = ["convert" if flat else CALL_LISTS.get(str(v), "") for v in df["stage"]]
+    for col in ("base_score", "other_points"):
+        values = df[col] if col in df.columns else pd.Series(np.nan, index=df.index)
+        out[col] = pd.to_numeric(values, errors="coerce").round(1)
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col].dtype):
             out[col] = out[col].map(_spreadsheet_safe)

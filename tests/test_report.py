@@ -243,6 +243,22 @@ def test_card_reasons_have_direction_size_and_facts() -> None:
     )
 
 
+def test_the_card_shows_how_the_points_add_up_and_reads_an_80_percent() -> None:
+    df = fake_scores(3)
+    # Person 1: reasons +5.0, +1.0, -1.2 = +4.8 points; base 84.0 + 4.8 + other 1.2 = 90.
+    df["other_points"] = [1.2, np.nan, 0.0]
+    df["base_score"] = df["score"] - 4.8 - df["other_points"].fillna(0)
+    df.loc[0, "p_opportunity"] = 0.8
+    page = build_report(df)
+    assert (
+        "Score 90 = base 84.0 (a typical lead in this stage) + 4.8 from the reasons above" in page
+    )
+    assert "+ 1.2 from other factors." in page
+    assert "an 80% chance" in page and "a 80%" not in page
+    # A row without other_points (an older file) shows no sum rather than a wrong one.
+    assert page.count('<p class="adds">') == 2
+
+
 def test_crm_export_column_order_and_flattened_reasons() -> None:
     df = fake_scores().iloc[::-1]
     out = build_crm_export(df, n_reasons=4)
@@ -256,9 +272,18 @@ def test_crm_export_column_order_and_flattened_reasons() -> None:
             "reason_4",
             "as_of",
             "model_version",
+            "call_list",
+            "base_score",
+            "other_points",
         ]
         == crm_columns(4)
     )
+    # One call list per transition: leads to qualify, prospects to advance.
+    by_stage = out.groupby("stage")["call_list"].unique()
+    assert {s: list(v) for s, v in by_stage.items()} == {
+        s: [{"lead": "qualify", "prospect": "advance"}[s]] for s in by_stage.index
+    }
+    assert out["base_score"].isna().all()  # a scores file from before the points existed
     assert out["lead_id"].tolist() == list(range(1, 13))  # rank order
     first = out.iloc[0]
     # No leading sign: a spreadsheet would read "+ ..." or "- ..." as a formula.
