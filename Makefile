@@ -8,7 +8,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/processed/demo
 
-.PHONY: help install demo test test-fast lint format typecheck bench notebooks browser spark clean
+.PHONY: help install demo screenshot test test-fast lint format typecheck bench notebooks browser spark clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ install: $(STAMP) ## create .venv and install leadml editable with dev and spark
 
 demo: $(STAMP) ## synth CRM data -> train both models -> score -> report (local MLflow on SQLite)
 	$(PY) -m leadml demo --dir $(DEMO_DIR)
+
+screenshot: demo browser ## the README's docs/report.png, taken in Chromium from make demo's report
+	$(PY) -m tests.test_report_browser --from $(DEMO_DIR)/report.html docs/report.png
 
 test: $(STAMP) browser ## run the whole test suite (slow, browser and spark tests included) and the docstring examples
 	$(BIN)/pytest -n 2 --dist loadfile

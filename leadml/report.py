@@ -622,7 +622,8 @@ def build_report(
         change = rec["score_change"]
         cells = [
             f'<td class="rank">{rec["rank"]}</td>',
-            f'<td class="lead"><div class="who">{_e(name)}</div><div class="co">{_e(company)}</div></td>',
+            f'<td class="lead"><div class="who" title="{_e(name)}">{_e(name)}</div>'
+            f'<div class="co" title="{_e(company)}">{_e(company)}</div></td>',
             f'<td><span class="badge b{_e(rec["tier"])}">{_e(rec["tier"])}</span></td>',
             f'<td class="num score">{int(rec["score"])}</td>',
         ]

@@ -2,9 +2,9 @@
 Playwright with real clicks and typing: loads offline without errors, ranks, sorts, filters,
 searches, expands, prints, and keeps an XSS payload as text.
 
-Also makes the README screenshot::
+Also makes the README screenshot from ``make demo``'s report (``make screenshot`` runs both)::
 
-    .venv/bin/python -m tests.test_report_browser docs/report.png
+    .venv/bin/python -m tests.test_report_browser --from data/processed/demo/report.html docs/report.png
 """
 
 from __future__ import annotations
@@ -370,23 +370,57 @@ def demo_scores(n: int = 30, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]
     return scores, previous
 
 
-def write_screenshot(out: Path) -> Path:
-    """Render the demo report in Chromium with its first lead open and save a PNG."""
+def test_a_huge_company_name_moves_no_other_rows_columns(browser: Any, tmp_path: Path) -> None:
+    """A 1 MB company name is cut with an ellipsis (full text on hover): the tier, score and
+    reason columns of every row stay where they are without it."""
+
+    def columns(df: pd.DataFrame, name: str) -> list[float]:
+        page = Page(browser, build_report(df), tmp_path / name)
+        try:
+            return page.page.eval_on_selector_all(
+                f"{VISIBLE} tr.row td.score, {VISIBLE} tr.row td.why",
+                "els => els.map(e => e.getBoundingClientRect().left)",
+            )
+        finally:
+            page.page.close()
+
+    plain = fake_scores()
+    huge = plain.copy()
+    huge.loc[3, "company"] = "Acme " * 200_000  # 1 MB
+    assert columns(huge, "huge.html") == columns(plain, "plain.html")
+    page = Page(browser, build_report(huge), tmp_path / "huge2.html")
+    try:
+        box = page.page.eval_on_selector(
+            "tbody.lead:nth-of-type(4) .co", "e => [e.scrollWidth > e.clientWidth, e.title.length]"
+        )
+        assert box == [True, len("Acme " * 200_000)]  # cut on screen, whole on hover
+        assert page.errors == []
+    finally:
+        page.page.close()
+
+
+def write_screenshot(out: Path, report: Path | None = None) -> Path:
+    """Render a report in Chromium with its first lead open and save a PNG: ``report`` (the
+    README's: ``make demo``'s ``report.html``, so the picture shows what the product writes), or
+    a hand-made one when not given."""
     from playwright.sync_api import sync_playwright
 
-    scores, previous = demo_scores()
-    tier_info = {
-        "A": {"conversion_rate": 0.31, "share": 0.1},
-        "B": {"conversion_rate": 0.14, "share": 0.2},
-        "C": {"conversion_rate": 0.06, "share": 0.3},
-        "D": {"conversion_rate": 0.015, "share": 0.4},
-    }
-    html = build_report(
-        scores,
-        previous=previous,
-        tier_info=tier_info,
-        horizon_days={"prospect": 30, "opportunity": 60},
-    )
+    if report is not None:
+        html = report.read_text(encoding="utf-8")
+    else:
+        scores, previous = demo_scores()
+        tier_info = {
+            "A": {"conversion_rate": 0.31, "share": 0.1},
+            "B": {"conversion_rate": 0.14, "share": 0.2},
+            "C": {"conversion_rate": 0.06, "share": 0.3},
+            "D": {"conversion_rate": 0.015, "share": 0.4},
+        }
+        html = build_report(
+            scores,
+            previous=previous,
+            tier_info=tier_info,
+            horizon_days={"prospect": 30, "opportunity": 60},
+        )
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         page_path = Path(tmp) / "report.html"
         page_path.write_text(html, encoding="utf-8")
@@ -401,4 +435,8 @@ def write_screenshot(out: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_screenshot(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/report.png")))
+    args = sys.argv[1:]
+    source = None
+    if args[:1] == ["--from"]:
+        source, args = Path(args[1]), args[2:]
+    print(write_screenshot(Path(args[0] if args else "docs/report.png"), source))
