@@ -165,6 +165,7 @@ def _reasons(value: Any) -> list[dict[str, Any]]:
                 "text": "" if _missing(r.get("text")) else str(r.get("text")),
                 "direction": "-" if direction == "-" else "+",
                 "effect": effect,
+                "evidence": "" if _missing(r.get("evidence")) else str(r.get("evidence")),
             }
         )
     return out
@@ -410,8 +411,12 @@ def _bars(rs: list[dict[str, Any]]) -> str:
         else:
             width = max(1.5, 50 * abs(e) / scale)
             label = f"{100 * e:+.1f} pts".replace("-", _MINUS)
+        ev = r.get("evidence") or ""
+        hint = f' title="{_e(ev)}"' if ev else ""
         items.append(
-            f'<li class="{cls}"><span class="rtext">{_e(r["text"])}</span>'
+            f'<li class="{cls}"{hint}><span class="rtext">{_e(r["text"])}'
+            + (f'<span class="ev">{_e(ev)}</span>' if ev else "")
+            + "</span>"
             f'<span class="track" aria-hidden="true"><i style="width:{width:.1f}%"></i></span>'
             f'<span class="eff">{label}</span></li>'
         )

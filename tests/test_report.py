@@ -123,7 +123,7 @@ def start_tags(page: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def lead_names(page: str) -> list[str]:
-    return re.findall(r'<div class="who">([^<]*)</div>', page)
+    return re.findall(r'<div class="who"[^>]*>([^<]*)</div>', page)
 
 
 def test_every_lead_field_is_escaped() -> None:

@@ -399,6 +399,26 @@ def test_a_huge_company_name_moves_no_other_rows_columns(browser: Any, tmp_path:
         page.page.close()
 
 
+def test_reasons_show_their_evidence_and_the_points_add_up(browser: Any, tmp_path: Path) -> None:
+    df = fake_scores(3)
+    ev = "Past leads with a value from 1 to 3 here: 31% became prospects, against 6.0% overall."
+    df.at[0, "reasons"] = [{**df.at[0, "reasons"][0], "evidence": ev}, *df.at[0, "reasons"][1:]]
+    df["other_points"] = 0.0
+    df["base_score"] = df["score"] - 4.8
+    page = Page(browser, build_report(df), tmp_path / "ev.html")
+    try:
+        pg = page.page
+        pg.click("tbody.lead:first-of-type tr.row")
+        first = pg.locator("tbody.lead:first-of-type ul.reasons li").first
+        assert first.get_attribute("title") == ev  # on hover
+        assert pg.locator("tbody.lead:first-of-type .ev").first.is_visible()  # and in print
+        assert ev in pg.inner_text("tbody.lead:first-of-type .card")
+        assert "Score 90 = base 85.2" in pg.inner_text("tbody.lead:first-of-type p.adds")
+        assert page.errors == []
+    finally:
+        pg.close()
+
+
 def write_screenshot(out: Path, report: Path | None = None) -> Path:
     """Render a report in Chromium with its first lead open and save a PNG: ``report`` (the
     README's: ``make demo``'s ``report.html``, so the picture shows what the product writes), or

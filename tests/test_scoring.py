@@ -88,7 +88,7 @@ def test_output_columns_rows_and_order(crm_medium, scores, models) -> None:
         signs = [r["direction"] for r in rs]
         assert signs == sorted(signs, key=lambda s: s != "+")
         assert signs.count("+") <= 4 and signs.count("-") <= 2
-        assert all(set(r) == {"group", "text", "direction", "effect"} for r in rs)
+        assert all(set(r) == {"group", "text", "direction", "effect", "evidence"} for r in rs)
 
 
 def test_last_activity_is_the_latest_event_before_as_of(crm_medium, scores) -> None:
@@ -445,3 +445,30 @@ def test_points_add_up_to_the_score_and_context_is_not_a_reason(scores) -> None:
     # Leads and prospects start from different bases: the base is "a typical lead in this stage".
     by_stage = scores.groupby("stage")["base_score"].median()
     assert by_stage["prospect"] > by_stage["lead"]
+
+
+def test_each_reason_carries_its_evidence_from_the_training_rows(crm_medium, scores, models):
+    """'Past leads in Software: 14% became prospects, against 6% overall', from per-level and
+    per-bin training statistics stored in the bundle (counts only, no rows)."""
+    from leadml.data.trainset import build_training_set
+    from leadml.model.evidence import MIN_ROWS
+
+    stats = models["prospect"].metadata["evidence"]
+    ts = build_training_set(crm_medium, "prospect", config=None)
+    assert 0 < stats["overall"] < 0.2
+    ind = stats["features"]["industry"]
+    assert all(n >= MIN_ROWS for n, _ in ind["levels"].values())
+    leads = scores[scores["stage"] == "lead"]
+    found = [r for rs in leads["reasons"] for r in rs if r["group"] == "industry"]
+    assert found and all(r["evidence"].startswith("Past leads in ") for r in found)
+    level = found[0]["text"].split(": ", 1)[1]
+    n, rate = ind["levels"][level]
+    assert (
+        f"{100 * rate:.0f}%" in found[0]["evidence"] or f"{100 * rate:.1f}%" in found[0]["evidence"]
+    )
+    assert "became prospects, against" in found[0]["evidence"]
+    # Numeric reasons speak with the range of their bin.
+    texts = [r["evidence"] for rs in scores["reasons"] for r in rs]
+    assert any("with a value from" in t or "with a value of" in t for t in texts)
+    assert any("became opportunities" in t for t in texts)
+    del ts

@@ -198,7 +198,7 @@ def test_scores_match_local_row_for_row(tables, data, models) -> None:
     leads, events, stage_changes = tables
     frame = score_spark(leads, events, stage_changes, AS_OF, models)
     assert frame.schema["reasons"].dataType.simpleString() == (
-        "array<struct<group:string,text:string,direction:string,effect:double>>"
+        "array<struct<group:string,text:string,direction:string,effect:double,evidence:string>>"
     )
     got = collect_scores(frame)
     expected = score(data, AS_OF, models)
@@ -356,7 +356,8 @@ def test_mlflow_spark_udf_scores_like_the_local_scorer(
         "models:/leadml-prospect@champion",
         env_manager="local",
         result_type="p_prospect double, score long, tier string, model_version string, "
-        "reasons array<struct<group:string,text:string,direction:string,effect:double>>",
+        "reasons array<struct<group:string,text:string,direction:string,effect:double,"
+        "evidence:string>>",
     )
     scored = X.withColumn("out", udf(F.struct(*X.columns))).select("lead_id", "out.*")
     got = collect_scores(scored.withColumn("lead_id", F.col("lead_id").cast("long")))

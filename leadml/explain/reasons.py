@@ -328,7 +328,9 @@ def ranked_reasons(
         at = k == g
         if at.any():
             feature[at] = idx[np.argmax(absphi[rows[at]][:, idx], axis=1)]
-    texts = _sentences(spec, model.features(X), names, rows, feature)
+    values = model.features(X)
+    texts = _sentences(spec, values, names, rows, feature)
+    evidence = _evidence(model, values, names, rows, feature)
     tenths = q[rows, k]
     flat = [
         {
@@ -336,8 +338,9 @@ def ranked_reasons(
             "text": t,
             "direction": "+" if v > 0 else "-",
             "effect": round(v / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
+            "evidence": ev,
         }
-        for g, t, v in zip(k.tolist(), texts, tenths.tolist(), strict=True)
+        for g, t, v, ev in zip(k.tolist(), texts, tenths.tolist(), evidence, strict=True)
     ]
     bounds = np.searchsorted(rows, np.arange(n + 1))
     shown = np.zeros(n)
@@ -354,7 +357,7 @@ def reasons(
     n_positive: int = 4,
     n_negative: int = 2,
 ) -> list[list[dict[str, Any]]]:
-    """Ranked reasons per row: lists of ``{group, text, direction, effect}``.
+    """Ranked reasons per row: lists of ``{group, text, direction, effect, evidence}``.
 
     Parameters
     ----------
@@ -372,7 +375,9 @@ def reasons(
     list of list of dict
         One list per row: positive reasons first (most points first), then negative ones
         (most negative first). ``direction`` is ``"+"`` or ``"-"``, ``effect`` the reason's
-        additive points as a probability (0.041 = +4.1 points; module docs, Points).
+        additive points as a probability (0.041 = +4.1 points; module docs, Points),
+        ``evidence`` how past leads like this one converted (:mod:`leadml.model.evidence`;
+        ``""`` when the training rows were too few).
         :func:`ranked_reasons` also gives each row's base score and the points of the
         reasons not listed.
     """
@@ -396,6 +401,27 @@ def _sentences(
         texts = [spec.describe(names[f], plain(v)) for v in uniques]
         missing = spec.describe(names[f], float("nan")) if (codes < 0).any() else ""
         out[at] = [texts[c] if c >= 0 else missing for c in codes]
+    return out.tolist()
+
+
+#: What the probability is about, in the evidence sentences, per transition.
+_OUTCOMES = {"prospect": "became prospects", "opportunity": "became opportunities"}
+
+
+def _evidence(
+    model: StageModel, values: pd.DataFrame, names: list[str], rows: np.ndarray, feature: np.ndarray
+) -> list[str]:
+    """The evidence sentence (:mod:`leadml.model.evidence`) of each (row, speaking feature)."""
+    from leadml.model.evidence import evidence_texts
+
+    stats = model.metadata.get("evidence")
+    out = np.full(len(rows), "", dtype=object)
+    if not stats:
+        return out.tolist()
+    outcome = _OUTCOMES.get(model.transition, "converted")
+    for f in np.unique(feature):
+        at = np.flatnonzero(feature == f)
+        out[at] = evidence_texts(stats, names[f], values[names[f]].iloc[rows[at]], outcome)
     return out.tolist()
 
 

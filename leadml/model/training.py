@@ -60,6 +60,7 @@ from leadml.data.trainset import build_training_set
 from leadml.funnel import TIERS
 from leadml.model.backtest import BacktestResult, Verdict, refit, run_backtest
 from leadml.model.evaluation import tier_conversion
+from leadml.model.evidence import evidence_stats
 from leadml.model.stage import Calibration, StageModel, tier_thresholds
 
 __all__ = [
@@ -264,6 +265,8 @@ def fit_backtested(
         "calibration": bt.calibration_method,
     }
     model.metadata["backtest"] = bt.to_dict()
+    # How past leads converted per level / value range: the evidence behind each reason.
+    model.metadata["evidence"] = evidence_stats(X, y, dict(spec.kinds))
     model.metadata["verdict"] = {"ready": verdict.ready, "reason": verdict.reason}
     # Tiers' conversion as a rep will see it: out-of-fold rows, tiered by the shipped thresholds.
     model.metadata["tier_info"] = {

@@ -191,6 +191,7 @@ def _reason_type() -> pa.DataType:
                 ("text", pa.string()),
                 ("direction", pa.string()),
                 ("effect", pa.float64()),
+                ("evidence", pa.string()),
             ]
         )
     )

@@ -57,7 +57,8 @@ scorer's columns. :func:`build_scoring_set_spark` builds that input on Spark; ML
     udf = mlflow.pyfunc.spark_udf(
         spark, uri, env_manager="local",
         result_type="p_prospect double, score long, tier string, model_version string, "
-        "reasons array<struct<group:string,text:string,direction:string,effect:double>>",
+        "reasons array<struct<group:string,text:string,direction:string,effect:double,"
+        "evidence:string>>",
     )
     scored = X.withColumn("out", udf(F.struct(*X.columns))).select("lead_id", "out.*")
 
@@ -130,6 +131,7 @@ REASON_TYPE = T.ArrayType(
             T.StructField("text", T.StringType()),
             T.StructField("direction", T.StringType()),
             T.StructField("effect", T.DoubleType()),
+            T.StructField("evidence", T.StringType()),
         ]
     )
 )
