@@ -65,6 +65,7 @@ def test_an_unreachable_server_fails_before_any_work(tmp_path, dead_uri, command
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_mlflow_http_knobs_fail_fast_by_default_and_a_users_values_win(tmp_path) -> None:
     code = (
         "import os, leadml.tracking\n"
