@@ -71,10 +71,10 @@ from leadml.data.timeline import stage_at
 from leadml.data.trainset import build_scoring_set
 from leadml.explain.reasons import (
     Reasons,
+    additive_points,
     contributions,
     explain_ranked,
     plain,
-    reason_effects,
 )
 from leadml.funnel import NEXT_TRANSITION, TRANSITIONS, to_as_of
 from leadml.model.stage import StageModel
@@ -552,9 +552,10 @@ def explain_lead(
     (DataFrame, Figure or None)
         One row per reason group, largest ``|effect|`` first: ``group``, ``label``, ``text``
         (the sentence, from the group's most influential feature), ``direction``,
-        ``contribution`` (log-odds of the raw margin) and ``effect`` (probability, as in the
-        scores). ``attrs`` hold ``transition``, ``p`` (the calibrated probability),
-        ``margin`` and ``expected_value``.
+        ``contribution`` (log-odds of the raw margin) and ``effect`` (the reason's additive
+        points as a probability, as in the scores; context groups have 0: they are in the
+        base). ``attrs`` hold ``transition``, ``p`` (the calibrated probability), ``margin``,
+        ``expected_value`` and ``base_score``.
     """
     cfg = config or LeadMLConfig()
     models = _given(models)
@@ -597,7 +598,9 @@ def explain_lead(
     phi = contrib[0, :-1]
     G = np.array([phi[[spec.groups[n] == g for n in names]].sum() for g in groups])
     margin = float(contrib[0].sum())
-    effect = reason_effects(m.calibration, np.array([margin]), G[None, :])[0]
+    # The scores' additive points (context groups: 0, they are in the base).
+    tenths, _, base, _ = additive_points(m, contrib)
+    effect = tenths[0] / 1000.0
     texts = []
     for g in groups:
         idx = [j for j, n in enumerate(names) if spec.groups[n] == g]
@@ -616,6 +619,7 @@ def explain_lead(
     )
     table = table.iloc[np.argsort(-np.abs(effect), kind="stable")].reset_index(drop=True)
     p = float(m.calibration(np.array([margin]))[0])
+    table.attrs["base_score"] = float(base[0])
     table.attrs.update(
         transition=t, p=p, margin=margin, expected_value=float(contrib[0, -1]), lead_id=lead_id
     )
