@@ -1,8 +1,10 @@
 """The rep's view: one self-contained HTML page and a CRM-ready CSV, from a scores file.
 
-The page answers "whom do I call first, and why": leads ranked by score with tier badges and the
-chance of reaching their next stage; sortable by any column, filterable by tier and stage,
-searchable by name or company. Each lead opens into a card with what changed since a previous
+The page answers "whom do I call first, and why", once per question: a call list of leads to
+qualify (scored on becoming a prospect) and one of prospects to advance (on becoming an
+opportunity), each with its own ranks, lede and tier cards with its own model's observed rates,
+one shown at a time. Leads are ranked by score with tier badges and the chance of reaching their
+next stage; sortable by any column, filterable by tier, searchable by name or company. Each lead opens into a card with what changed since a previous
 run, its reasons as bars (green raises the chance, red lowers it, length is the size in
 percentage points) and the facts a rep needs before calling. The page loads nothing from the
 network (CSS and script are inlined from ``leadml/report_template/``), prints cleanly, and every
@@ -231,6 +233,8 @@ def _prepare(
         df = df.head(top)
     df = df.reset_index(drop=True)
     df["rank"] = np.arange(1, len(df) + 1)
+    # One call list per question (leads to qualify, prospects to advance), ranked within it.
+    df["list_rank"] = df.groupby("stage", sort=False).cumcount().to_numpy() + 1
     df["reasons"] = [_reasons(v) for v in df["reasons"]]
     df["score_change"] = np.nan
     df["is_new"] = False
@@ -491,6 +495,58 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
     )
 
 
+def _list_name(stage: str, flat: bool) -> str:
+    if flat:
+        return "Leads to call"
+    return "Leads to qualify" if stage == "lead" else "Prospects to advance"
+
+
+def _list_head(
+    part: pd.DataFrame,
+    stage: str,
+    tiers: list[str],
+    info: Mapping[str, Any],
+    horizon: Mapping[str, Any],
+    flat: bool,
+) -> str:
+    """One call list's lede and tier cards: its own rows, its own model's observed rates."""
+    who, nxt = ("leads", "prospects") if stage == "lead" else ("prospects", "opportunities")
+    if flat:
+        nxt = "converted"
+    counts = part["tier"].astype(str).value_counts()
+    first = next((t for t in TIERS if counts.get(t, 0)), "A")
+    within = horizon.get("prospect" if stage == "lead" else "opportunity")
+    window = (
+        f"within {int(within)} days"
+        if isinstance(within, int | float) and not isinstance(within, bool)
+        else "in the model's test period"
+    )
+    verb = "became" if not flat else ""
+    what = f"{verb} {nxt}".strip()
+    rate, low = _rate(info, first), _rate(info, "D")
+    lede = f"<strong>{'Call' if stage == 'lead' else 'Advance'} tier {first} first:</strong> "
+    if rate is not None:
+        lede += f"{_pct(rate)} of similar {who} {what} {window}"
+        lede += f", against {_pct(low)} in tier D." if low is not None and first != "D" else "."
+    else:
+        lede += "the model rates them the most likely to reach their next stage soon."
+    if not len(part):
+        lede = "No leads to call in this scores file."
+    cards = []
+    noun = "lead" if stage == "lead" else "prospect"
+    for t in tiers:
+        r = _rate(info, t)
+        note = f"<b>{_pct(r)}</b> {what}" if r is not None else "&nbsp;"
+        n = int(counts.get(t, 0))
+        cards.append(
+            f'<button type="button" class="tier" data-only="{_e(t)}" title="Show only tier {_e(t)}">'
+            f'<span class="badge b{_e(t)}">{_e(t)}</span>'
+            f'<span class="n">{n:,} {noun}{"s" if n != 1 else ""}</span>'
+            f'<span class="rate">{note}</span></button>'
+        )
+    return f'<p class="lede">{lede}</p><div class="tiers">{"".join(cards)}</div>'
+
+
 def build_report(
     scores: pd.DataFrame,
     *,
@@ -535,8 +591,8 @@ def build_report(
     tier_info_by_model : mapping, optional
         ``tier_info`` per stage model (``{"prospect": {...}, "opportunity": {...}}``, as the
         scorer writes it). Leads are tiered by the prospect model and prospects by the
-        opportunity model, so each tier card shows both observed rates; ``tier_info`` defaults
-        to the prospect model's entry.
+        opportunity model: the leads' list shows the first, the prospects' list the second;
+        ``tier_info`` defaults to the prospect model's entry.
     target : str, optional
         Flat-mode scores: the outcome the probability is about (the file's ``leadml.target``).
 
@@ -557,38 +613,15 @@ def build_report(
     as_of = pd.Timestamp(df["as_of"].max()) if len(df) and df["as_of"].notna().any() else None
     tiers_present = sorted(set(df["tier"].dropna().astype(str)) - set(TIERS))
     tiers = [*TIERS, *tiers_present]
-    counts = df["tier"].astype(str).value_counts()
-
-    first = next((t for t in TIERS if counts.get(t, 0)), "A")
-    within = horizon.get("prospect")
-    window = (
-        f"within {int(within)} days"
-        if isinstance(within, int | float)
-        else "in the model's test period"
-    )
-    rate, low = _rate(info, first), _rate(info, "D")
-    lede = f"<strong>Call tier {first} first:</strong> "
-    if rate is not None:
-        lede += f"{_pct(rate)} of similar leads became prospects {window}"
-        lede += f", against {_pct(low)} in tier D." if low is not None and first != "D" else "."
-    else:
-        lede += "the model rates them the most likely to reach their next stage soon."
-    if not len(df):
-        lede = "No leads to call in this scores file."
-
-    cards = []
-    for t in tiers:
-        r, r_opp = _rate(info, t), _rate(opp_info, t)
-        notes = [f"<b>{_pct(r)}</b> became prospects"] if r is not None else []
-        if r_opp is not None:
-            notes.append(f"<b>{_pct(r_opp)}</b> of prospects became opportunities")
-        note = "<br>".join(notes) or "&nbsp;"
-        n = int(counts.get(t, 0))
-        cards.append(
-            f'<button type="button" class="tier" data-only="{_e(t)}" title="Show only tier {_e(t)}">'
-            f'<span class="badge b{_e(t)}">{_e(t)}</span>'
-            f'<span class="n">{n:,} lead{"s" if n != 1 else ""}</span>'
-            f'<span class="rate">{note}</span></button>'
+    flat = "probability" in scores.columns
+    lists = [s for s in ("lead", "prospect") if (df["stage"] == s).any()] or ["lead"]
+    heads = []
+    for li, stage in enumerate(lists):
+        part = df[df["stage"] == stage]
+        heads.append(
+            f'<div class="list" data-list="{stage}"{" hidden" if li else ""}>'
+            + _list_head(part, stage, tiers, info if stage == "lead" else opp_info, horizon, flat)
+            + "</div>"
         )
     boxes = "".join(
         f'<label class="chip"><input type="checkbox" value="{_e(t)}" checked>{_e(t)}</label>'
@@ -626,7 +659,7 @@ def build_report(
         p = rec["p_next_stage"]
         change = rec["score_change"]
         cells = [
-            f'<td class="rank">{rec["rank"]}</td>',
+            f'<td class="rank">{rec["list_rank"]}</td>',
             f'<td class="lead"><div class="who" title="{_e(name)}">{_e(name)}</div>'
             f'<div class="co" title="{_e(company)}">{_e(company)}</div></td>',
             f'<td><span class="badge b{_e(rec["tier"])}">{_e(rec["tier"])}</span></td>',
@@ -646,7 +679,7 @@ def build_report(
             cells.append(f'<td class="owner">{_e(rec.get("owner"))}</td>')
         cells.append('<td class="chev" aria-hidden="true"></td>')
         attrs = {
-            "rank": rec["rank"],
+            "rank": rec["list_rank"],
             "score": int(rec["score"]),
             "p": "" if _missing(p) else f"{float(p):.6f}",
             "change": "" if _missing(change) else int(round(float(change))),
@@ -657,7 +690,7 @@ def build_report(
             "search": search,
         }
         data = " ".join(f'data-{k}="{_e(v)}"' for k, v in attrs.items() if not _missing(v))
-        hidden = " hidden" if rec["rank"] > page_size else ""
+        hidden = " hidden" if rec["list_rank"] > page_size or rec["stage"] != lists[0] else ""
         rows.append(
             f'<tbody class="lead"{hidden} {data}>'
             f'<tr class="row" tabindex="0" aria-expanded="false" aria-controls="d{rec["rank"]}">'
@@ -707,8 +740,12 @@ def build_report(
         style=_asset("report.css"),
         script=_asset("report.js"),
         meta=" · ".join(meta),
-        lede=lede,
-        tiers="".join(cards),
+        lists="".join(heads),
+        list_options="".join(
+            f'<option value="{st}"{" selected" if i == 0 else ""}>'
+            f"{_list_name(st, flat)} ({int((df['stage'] == st).sum()):,})</option>"
+            for i, st in enumerate(lists)
+        ),
         tier_boxes=boxes,
         n=f"{len(df):,}",
         n_shown=f"{min(len(df), page_size):,}",

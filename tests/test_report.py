@@ -191,9 +191,18 @@ def test_tier_cards_show_each_models_own_conversion() -> None:
     page = build_report(
         fake_scores(), tier_info_by_model={"prospect": TIER_INFO, "opportunity": opp}
     )
-    assert "31% of similar leads became prospects" in page  # the prospect model by default
-    assert "<b>50%</b> of prospects became opportunities" in page
+    # One call list per question, each with its own lede, cards and its own model's rates.
+    assert '<div class="list" data-list="lead">' in page
+    assert '<div class="list" data-list="prospect" hidden>' in page
+    assert "Call tier A first:</strong> 31% of similar leads became prospects" in page
+    assert "Advance tier A first:</strong> 50% of similar prospects became opportunities" in page
+    assert "<b>50%</b> became opportunities" in page and "<b>31%</b> became prospects" in page
+    assert '<option value="lead" selected>Leads to qualify (8)</option>' in page
+    assert '<option value="prospect">Prospects to advance (4)</option>' in page
     assert "prospect→opportunity model" in page
+    # Ranks restart in each list; prospects are laid out only when their list is shown.
+    assert re.search(r'data-rank="1" [^>]*data-stage="prospect"', page)
+    assert re.search(r'<tbody class="lead" hidden [^>]*data-stage="prospect"', page)
     only_prospect = build_report(fake_scores(), tier_info=TIER_INFO)
     assert "became opportunities" not in only_prospect
 
@@ -210,8 +219,10 @@ def test_header_explains_tiers_and_next_stage() -> None:
     )
     assert "2025-06-01" in page
     assert "leadml-opportunity:2, leadml-prospect:3" in page
-    assert re.search(r'badge bA">A</span><span class="n">3 leads', page)
-    assert re.search(r'badge bD">D</span><span class="n">3 leads', page)
+    # Cards count their own list: tier A holds leads 2, 3 and prospect 1 (fake_scores).
+    assert re.search(r'badge bA">A</span><span class="n">2 leads', page)
+    assert re.search(r'badge bA">A</span><span class="n">1 prospect<', page)
+    assert re.search(r'badge bD">D</span><span class="n">2 leads', page)
     # next stage: p_prospect for a lead, p_opportunity for a prospect
     assert '<span class="pct">90%</span> <span class="to">→ opportunity' in page
     assert '<span class="pct">85%</span> <span class="to">→ prospect' in page

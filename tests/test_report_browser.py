@@ -37,6 +37,9 @@ ARGS = [
     "--disable-quic",
 ]
 VISIBLE = "tbody.lead:not([hidden])"
+# fake_scores: every third lead is a prospect. The page opens on the leads-to-qualify list.
+LEADS = [f"Person {i}" for i in (2, 3, 5, 6, 8, 9, 11, 12)]
+PROSPECTS = [f"Person {i}" for i in (1, 4, 7, 10)]
 
 
 def _under_ci() -> bool:
@@ -110,9 +113,10 @@ def report(browser: Any, tmp_path: Path) -> Iterator[Page]:
 
 def test_loads_ranked_and_offline(report: Page, tmp_path: Path) -> None:
     pg = report.page
-    assert report.names() == [f"Person {i}" for i in range(1, 13)]
-    assert report.shown() == "12"
+    assert report.names() == LEADS
+    assert report.shown() == "8"
     assert pg.inner_text(".lede").startswith("Call tier A first: 31% of similar leads")
+    assert not pg.is_visible(".list[data-list=prospect]")
     pg.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert (tmp_path / "report.png").stat().st_size > 10_000
     report.assert_clean((tmp_path / "report.html").as_uri())
@@ -121,20 +125,25 @@ def test_loads_ranked_and_offline(report: Page, tmp_path: Path) -> None:
 def test_clicking_headers_sorts(report: Page) -> None:
     pg = report.page
     pg.click("th[data-key=score] button")  # score: highest first
-    assert report.names()[:2] == ["Person 1", "Person 2"]
+    assert report.names()[:2] == ["Person 2", "Person 3"]
     assert pg.get_attribute("th[data-key=score]", "aria-sort") == "descending"
     pg.click("th[data-key=score] button")  # again: lowest first
-    assert report.names()[:3] == ["Person 12", "Person 11", "Person 10"]
+    assert report.names()[:3] == ["Person 12", "Person 11", "Person 9"]
     assert pg.get_attribute("th[data-key=score]", "aria-sort") == "ascending"
-    pg.click("th[data-key=name] button")  # natural order: Person 2 before Person 10
-    assert report.names()[:3] == ["Person 1", "Person 2", "Person 3"]
-    pg.click("th[data-key=stage] button")  # Lead before Prospect, rank within
-    assert report.names()[:2] == ["Person 2", "Person 3"]
-    assert report.names()[-1] == "Person 10"
+    pg.click("th[data-key=name] button")  # natural order: Person 2 before Person 11
+    assert report.names()[:3] == ["Person 2", "Person 3", "Person 5"]
+    pg.select_option("#stage", "prospect")  # the other call list, ranked on its own
+    assert pg.is_visible(".list[data-list=prospect]") and not pg.is_visible(".lede >> nth=0")
     pg.click("th[data-key=change] button")  # biggest rise first, the new lead last
     assert report.names()[-1] == "Person 1"
     pg.click("th[data-key=rank] button")
-    assert report.names() == [f"Person {i}" for i in range(1, 13)]
+    assert report.names() == PROSPECTS
+    assert pg.eval_on_selector_all(f"{VISIBLE} td.rank", "els => els.map(e => e.textContent)") == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
     assert report.errors == []
 
 
@@ -142,24 +151,25 @@ def test_tier_stage_filters_and_search(report: Page) -> None:
     pg = report.page
     for tier in ("B", "C", "D"):  # untick three of the four tier chips
         pg.click(f"#tier-filter label:has(input[value={tier}])")
-    assert report.names() == ["Person 1", "Person 2", "Person 3"]
-    assert report.shown() == "3"
+    assert report.names() == ["Person 2", "Person 3"]
+    assert report.shown() == "2"
     pg.select_option("#stage", "prospect")
     assert report.names() == ["Person 1"]
-    pg.select_option("#stage", "")
-    pg.click(".tier[data-only=D]")  # a tier card shows only that tier ...
-    assert report.names() == ["Person 10", "Person 11", "Person 12"]
-    pg.click(".tier[data-only=D]")  # ... and a second click shows all again
-    assert report.shown() == "12"
+    pg.select_option("#stage", "lead")
+    card = ".list[data-list=lead] .tier[data-only=D]"
+    pg.click(card)  # a tier card shows only that tier ...
+    assert report.names() == ["Person 11", "Person 12"]
+    pg.click(card)  # ... and a second click shows all again
+    assert report.shown() == "8"
 
     pg.click("#q")
     pg.keyboard.type("company 1")
-    assert report.names() == ["Person 1", "Person 10", "Person 11", "Person 12"]
+    assert report.names() == ["Person 11", "Person 12"]
     pg.fill("#q", "")
     pg.keyboard.type("zzz")
     assert report.names() == [] and pg.is_visible("#empty")
     pg.fill("#q", "")
-    assert report.shown() == "12" and not pg.is_visible("#empty")
+    assert report.shown() == "8" and not pg.is_visible("#empty")
     assert report.errors == []
 
 
@@ -182,7 +192,7 @@ def test_cards_expand_and_print(report: Page) -> None:
     pg.click(f"{first} tr.row")
     assert pg.is_visible(f"{first} .card")
     assert pg.get_attribute(f"{first} tr.row", "aria-expanded") == "true"
-    assert "Viewed the pricing page 1 times" in pg.inner_text(f"{first} .reasons")
+    assert "Viewed the pricing page 2 times" in pg.inner_text(f"{first} .reasons")
     green = pg.eval_on_selector(
         f"{first} li.pos .track i", "e => getComputedStyle(e).backgroundColor"
     )
@@ -194,31 +204,29 @@ def test_cards_expand_and_print(report: Page) -> None:
     pg.keyboard.press("Enter")
     assert not pg.is_visible(f"{first} .card")
     pg.click("#expand")
-    assert pg.locator(".card:visible").count() == 12
+    assert pg.locator(".card:visible").count() == 8
     pg.click("#expand")
     assert pg.locator(".card:visible").count() == 0
-    pg.emulate_media(media="print")  # printing shows every card and hides the controls
-    assert pg.locator(".card:visible").count() == 12 and not pg.is_visible("#q")
+    pg.emulate_media(media="print")  # printing shows the list's every card, hides the controls
+    assert pg.locator(".card:visible").count() == 8 and not pg.is_visible("#q")
     assert report.errors == []
 
 
 def test_long_lists_show_a_page_at_a_time(browser: Any, tmp_path: Path) -> None:
     report = Page(browser, build_report(fake_scores(), page_size=5), tmp_path / "r.html")
     pg = report.page
-    assert report.names() == [f"Person {i}" for i in range(1, 6)]
-    assert pg.inner_text(".count") == "5 of 12 leads shown Show 5 more"
+    assert report.names() == LEADS[:5]
+    assert pg.inner_text(".count") == "5 of 8 leads shown Show 3 more"
     pg.click("#more")
-    assert report.shown() == "10" and pg.inner_text("#more") == "Show 2 more"
-    pg.click("#more")
-    assert report.shown() == "12" and not pg.is_visible("#more")
+    assert report.shown() == "8" and not pg.is_visible("#more")
     pg.click("th[data-key=score] button")
-    pg.click("th[data-key=score] button")  # lowest first, still all twelve shown in order
-    assert report.names() == [f"Person {i}" for i in range(12, 0, -1)]
+    pg.click("th[data-key=score] button")  # lowest first, still all eight shown in order
+    assert report.names() == LEADS[::-1]
     pg.click("#q")
     pg.keyboard.type("person 1")  # a new search starts again from one page
-    assert report.names() == ["Person 12", "Person 11", "Person 10", "Person 1"]
+    assert report.names() == ["Person 12", "Person 11"]
     pg.fill("#q", "")
-    assert report.names() == [f"Person {i}" for i in range(12, 7, -1)]  # sorted, first page
+    assert report.names() == LEADS[::-1][:5]  # sorted, first page
     report.assert_clean((tmp_path / "r.html").as_uri())
     pg.close()
 
@@ -386,12 +394,12 @@ def test_a_huge_company_name_moves_no_other_rows_columns(browser: Any, tmp_path:
 
     plain = fake_scores()
     huge = plain.copy()
-    huge.loc[3, "company"] = "Acme " * 200_000  # 1 MB
+    huge.loc[1, "company"] = "Acme " * 200_000  # 1 MB, on the first lead of the list
     assert columns(huge, "huge.html") == columns(plain, "plain.html")
     page = Page(browser, build_report(huge), tmp_path / "huge2.html")
     try:
         box = page.page.eval_on_selector(
-            "tbody.lead:nth-of-type(4) .co", "e => [e.scrollWidth > e.clientWidth, e.title.length]"
+            f"{VISIBLE} .co", "e => [e.scrollWidth > e.clientWidth, e.title.length]"
         )
         assert box == [True, len("Acme " * 200_000)]  # cut on screen, whole on hover
         assert page.errors == []
@@ -402,7 +410,8 @@ def test_a_huge_company_name_moves_no_other_rows_columns(browser: Any, tmp_path:
 def test_reasons_show_their_evidence_and_the_points_add_up(browser: Any, tmp_path: Path) -> None:
     df = fake_scores(3)
     ev = "Past leads with a value from 1 to 3 here: 31% became prospects, against 6.0% overall."
-    df.at[0, "reasons"] = [{**df.at[0, "reasons"][0], "evidence": ev}, *df.at[0, "reasons"][1:]]
+    # Person 2 heads the leads-to-qualify list the page opens on.
+    df.at[1, "reasons"] = [{**df.at[1, "reasons"][0], "evidence": ev}, *df.at[1, "reasons"][1:]]
     df["other_points"] = 0.0
     df["base_score"] = df["score"] - 4.8
     page = Page(browser, build_report(df), tmp_path / "ev.html")
@@ -413,7 +422,7 @@ def test_reasons_show_their_evidence_and_the_points_add_up(browser: Any, tmp_pat
         assert first.get_attribute("title") == ev  # on hover
         assert pg.locator("tbody.lead:first-of-type .ev").first.is_visible()  # and in print
         assert ev in pg.inner_text("tbody.lead:first-of-type .card")
-        assert "Score 90 = base 85.2" in pg.inner_text("tbody.lead:first-of-type p.adds")
+        assert "Score 85 = base 80.2" in pg.inner_text("tbody.lead:first-of-type p.adds")
         assert page.errors == []
     finally:
         pg.close()

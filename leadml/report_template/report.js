@@ -10,6 +10,9 @@
   var stage = document.getElementById('stage');
   var boxes = Array.prototype.slice.call(document.querySelectorAll('#tier-filter input'));
   var cards = Array.prototype.slice.call(document.querySelectorAll('.tier[data-only]'));
+  // One call list per question: leads to qualify, prospects to advance. Each has its own lede
+  // and tier cards (its own model's rates); the list switch shows one at a time.
+  var lists = Array.prototype.slice.call(document.querySelectorAll('.list[data-list]'));
   var shownEl = document.getElementById('shown');
   var matchingEl = document.getElementById('matching');
   var more = document.getElementById('more');
@@ -28,6 +31,7 @@
     var tiers = {};
     boxes.forEach(function (b) { if (b.checked) tiers[b.value] = true; });
     var s = stage.value;
+    lists.forEach(function (l) { l.hidden = l.dataset.list !== s; });
     var visible = [], matching = 0;
     bodies.forEach(function (b) {
       var d = b.dataset;
