@@ -5,8 +5,10 @@ the model at training time, per feature, as counts and rates of the labelled tra
 observation points the model learned from), never as rows or ids:
 
 - a categorical feature: each level's rows and positive rate (missing is a level of its own);
-- a numeric feature: five bins at the training quintiles (fewer when values repeat), each with
-  its rows, positive rate and the range of values it holds, and one bin for missing values.
+- a numeric feature: five bins at the training quintiles (fewer when values repeat: a count that
+  is mostly 0 gets a bin of its own for 0), each with its rows, positive rate and the range of
+  values it holds (a bin holds the values up to and including its upper edge), and one bin for
+  missing values.
 
 Levels and bins with fewer than ``MIN_ROWS`` rows are left out (a rate of 2 out of 7 is noise, and
 small groups say more about a few people than about a pattern). At scoring, each listed reason
@@ -67,7 +69,7 @@ def evidence_stats(X: pd.DataFrame, y: Any, kinds: dict[str, str]) -> dict[str, 
             miss = np.isnan(x)
             known = x[~miss]
             edges = np.unique(np.quantile(known, _QUANTILES)) if len(known) else np.zeros(0)
-            b = np.searchsorted(edges, x, side="right")
+            b = np.searchsorted(edges, x, side="left")
             bins = []
             for k in range(len(edges) + 1):
                 at = (b == k) & ~miss
@@ -89,9 +91,11 @@ def _pct(p: float) -> str:
 
 
 def _num(v: float) -> str:
-    if math.isfinite(v) and v == int(v) and abs(v) < 1e15:
+    if not math.isfinite(v):
+        return str(v)
+    if v == int(v) and abs(v) < 1e15:
         return f"{int(v):,}"
-    return f"{v:,.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
 
 
 def evidence_texts(
@@ -122,7 +126,7 @@ def evidence_texts(
             for v in values.astype(object).where(values.notna(), None)
         ]
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="right")
+    b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="left")
     bins = []
     for n, r, lo, hi in entry["bins"]:
         if n < MIN_ROWS:
