@@ -490,7 +490,8 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts if v)
     return (
         f'<div class="card"><section><p class="summary">{summary}</p><h3>Why</h3>'
-        f"{_bars(row['reasons'])}{_sum_line(row)}</section>"
+        f"{_bars(row['reasons'])}{_sum_line(row)}"
+        '<button type="button" class="print-one">Print this lead</button></section>'
         f'<section><h3>Key facts</h3><dl class="facts">{dl}</dl></section></div>'
     )
 

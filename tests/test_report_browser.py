@@ -212,6 +212,23 @@ def test_cards_expand_and_print(report: Page) -> None:
     assert report.errors == []
 
 
+def test_print_this_lead_prints_only_its_row_and_card(report: Page) -> None:
+    pg = report.page
+    pg.evaluate("() => { window.print = () => { window.printed = (window.printed || 0) + 1; }; }")
+    second = f"{VISIBLE} >> nth=1"
+    pg.click(f"{second} >> tr.row")
+    pg.click(f"{second} >> button.print-one")
+    assert pg.evaluate("window.printed") == 1
+    assert pg.get_attribute(second, "aria-expanded") is None  # the click did not close the card
+    pg.emulate_media(media="print")
+    assert pg.locator(".card:visible").count() == 1
+    assert "Lead ID\n3" in pg.inner_text(".card:visible")  # Person 3, second in the list
+    assert not pg.is_visible("header.top") and not pg.is_visible("button.print-one >> nth=0")
+    pg.evaluate("window.dispatchEvent(new Event('afterprint'))")
+    assert pg.locator(".card:visible").count() == 8  # an ordinary print again: the whole list
+    assert report.errors == []
+
+
 def test_long_lists_show_a_page_at_a_time(browser: Any, tmp_path: Path) -> None:
     report = Page(browser, build_report(fake_scores(), page_size=5), tmp_path / "r.html")
     pg = report.page

@@ -120,6 +120,22 @@
     });
   });
 
+  // "Print this lead": mark the lead, print, unmark (classes only; CSS hides the rest).
+  bodies.forEach(function (b) {
+    var btn = b.querySelector('button.print-one');
+    if (!btn) return;
+    btn.addEventListener('click', function (e) {
+      e.stopPropagation();
+      b.classList.add('printing');
+      document.body.classList.add('print-one');
+      window.print();
+    });
+  });
+  window.addEventListener('afterprint', function () {
+    document.body.classList.remove('print-one');
+    bodies.forEach(function (b) { b.classList.remove('printing'); });
+  });
+
   more.addEventListener('click', function () {
     limit += PAGE;
     apply(true);
