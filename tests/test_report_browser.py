@@ -132,8 +132,12 @@ def test_clicking_headers_sorts(report: Page) -> None:
     assert pg.get_attribute("th[data-key=score]", "aria-sort") == "ascending"
     pg.click("th[data-key=name] button")  # natural order: Person 2 before Person 11
     assert report.names()[:3] == ["Person 2", "Person 3", "Person 5"]
+    cards = ".tiers:visible .tier[data-only=A] .n"
+    assert pg.inner_text(cards) == "2 leads"  # each list's cards count its own rows
     pg.select_option("#stage", "prospect")  # the other call list, ranked on its own
     assert pg.is_visible(".list[data-list=prospect]") and not pg.is_visible(".lede >> nth=0")
+    assert pg.inner_text(cards) == "1 prospect"
+    assert pg.inner_text(".lede:visible").startswith("Advance tier A first:")
     pg.click("th[data-key=change] button")  # biggest rise first, the new lead last
     assert report.names()[-1] == "Person 1"
     pg.click("th[data-key=rank] button")
