@@ -150,7 +150,7 @@ def main() -> None:
 
     def _note(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
         # Suspicious input (a changed layout) is a warning, not a note: it may change scores.
-        loud = ("LayoutWarning",)
+        loud = ("LayoutWarning", "NoEventsWarning")
         kind = "warning" if getattr(category, "__name__", "") in loud else "note"
         click.echo(f"{kind}: {message}", err=True)
 

@@ -293,3 +293,13 @@ def test_identifiers_under_other_names_never_become_features(crm) -> None:
         assert col not in spec.names and col in said
     assert "first_touch" in spec.names
     assert "e-mail addresses" in said and "web addresses" in said and "phone numbers" in said
+
+
+def test_training_on_an_empty_events_table_warns_loudly(crm) -> None:
+    """Valid (a CRM may have no tracking yet) but suspicious: a model of attributes only."""
+    from leadml.data.features import NoEventsWarning, make_feature_spec
+
+    data = validate(crm.leads, crm.events.iloc[:0], crm.stage_changes)
+    with pytest.warns(NoEventsWarning, match="events table: it has no rows"):
+        spec = make_feature_spec(data, None)
+    assert spec.event_types == ()

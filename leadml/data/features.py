@@ -62,6 +62,7 @@ __all__ = [
     "FeatureInputError",
     "FeatureSpec",
     "IdentifierColumnsExcluded",
+    "NoEventsWarning",
     "build_features",
     "choose_levels",
     "column_kind",
@@ -127,6 +128,10 @@ _PHONE_VALUE = re.compile(r"\+?[\d\s().\-/]{7,}")
 _ENTITY_TOKENS = frozenset({"company", "account", "organisation", "organization"})
 _ENTITY_ID_TOKENS = frozenset({"name", "id", "domain", "website", "url", "legal"})
 _UNIT_SUFFIXES = {"_musd": " (US$ millions)", "_usd": " (US$)", "_pct": " (%)", "_days": " (days)"}
+
+
+class NoEventsWarning(UserWarning):
+    """The training data has no engagement events: valid, but a model of attributes only."""
 
 
 class IdentifierColumnsExcluded(UserWarning):
@@ -530,6 +535,13 @@ def make_feature_spec(data: CRMData, config: FeaturesConfig | None = None) -> Fe
         group_labels[col] = _label(col)
 
     ev = data.events
+    if len(ev) == 0:
+        warnings.warn(
+            "events table: it has no rows, so the model learns from the leads' attributes and "
+            "stage history only; if engagement exists, export the events again",
+            NoEventsWarning,
+            stacklevel=2,
+        )
     et = ev[c.event_type]
     if isinstance(et.dtype, pd.CategoricalDtype):
         # Counting the codes is O(events); remove_unused_categories sorts them.
