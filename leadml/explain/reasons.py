@@ -243,17 +243,19 @@ class Reasons:
 
 
 def additive_points(
-    model: StageModel, contrib: np.ndarray
+    model: StageModel, contrib: np.ndarray, G: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each reason group's points, adding up to the score exactly (module docs, Points).
 
     Returns ``(points, raw, base, total)``: ``points`` (rows x groups) in tenths of a point,
     integers as floats, summing per row to ``total = 10 * score - 10 * base`` (context groups
     get 0: they are in the base); ``raw`` the exact shares before rounding (tenths); ``base``
-    the base score in points (multiples of 0.1).
+    the base score in points (multiples of 0.1). ``G``: the group contributions, when the caller
+    has them already (rows x groups, :func:`group_contributions` order).
     """
     groups, member = _membership(model.spec)
-    G = contrib[:, :-1] @ member
+    if G is None:
+        G = contrib[:, :-1] @ member
     ctx = np.array([g in CONTEXT_GROUPS for g in groups], dtype=bool)
     cal = model.calibration
     base_margin = contrib[:, -1] + G[:, ctx].sum(axis=1)
@@ -306,7 +308,7 @@ def ranked_reasons(
     groups, member = _membership(spec)
     phi = contrib[:, :-1]
     G = phi @ member
-    q, raw, base, total = additive_points(model, contrib)
+    q, raw, base, total = additive_points(model, contrib, G)
     # Rank on (share, φ, group order); a context group or a group worth 0.0 points is no reason.
     rank = np.arange(len(groups))[None, :].repeat(n, axis=0)
     pos_key = np.where(q > 0, -raw, np.inf)

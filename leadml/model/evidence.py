@@ -141,11 +141,15 @@ def evidence_texts(
     missing = entry.get("missing")
     none = sentence("without a value here", missing[1]) if missing else ""
     if entry["kind"] == "categorical":
-        texts = {lv: sentence(f"in {lv}", r) for lv, (_, r) in entry["levels"].items()}
-        return [
-            none if v is None or (isinstance(v, float) and math.isnan(v)) else texts.get(str(v), "")
-            for v in values.astype(object).where(values.notna(), None)
+        # One sentence per distinct level, not per row (this runs for every scored lead).
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        levels = entry["levels"]
+        texts = [
+            sentence(f"in {u}", levels[str(u)][1]) if str(u) in levels else "" for u in uniques
         ]
+        return np.array([*texts, none], dtype=object)[
+            np.where(codes < 0, len(texts), codes)
+        ].tolist()
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="left")
     bins = []
@@ -157,4 +161,4 @@ def evidence_texts(
                 f"a value of {_num(lo)}" if lo == hi else f"a value from {_num(lo)} to {_num(hi)}"
             )
             bins.append(sentence(f"with {span} here", r))
-    return [none if math.isnan(v) else bins[k] for v, k in zip(x.tolist(), b.tolist(), strict=True)]
+    return np.array([*bins, none], dtype=object)[np.where(np.isnan(x), len(bins), b)].tolist()
