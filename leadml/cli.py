@@ -493,6 +493,13 @@ def backtest(
     is_flag=True,
     help="Score an --as-of more than scoring.max_stale_days (30) after the data's newest row.",
 )
+@click.option(
+    "--history",
+    type=click.Path(),
+    help="Score history directory (default: config monitor.history_dir): the run is added to "
+    "it (replacing an earlier run of the same --as-of) and each lead gets its trend since the "
+    "previous run (previous_score, score_change, trend, changes). Read by `leadml monitor`.",
+)
 @_user_errors
 def score(
     data_dir: str | None,
@@ -508,6 +515,7 @@ def score(
     table: str | None,
     allow_layout_change: bool,
     allow_stale: bool,
+    history: str | None,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing.
 
@@ -534,12 +542,19 @@ def score(
 
         if len(model_specs) != 1:
             raise click.UsageError("flat mode needs exactly one --model")
+        if history:
+            raise click.UsageError("--history keeps event-mode runs (--data DIR), not --table")
         click.echo(
             run_score_flat(table, model_specs[0], out, overwrite=overwrite, config=cfg, as_of=as_of)
         )
         return
     if data_dir is None:
         raise click.UsageError("give --data DIR (event mode) or --table FILE (flat mode)")
+    if engine == "spark" and (history or cfg.monitor.history_dir):
+        raise click.UsageError(
+            "--history is kept by the local engine only (not yet by --engine spark); score "
+            "locally, or leave the history out"
+        )
     if engine == "spark":
         from leadml.jobs import load_models
         from leadml.serve.spark import run_score_spark
@@ -576,8 +591,141 @@ def score(
             overwrite=overwrite,
             config=cfg,
             engine=explainer,
+            history=history,
         )
     )
+
+
+@main.command()
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="The current CRM.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option(
+    "--transition",
+    type=click.Choice(["prospect", "opportunity", "all"]),
+    default="all",
+    show_default=True,
+)
+@click.option(
+    "--history",
+    type=click.Path(),
+    help="Run `leadml monitor` on this score history first: an alert on a champion lets a ready "
+    "challenger replace it (default: config monitor.history_dir, if set).",
+)
+@click.option("--force", is_flag=True, help="Promote even a challenger that is not ready (loud).")
+@_user_errors
+def retrain(
+    data_dir: str, config_path: str | None, transition: str, history: str | None, force: bool
+) -> None:
+    """Train challengers on the current data and promote them by the written policy.
+
+    A challenger must be ready (its backtest beats the base rate and the baselines). It then
+    becomes champion when it holds up against the champion on the same rows, when the champion
+    is older than monitor.max_champion_age_days (90), or when the monitor alerts on the
+    champion. Every decision is logged on the MLflow run and the model version.
+    """
+    from leadml.jobs import run_retrain
+
+    cfg = _config(config_path)
+    ts = ("prospect", "opportunity") if transition == "all" else (transition,)
+    _, text = run_retrain(data_dir, transitions=ts, history=history, config=cfg, force=force)
+    click.echo(text)
+
+
+@main.command()
+@click.option("--transition", type=click.Choice(["prospect", "opportunity"]), required=True)
+@click.option("--reason", required=True, help="Why (logged on the registry for the team).")
+@click.option("--to", "to_version", help="This version instead of the previous champion.")
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@_user_errors
+def rollback(transition: str, reason: str, to_version: str | None, config_path: str | None) -> None:
+    """Move the champion alias back to the version that was champion before (or --to)."""
+    from leadml.tracking import rollback as do_rollback
+
+    cfg = _config(config_path)
+    tc = cfg.tracking
+    click.echo(
+        do_rollback(
+            transition,
+            reason,
+            to=to_version,
+            prefix=tc.model_name_prefix,
+            tracking_uri=tc.tracking_uri,
+            experiment=tc.experiment,
+        )
+    )
+
+
+@main.command()
+@click.option(
+    "--history",
+    type=click.Path(),
+    help="Score history written by `leadml score --history` (default: config monitor.history_dir).",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(),
+    help="The current CRM export (outcomes since the runs, and the data's end).",
+)
+@click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
+@click.option("--json", "json_out", type=click.Path(), help="Also write the result as JSON here.")
+@click.option("--html", "html_out", type=click.Path(), help="Also write an offline HTML page here.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --json / --html files.")
+@click.option(
+    "--no-track",
+    is_flag=True,
+    help="Do not log to MLflow (default: log when the runs were scored by registry models).",
+)
+@_user_errors
+def monitor(
+    history: str | None,
+    data_dir: str,
+    config_path: str | None,
+    json_out: str | None,
+    html_out: str | None,
+    overwrite: bool,
+    no_track: bool,
+) -> None:
+    """Hold past scoring runs to their outcomes and to the training data.
+
+    Matured runs: realised conversion per tier, ROC AUC, PR AUC and calibration against the
+    model's backtest. Pending runs: implied against arrived conversion. Every run: drift (PSI)
+    of each input and of the scores. Exit code 3 when an alert fires, 0 otherwise.
+    """
+    from leadml._io import check_target
+    from leadml.data.contracts import load_crm
+    from leadml.serve.monitor import (
+        ALERT_EXIT_CODE,
+        write_monitor_json,
+        write_monitor_page,
+    )
+    from leadml.serve.monitor import (
+        monitor as run_monitor,
+    )
+
+    cfg = _config(config_path)
+    history = history or cfg.monitor.history_dir
+    if history is None:
+        raise click.UsageError("give --history DIR (or set monitor.history_dir in the config)")
+    for out in (json_out, html_out):
+        if out is not None:
+            check_target(out, overwrite, must_be_file=True, inputs=[data_dir, history])
+    data = load_crm(data_dir, columns=cfg.columns)
+    result = run_monitor(history, data, cfg)
+    click.echo(result.table())
+    if json_out is not None:
+        click.echo(f"wrote {write_monitor_json(result, json_out)}")
+    if html_out is not None:
+        click.echo(f"wrote {write_monitor_page(result, html_out)}")
+    if not no_track:
+        from leadml.tracking import log_monitor
+
+        logged = log_monitor(result, cfg)
+        if logged:
+            click.echo(logged)
+    if result.alert:
+        sys.exit(ALERT_EXIT_CODE)
 
 
 @main.command()

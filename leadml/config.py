@@ -29,6 +29,7 @@ __all__ = [
     "FlatConfig",
     "LeadMLConfig",
     "ModelConfig",
+    "MonitorConfig",
     "ScoringConfig",
     "SparkConfig",
     "TimelineConfig",
@@ -222,6 +223,27 @@ class TrackingConfig(_Section):
     promotion_metric: Literal["pr_auc", "roc_auc"] = "pr_auc"
 
 
+class MonitorConfig(_Section):
+    """Score history, ``leadml monitor`` thresholds and ``leadml retrain``'s policy."""
+
+    #: Where ``leadml score`` appends each run (``--history`` wins); None: no history.
+    history_dir: str | None = None
+    #: PSI of a feature (or of the scores) above which the monitor warns, and alerts.
+    psi_warn: float = Field(0.1, gt=0)
+    psi_alert: float = Field(0.25, gt=0)
+    #: Fewer scored (or matured) rows than this: drift and outcome checks are shown, never alerts.
+    min_rows: int = Field(200, ge=1)
+    #: Matured runs need this many conversions before their ROC AUC can raise an alert.
+    min_positives: int = Field(20, ge=1)
+    #: A matured run alerts when its ROC AUC's 95% upper bound is below the backtest's lower
+    #: bound minus this margin (the live model is clearly worse than its backtest).
+    auc_margin: float = Field(0.0, ge=0)
+    #: A score move of at least this many points since the previous run is Improving/Declining.
+    trend_points: int = Field(5, ge=1)
+    #: ``leadml retrain`` promotes a ready challenger when the champion is older than this.
+    max_champion_age_days: int = Field(90, ge=1)
+
+
 class LeadMLConfig(_Section):
     """The whole configuration tree."""
 
@@ -235,6 +257,7 @@ class LeadMLConfig(_Section):
     spark: SparkConfig = SparkConfig()
     flat: FlatConfig = FlatConfig()
     tracking: TrackingConfig = TrackingConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     def dump(self) -> dict[str, Any]:
         """Plain JSON-able dict: what MLflow logs and the bundle stores."""

@@ -178,6 +178,7 @@ def run_score(
     config: LeadMLConfig | None = None,
     engine: str | None = None,
     progress: bool | None = None,
+    history: str | Path | None = None,
 ) -> str:
     """The ``leadml score`` job: check the target, load models and data, score in chunks
     straight into the file, and return a summary for the terminal.
@@ -201,7 +202,18 @@ def run_score(
         tracking_uri=cfg.tracking.tracking_uri,
     )
     data = load_crm(data_dir, columns=cfg.columns)
-    job = score_to_file(data, ts, models, path, kind, cfg, engine=engine, progress=progress)
+    history = history or cfg.monitor.history_dir
+    if history is not None:
+        here = Path(history).resolve()
+        clash = [str(p) for p in (data_dir, *models_in) if Path(p).resolve() == here]
+        if clash:
+            raise ScoringError(
+                f"--history {str(history)!r} is also an input ({clash[0]}); keep the score "
+                "history in a directory of its own"
+            )
+    job = score_to_file(
+        data, ts, models, path, kind, cfg, engine=engine, progress=progress, history=history
+    )
     tier_text = tier_counts(job.head["tier"])
     skipped = ", ".join(f"{v:,} {k}" for k, v in job.skipped.items() if v) or "none"
     versions = ", ".join(f"{t} {model_version(m)}" for t, m in job.models.items())
@@ -210,6 +222,7 @@ def run_score(
         f"{time.perf_counter() - t0:.1f}s -> {path}\n"
         f"skipped: {skipped}\n"
         f"models: {versions}"
+        + (f"\nhistory: {job.attrs['history']}" if "history" in job.attrs else "")
     )
 
 
@@ -383,3 +396,43 @@ def train_and_track_flat(
     if track:
         result.tracking = _track(result, force)
     return result
+
+
+def run_retrain(
+    data_dir: str | Path,
+    *,
+    transitions: Sequence[str] = TRANSITIONS,
+    history: str | Path | None = None,
+    config: LeadMLConfig | None = None,
+    force: bool = False,
+) -> tuple[list[TrainResult], str]:
+    """``leadml retrain``: train a challenger per transition on the current data and promote it
+    by the written policy (:mod:`leadml.tracking`): a ready challenger becomes champion when it
+    holds up against the champion on the same rows, or when the champion is older than
+    ``monitor.max_champion_age_days``, or when ``monitor`` (run now on ``history``) raises an
+    alert on that champion. A challenger that is not ready never does (``force`` overrides)."""
+    from leadml import tracking
+
+    cfg = config or LeadMLConfig()
+    check_tracking(cfg)
+    data = load_crm(data_dir, columns=cfg.columns)
+    alerts: dict[str, str] = {}
+    lines = []
+    history = history or cfg.monitor.history_dir
+    if history is not None:
+        from leadml.serve.monitor import monitor
+
+        found = monitor(history, data, cfg)
+        for a in found.alerts:
+            alerts.setdefault(a.transition, f"{a.kind}: {a.message}")
+        lines.append(
+            "monitor: " + ("; ".join(f"{t} {m}" for t, m in alerts.items()) or "no alerts")
+        )
+    results = []
+    for t in transitions:
+        result = train(data, t, cfg)
+        policy = tracking.RetrainPolicy(cfg.monitor.max_champion_age_days, alerts.get(t))
+        result.tracking = tracking.log_training_run(result, force=force, policy=policy)
+        results.append(result)
+        lines.append(f"{t}: {result.verdict.reason}\n  decision: {result.tracking['decision']}")
+    return results, "\n".join(lines)

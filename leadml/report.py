@@ -43,9 +43,11 @@ import numpy as np
 import pandas as pd
 
 from leadml._io import atomic_path, check_target, exists_error
+from leadml.config import MonitorConfig
 from leadml.explain.reasons import reason_cell
 from leadml.funnel import NEXT_TRANSITION, TIERS
 from leadml.serve.contract import ScoringError, read_scores, required_columns
+from leadml.serve.history import Previous, add_trend
 
 __all__ = [
     "CRM_COLUMNS",
@@ -72,7 +74,15 @@ CRM_COLUMNS = (
     "p_opportunity",
     "score_change",
 )
-_CRM_TAIL = ("as_of", "model_version", "call_list", "base_score", "other_points")
+_CRM_TAIL = (
+    "as_of",
+    "model_version",
+    "call_list",
+    "base_score",
+    "other_points",
+    "trend",
+    "changes",
+)
 #: The call list a row belongs to, by the stage it is scored from (flat mode: ``convert``).
 CALL_LISTS = {"lead": "qualify", "prospect": "advance"}
 # Reasons a rep cannot act on; the one-line "top reason" prefers something the lead did or is.
@@ -93,8 +103,9 @@ def crm_columns(n_reasons: int = 5) -> list[str]:
 
     Examples
     --------
-    >>> crm_columns(2)[-7:]
-    ['reason_1', 'reason_2', 'as_of', 'model_version', 'call_list', 'base_score', 'other_points']
+    >>> crm_columns(2)[-9:]  # doctest: +NORMALIZE_WHITESPACE
+    ['reason_1', 'reason_2', 'as_of', 'model_version', 'call_list', 'base_score', 'other_points',
+     'trend', 'changes']
     """
     return [*CRM_COLUMNS, *(f"reason_{k + 1}" for k in range(n_reasons)), *_CRM_TAIL]
 
@@ -236,14 +247,32 @@ def _prepare(
     # One call list per question (leads to qualify, prospects to advance), ranked within it.
     df["list_rank"] = df.groupby("stage", sort=False).cumcount().to_numpy() + 1
     df["reasons"] = [_reasons(v) for v in df["reasons"]]
-    df["score_change"] = np.nan
-    df["is_new"] = False
+    # A scores file written with --history carries its own trend; --previous recomputes it.
+    from_history = previous is None and "trend" in df.columns
+    if from_history:
+        df["is_new"] = (df["trend"].astype("string") == "New").fillna(False).to_numpy(bool)
+        df["score_change"] = pd.to_numeric(df["score_change"], errors="coerce")
+    else:
+        df["score_change"] = np.nan
+        df["is_new"] = False
+        df["trend"] = ""
+        df["changes"] = ""
     df["previous_tier"] = None
     if previous is not None:
         _check_columns(previous, "previous scores", ("lead_id", "score"))
         prev = previous.assign(_key=previous["lead_id"].astype(str)).drop_duplicates("_key")
+        since = pd.to_datetime(previous["as_of"]).max() if "as_of" in previous.columns else None
+        before = Previous.from_frame(
+            prev, since if since is not None and not pd.isna(since) else pd.Timestamp(0)
+        )
+        cols = ["lead_id", "score", "reasons", *(["stage"] if "stage" in df.columns else [])]
+        trended = add_trend(df[cols], before, MonitorConfig().trend_points)
+        df["trend"] = trended["trend"].to_numpy()
+        df["changes"] = trended["changes"].to_numpy()
         prev = prev.set_index("_key")
         df["score_change"] = df["score"] - df["_key"].map(pd.to_numeric(prev["score"]))
+        # A lead that moved to the next stage is scored on another question: no change.
+        df.loc[(df["trend"] == "Advanced").to_numpy(dtype=bool), "score_change"] = np.nan
         df["is_new"] = ~df["_key"].isin(prev.index)
         if "tier" in prev.columns:
             df["previous_tier"] = df["_key"].map(prev["tier"]).astype(object).to_numpy()
@@ -312,6 +341,8 @@ def _crm_frame(df: pd.DataFrame, n_reasons: int) -> pd.DataFrame:
     for col in ("base_score", "other_points"):
         values = df[col] if col in df.columns else pd.Series(np.nan, index=df.index)
         out[col] = pd.to_numeric(values, errors="coerce").round(1)
+    for col in ("trend", "changes"):
+        out[col] = df[col].astype("string").fillna("").to_numpy() if col in df.columns else ""
     for col in out.columns:
         if not pd.api.types.is_numeric_dtype(out[col].dtype):
             out[col] = out[col].map(_spreadsheet_safe)
@@ -379,6 +410,8 @@ def _rate(info: Mapping[str, Any], tier: str) -> float | None:
 def _change(row: Mapping[str, Any]) -> str:
     if row["is_new"]:
         return '<span class="new" title="Not in the previous run">new</span>'
+    if row.get("trend") == "Advanced":
+        return '<span class="new" title="Moved to the next stage since the previous run">advanced</span>'
     d = row["score_change"]
     if _missing(d):
         return ""
@@ -467,6 +500,17 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
             f" (was tier {_e(was)})" if not _missing(was) and str(was) != str(row["tier"]) else ""
         )
         summary += f" {moved} since the previous run{tier_moved}."
+    elif row.get("trend") == "Advanced":
+        summary += " Moved to this stage since the previous run."
+    trend = row.get("trend")
+    if not _missing(trend) and trend in ("Improving", "Declining", "Steady"):
+        summary += f" Trend: {_e(trend)}."
+    changes = row.get("changes")
+    moved_why = (
+        f'<p class="moved"><b>What changed:</b> {_e(changes)}</p>'
+        if not _missing(changes) and str(changes).strip()
+        else ""
+    )
     last = row.get("last_activity_at")
     if _missing(last):
         last_text = "None recorded"
@@ -489,7 +533,7 @@ def _card(row: Mapping[str, Any], as_of: pd.Timestamp | None, horizon: Mapping[s
     ]
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts if v)
     return (
-        f'<div class="card"><section><p class="summary">{summary}</p><h3>Why</h3>'
+        f'<div class="card"><section><p class="summary">{summary}</p>{moved_why}<h3>Why</h3>'
         f"{_bars(row['reasons'])}{_sum_line(row)}"
         '<button type="button" class="print-one">Print this lead</button></section>'
         f'<section><h3>Key facts</h3><dl class="facts">{dl}</dl></section></div>'
@@ -629,7 +673,7 @@ def build_report(
         for t in tiers
     )
 
-    show_change = previous is not None
+    show_change = previous is not None or "trend" in scores.columns
     show_owner = owner is None and "owner" in df.columns and df["owner"].notna().any()
     columns: list[tuple[str | None, str, str]] = [
         ("rank", "#", "rank"),

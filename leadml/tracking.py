@@ -40,8 +40,10 @@ calibration) are logged; lead ids, names, emails and phones never are.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -62,17 +64,22 @@ from leadml.serve.scoring import score_features, score_flat
 __all__ = [
     "PROBE_TIMEOUT",
     "LeadMLPyfunc",
+    "RetrainPolicy",
     "TrackingError",
     "check_store",
     "connect",
     "load_registered_model",
     "log_backtest",
+    "log_monitor",
     "log_training_run",
+    "rollback",
     "model_name",
     "set_tracking_uri",
 ]
 
 CHAMPION = "champion"
+#: Registered-model tag: the versions that were champion, oldest first (JSON list).
+CHAMPION_STACK = "leadml.champion_history"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # MLflow's defaults retry a server that is down for about four minutes (7 retries, backoff factor
@@ -291,9 +298,42 @@ def _champion(client: Any, name: str) -> Any | None:
         return None
 
 
-def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, Any]:
-    """Log a training run, register its model and apply the promotion gate. Returns where
-    everything went and the gate's decision."""
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """``leadml retrain``'s reasons to promote a *ready* challenger that did not beat the
+    champion on the same rows: the champion is older than ``max_champion_age_days``, or the
+    monitor raised an alert on it (``alert``: what fired)."""
+
+    max_champion_age_days: int = 90
+    alert: str | None = None
+
+
+def _champion_age_days(version: Any) -> float:
+    created = pd.Timestamp(int(version.creation_timestamp), unit="ms", tz="UTC")
+    return (pd.Timestamp.now(tz="UTC") - created).total_seconds() / 86_400
+
+
+def _push_champion(client: Any, name: str, version: str) -> None:
+    """Keep the order in which versions became champion (what rollback walks back)."""
+    stack = _champion_stack(client, name)
+    if not stack or stack[-1] != version:
+        stack.append(version)
+    client.set_registered_model_tag(name, CHAMPION_STACK, json.dumps(stack[-50:]))
+
+
+def _champion_stack(client: Any, name: str) -> list[str]:
+    try:
+        tags = client.get_registered_model(name).tags or {}
+        return [str(v) for v in json.loads(tags.get(CHAMPION_STACK, "[]"))]
+    except (mlflow.exceptions.MlflowException, ValueError):
+        return []
+
+
+def log_training_run(
+    result: TrainResult, *, force: bool = False, policy: RetrainPolicy | None = None
+) -> dict[str, Any]:
+    """Log a training run, register its model and apply the promotion gate (and, from
+    ``leadml retrain``, its ``policy``). Returns where everything went and the decision."""
     from mlflow.models import infer_signature
 
     cfg = result.config
@@ -370,15 +410,31 @@ def log_training_run(result: TrainResult, *, force: bool = False) -> dict[str, A
             except ValueError:
                 old_value = float("nan")  # incompatible features: the new model wins by default
             passed = not np.isfinite(old_value) or new_value >= old_value - tc.promotion_tolerance
+            age = _champion_age_days(champion)
             if passed:
                 decision = f"promoted (v{version} {metric} {new_value:.4f} vs champion v{champion.version} {old_value:.4f})"
+            elif policy is not None and age > policy.max_champion_age_days:
+                decision = (
+                    f"promoted by policy (champion v{champion.version} is {age:.0f} days old, "
+                    f"more than {policy.max_champion_age_days}; {metric} {new_value:.4f} vs "
+                    f"{old_value:.4f})"
+                )
+            elif policy is not None and policy.alert:
+                decision = (
+                    f"promoted by policy (monitor alert on champion v{champion.version}: "
+                    f"{policy.alert}; {metric} {new_value:.4f} vs {old_value:.4f})"
+                )
             elif force:
                 decision = f"forced (v{version} {metric} {new_value:.4f} < champion v{champion.version} {old_value:.4f} - {tc.promotion_tolerance})"
             else:
                 decision = f"kept champion v{champion.version} ({metric} {old_value:.4f}; v{version} has {new_value:.4f})"
         promote = decision.startswith(("promoted", "forced"))
         if promote:
+            if champion is not None:
+                _push_champion(client, name, str(champion.version))
             client.set_registered_model_alias(name, CHAMPION, version)
+            _push_champion(client, name, version)
+        client.set_model_version_tag(name, version, "leadml.decision", decision)
         mlflow.set_tags(
             {
                 "leadml.promotion_decision": decision,
@@ -472,3 +528,139 @@ def _resolve_version(uri: str) -> str:
             return ref
     name, _, version = ref.partition("/")
     return f"{name}:{version}" if version else ref
+
+
+def rollback(
+    transition: str,
+    reason: str,
+    *,
+    to: str | None = None,
+    prefix: str = "leadml",
+    tracking_uri: str | None = None,
+    experiment: str = "leadml",
+) -> str:
+    """Move ``champion`` of ``leadml-<transition>`` back to the version that was champion
+    before it (or to version ``to``), with ``reason`` logged on the registered model, on the
+    version rolled back from, and on a ``rollback-<transition>`` run. Returns what happened."""
+    if not reason.strip():
+        raise TrackingError("a rollback needs a reason (--reason TEXT): it is logged for the team")
+    uri = connect(tracking_uri)
+    check_store(uri, read=True)
+    client = mlflow.MlflowClient()
+    name = model_name(transition, prefix)
+    current = _champion(client, name)
+    if current is None:
+        raise TrackingError(
+            f"{name} has no champion in {uri!r}; nothing to roll back (train or retrain first)"
+        )
+    cur = str(current.version)
+    stack = _champion_stack(client, name)
+    while stack and stack[-1] == cur:
+        stack.pop()
+    if to is not None:
+        target = str(to).lstrip("v")
+    elif stack:
+        target = stack[-1]
+    else:
+        older = [
+            int(v.version)
+            for v in client.search_model_versions(f"name='{name}'")
+            if int(v.version) < int(cur)
+        ]
+        if not older:
+            raise TrackingError(
+                f"{name} v{cur} is the only version that was ever champion; nothing to roll "
+                "back to (pass --to VERSION)"
+            )
+        target = str(max(older))
+    if target == cur:
+        raise TrackingError(f"{name} v{cur} is already the champion")
+    try:
+        client.get_model_version(name, target)
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"{name} has no version {target!r} to roll back to") from e
+    when = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    note = f"v{cur} -> v{target} at {when}: {reason.strip()}"
+    client.set_registered_model_alias(name, CHAMPION, target)
+    if to is None:
+        client.set_registered_model_tag(name, CHAMPION_STACK, json.dumps(stack))
+    else:
+        _push_champion(client, name, target)
+    client.set_registered_model_tag(name, "leadml.last_rollback", note)
+    client.set_model_version_tag(name, cur, "leadml.rolled_back", note)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"rollback-{transition}"):
+        mlflow.set_tags(
+            {
+                "leadml.rollback_from": cur,
+                "leadml.rollback_to": target,
+                "leadml.rollback_reason": reason.strip(),
+                "leadml.model_name": name,
+            }
+        )
+    return f"{name}: champion moved back from v{cur} to v{target} ({reason.strip()})"
+
+
+def log_monitor(result: Any, config: Any) -> str | None:
+    """Log a monitor result (:class:`leadml.serve.monitor.MonitorResult`): one
+    ``monitor-<transition>`` run per model with the newest run's realised metrics and drift,
+    and the same as tags on the registry version that scored it. Runs scored by local bundles
+    (no registry version) are not logged; returns None then."""
+    newest: dict[str, dict[str, Any]] = {}
+    for row in result.rows:
+        newest[row["transition"]] = row
+    registered = {
+        t: r
+        for t, r in newest.items()
+        if ":" in str(r["model_version"]) and "@bundle:" not in str(r["model_version"])
+    }
+    if not registered:
+        return None
+    tc = config.tracking
+    connect(tc.tracking_uri)
+    client = mlflow.MlflowClient()
+    mlflow.set_experiment(tc.experiment)
+    done = []
+    for t, row in registered.items():
+        name, _, version = str(row["model_version"]).rpartition(":")
+        matured = [r for r in result.rows if r["transition"] == t and r["status"] == "matured"]
+        metrics: dict[str, Any] = {}
+        if matured:
+            m = matured[-1]
+            metrics.update(
+                {
+                    f"realised_{k}": m.get(k)
+                    for k in ("roc_auc", "pr_auc", "ece", "log_loss", "conversion")
+                }
+            )
+        drift = row.get("drift") or {}
+        if drift.get("worst"):
+            metrics["max_feature_psi"] = drift["worst"][0]["psi"]
+        metrics["score_psi"] = drift.get("score_psi")
+        alerts = [a for a in result.alerts if a.transition == t]
+        metrics["alerts"] = len(alerts)
+        clean = _finite({k: v for k, v in metrics.items() if v is not None})
+        with mlflow.start_run(run_name=f"monitor-{t}") as run:
+            mlflow.log_metrics(clean)
+            mlflow.set_tags(
+                {
+                    "leadml.model_name": name,
+                    "leadml.model_version": version,
+                    "leadml.monitor_as_of": row["as_of"],
+                    "leadml.alerts": "; ".join(a.kind for a in alerts) or "none",
+                }
+            )
+        try:
+            client.set_model_version_tag(name, version, "leadml.monitor_as_of", row["as_of"])
+            client.set_model_version_tag(
+                name,
+                version,
+                "leadml.monitor_alerts",
+                "; ".join(a.message for a in alerts)[:4000] or "none",
+            )
+            for k, v in clean.items():
+                client.set_model_version_tag(name, version, f"leadml.monitor.{k}", f"{v:.4g}")
+        except mlflow.exceptions.MlflowException:
+            pass  # the version was deleted from the registry; the run above still holds it
+        done.append(f"{name}:{version} (run {run.info.run_id})")
+    return "logged to MLflow: " + ", ".join(done)

@@ -286,6 +286,8 @@ def test_crm_export_column_order_and_flattened_reasons() -> None:
             "call_list",
             "base_score",
             "other_points",
+            "trend",
+            "changes",
         ]
         == crm_columns(4)
     )

@@ -59,6 +59,7 @@ from leadml.data.leakage import LeakageReport, check_leakage
 from leadml.data.trainset import build_training_set
 from leadml.funnel import TIERS
 from leadml.model.backtest import BacktestResult, Verdict, refit, run_backtest
+from leadml.model.drift import reference as drift_reference
 from leadml.model.evaluation import tier_conversion
 from leadml.model.evidence import evidence_stats
 from leadml.model.stage import Calibration, StageModel, tier_thresholds
@@ -267,6 +268,8 @@ def fit_backtested(
     model.metadata["backtest"] = bt.to_dict()
     # How past leads converted per level / value range: the evidence behind each reason.
     model.metadata["evidence"] = evidence_stats(X, y, dict(spec.kinds))
+    # What the newest rows looked like: the monitor's drift reference (leadml.model.drift).
+    model.metadata["reference"] = drift_reference(X[newest], p[newest], dict(spec.kinds))
     model.metadata["verdict"] = {"ready": verdict.ready, "reason": verdict.reason}
     # Tiers' conversion as a rep will see it: out-of-fold rows, tiered by the shipped thresholds.
     model.metadata["tier_info"] = {

@@ -213,6 +213,10 @@ def _arrow_schema(frame: pd.DataFrame, metadata: dict[bytes, bytes]) -> pa.Schem
         "other_points": pa.float64(),
         "model_version": pa.string(),
         "last_activity_at": pa.timestamp("ns"),
+        "previous_score": pa.int64(),
+        "score_change": pa.int64(),
+        "trend": pa.string(),
+        "changes": pa.string(),
         **dict.fromkeys((*DISPLAY_COLUMNS, "last_activity_type"), pa.string()),
     }
     fields = []

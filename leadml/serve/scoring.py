@@ -489,24 +489,100 @@ def score_to_file(
     *,
     engine: str | None = None,
     progress: bool | None = None,
+    history: str | Path | None = None,
 ) -> _Job:
     """Score ``data`` and stream the explained rows into ``path`` chunk by chunk (the whole file
-    or nothing, see :class:`~leadml.serve.contract.ScoresWriter`); returns the run."""
+    or nothing, see :class:`~leadml.serve.contract.ScoresWriter`); returns the run.
+
+    With ``history`` (a directory, :mod:`leadml.serve.history`), each row also gets its trend
+    against the newest earlier run there, and the run is added to the history once the file
+    is complete."""
+    from contextlib import ExitStack
+
+    from leadml.serve.history import HistoryWriter, Previous, add_trend, previous_run
+
     job = _prepare(data, as_of, _given(models), config)
     ex = config.explain
-    with ScoresWriter(
-        path,
-        fmt,
-        n_reasons=ex.n_positive + ex.n_negative,
-        metadata=parquet_metadata(job.attrs, job.head),
-        columns=_with_reasons(job.head.iloc[:0], Reasons([], np.zeros(0), np.zeros(0))),
-        row_group_size=config.scoring.chunk_size,
-    ) as w:
+    n_reasons = ex.n_positive + ex.n_negative
+    columns = _with_reasons(job.head.iloc[:0], Reasons([], np.zeros(0), np.zeros(0)))
+    before = None
+    if history is not None:
+        run = previous_run(history, job.as_of)
+        before = Previous.of(run) if run is not None else None
+        columns = add_trend(columns, None, config.monitor.trend_points)
+    meta = parquet_metadata(job.attrs, job.head)
+    size = config.scoring.chunk_size
+    with ExitStack() as stack:
+        w = stack.enter_context(
+            ScoresWriter(
+                path,
+                fmt,
+                n_reasons=n_reasons,
+                metadata=meta,
+                columns=columns,
+                row_group_size=size,
+            )
+        )
+        h = None
+        if history is not None:
+            h = stack.enter_context(
+                HistoryWriter(
+                    history,
+                    job.as_of,
+                    n_reasons=n_reasons,
+                    metadata=meta,
+                    columns=columns,
+                    row_group_size=size,
+                )
+            )
         for chunk in job.chunks(config, engine, progress):
+            if h is not None:
+                chunk = add_trend(chunk, before, config.monitor.trend_points)
+                h.write(chunk)
             w.write(chunk)
         w.commit()
+        if h is not None:
+            job.attrs["history"] = str(h.commit(run_info(job)))
     _log_summary(job, len(job.head))
     return job
+
+
+def run_info(job: _Job) -> dict[str, Any]:
+    """What a history keeps about a run besides its scores (``run.json``): the models, with
+    their backtest metrics, tier thresholds and drift reference, and the run's drift profile
+    against each reference (:mod:`leadml.model.drift`)."""
+    from leadml import __version__
+    from leadml.model.drift import profile
+
+    head = job.head
+    models: dict[str, Any] = {}
+    for t, m in job.models.items():
+        p = head[f"p_{t}"].to_numpy(dtype=float)
+        rows = np.flatnonzero(np.isfinite(p))
+        ref = m.metadata.get("reference")
+        entry: dict[str, Any] = {
+            "model_version": model_version(m),
+            "horizon_days": m.metadata.get("horizon_days"),
+            "gap_days": m.metadata.get("gap_days", 0),
+            "label": m.label,
+            "metrics": m.metadata.get("metrics", {}),
+            "tier_thresholds": list(m.tier_thresholds),
+            "rows": len(rows),
+        }
+        if ref is not None:
+            X = job.frames[t].iloc[job.pos[rows]]
+            entry["reference"] = ref
+            entry["profile"] = profile(ref, X, p[rows])
+            entry["groups"] = dict(m.spec.groups)
+        models[t] = entry
+    return {
+        "as_of": job.as_of.isoformat(),
+        "written_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "leadml_version": __version__,
+        "scored": len(head),
+        "skipped": job.skipped,
+        "models": models,
+    }
 
 
 def _log_summary(job: _Job, n: int) -> None:
