@@ -353,7 +353,7 @@ def test_monitor_page_keeps_hostile_strings_as_text(tmp_path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_monitor_page_renders_offline_with_plots(world, tmp_path, browser) -> None:
+def test_monitor_page_renders_offline_with_plots(world, tmp_path, browser) -> None:  # noqa: F811
     from tests.test_report_browser import Page
 
     history = tmp_path / "history"
