@@ -560,11 +560,12 @@ def assemble(
     # Events: known leads, a time, an event type, and not after the export.
     ev = events.copy()
     obj = ev.pop("object") if "object" in ev.columns else pd.Series("events", index=ev.index)
-    for mask, why in (
-        (ev["occurred_at"].isna(), "without a date"),
-        (~ev["lead_id"].isin(created.index), "for a lead not in the leads export"),
-        (ev["event_type"].isna(), "with an activity type the mapping leaves out (or none)"),
+    for test, why in (
+        (lambda e: e["occurred_at"].isna(), "without a date"),
+        (lambda e: ~e["lead_id"].isin(created.index), "for a lead not in the leads export"),
+        (lambda e: e["event_type"].isna(), "with an activity type the mapping leaves out"),
     ):
+        mask = test(ev).fillna(True).astype(bool)
         for o, n in obj[mask].value_counts().items():
             report.drop(str(o), why, n)
         ev, obj = ev[~mask], obj[~mask]
@@ -607,7 +608,9 @@ def assemble(
     expected = (st["stage"] == "lead") & (st["changed_at"] == st["lead_id"].map(created))
     report.adjust("stage changes", "exact duplicates dropped", int((dup & ~expected).sum()))
     st = st[~dup]
+    # Comparisons with the first row's missing predecessor are NA: they mean "not the same".
     same = (st["lead_id"] == st["lead_id"].shift()) & (st["stage"] == st["stage"].shift())
+    same = same.fillna(False).astype(bool)
     report.adjust(
         "stage changes", "to the stage the lead was already in, dropped", int(same.sum())
     )
@@ -626,12 +629,12 @@ def assemble(
 def _out_of_order(st: pd.DataFrame) -> dict[str, str]:
     """Leads whose stages go back down the funnel, other than a recycle to ``lead``."""
     prev = st["stage"].shift()
-    same_lead = st["lead_id"] == st["lead_id"].shift()
+    same_lead = (st["lead_id"] == st["lead_id"].shift()).fillna(False).astype(bool)
     rank, prev_rank = st["stage"].map(_FUNNEL_RANK), prev.map(_FUNNEL_RANK)
     backwards = same_lead & rank.notna() & prev_rank.notna() & (rank < prev_rank)
     out_of_negative = (
         same_lead & prev.isin(list(NEGATIVE_STAGES)) & ~st["stage"].isin(["lead"])
     )
-    odd = st.loc[backwards | out_of_negative, "lead_id"].unique()
+    odd = st.loc[(backwards | out_of_negative).fillna(False).astype(bool), "lead_id"].unique()
     seqs = st[st["lead_id"].isin(odd)].groupby("lead_id", sort=True)["stage"]
     return {str(k): " -> ".join(v) for k, v in seqs}

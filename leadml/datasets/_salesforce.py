@@ -609,7 +609,7 @@ def salesforce_id(prefix: str, n: int) -> str:
     then the case-safe suffix (one character per 5, from which of them are upper case).
 
     >>> salesforce_id("00Q", 1)
-    '00Q5g0000000001AAA'
+    '00Q5g0000000001EAA'
     >>> salesforce_id("00Q", 61)[:15], len(salesforce_id("006", 10**9))
     ('00Q5g000000000z', 18)
     """
