@@ -275,7 +275,9 @@ def import_crm(
         )
     run = import_salesforce if source == "salesforce" else import_hubspot
     result = run(in_dir, mapping)
-    write_crm(result.data, out_dir, format="csv" if fmt == "csv" else "parquet", overwrite=overwrite)
+    write_crm(
+        result.data, out_dir, format="csv" if fmt == "csv" else "parquet", overwrite=overwrite
+    )
     click.echo(result.report.text())
     s = result.data.summary()
     click.echo(

@@ -276,7 +276,8 @@ def test_train_on_an_imported_salesforce_export(tmp_path, mlflow_uri) -> None:
     runner = CliRunner()
     crm = tmp_path / "crm"
     r = runner.invoke(
-        main, ["import", "--from", "salesforce", "--in", str(tmp_path / "export"), "--out", str(crm)]
+        main,
+        ["import", "--from", "salesforce", "--in", str(tmp_path / "export"), "--out", str(crm)],
     )
     assert r.exit_code == 0, r.output
     config = tmp_path / "fast.yaml"

@@ -47,6 +47,7 @@ Personal data
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from collections import Counter
@@ -141,9 +142,7 @@ class ImportReport:
         """The report as lines for a terminal."""
         lines = [f"{self.source} import"]
         if self.rows_read:
-            lines.append(
-                "read: " + ", ".join(f"{k} {v:,} rows" for k, v in self.rows_read.items())
-            )
+            lines.append("read: " + ", ".join(f"{k} {v:,} rows" for k, v in self.rows_read.items()))
         if self.mapped:
             lines.append("values mapped:")
             for (fld, value, stage), n in sorted(self.mapped.items()):
@@ -221,7 +220,7 @@ class MappingSpec:
     @classmethod
     def load(
         cls,
-        mapping: str | Path | Mapping[str, Any] | None,
+        mapping: str | os.PathLike[str] | Mapping[str, Any] | None,
         defaults: Mapping[str, Mapping[str, str | None]],
         source: str,
     ) -> MappingSpec:
@@ -232,7 +231,7 @@ class MappingSpec:
         elif isinstance(mapping, Mapping):
             given = mapping
         else:
-            given = _read_mapping_file(Path(mapping))
+            given = _read_mapping_file(Path(os.fspath(mapping)))
         allowed = {*defaults, "activity_types", "timezone"}
         unknown = sorted(set(given) - allowed)
         if unknown:
@@ -259,6 +258,7 @@ class MappingSpec:
     def event_type(self, raw: pd.Series) -> pd.Series:
         """Activity types as event types: renamed when the mapping says so, else snake_case;
         NA where the mapping leaves the type out (or there is none)."""
+
         def one(v: object) -> object:
             if pd.isna(v):
                 return pd.NA
@@ -410,9 +410,7 @@ def read_export(
     return df.reset_index(drop=True), skipped
 
 
-def to_utc(
-    values: pd.Series, obj: str, col: str, tz: str, problems: list[Problem]
-) -> pd.Series:
+def to_utc(values: pd.Series, obj: str, col: str, tz: str, problems: list[Problem]) -> pd.Series:
     """Timestamps as naive UTC ``datetime64[ns]``: offsets honoured, naive values read in ``tz``,
     date-only values at midnight; unparseable values are problems."""
     text = values.astype("string").str.strip()
@@ -611,9 +609,7 @@ def assemble(
     # Comparisons with the first row's missing predecessor are NA: they mean "not the same".
     same = (st["lead_id"] == st["lead_id"].shift()) & (st["stage"] == st["stage"].shift())
     same = same.fillna(False).astype(bool)
-    report.adjust(
-        "stage changes", "to the stage the lead was already in, dropped", int(same.sum())
-    )
+    report.adjust("stage changes", "to the stage the lead was already in, dropped", int(same.sum()))
     st = st[~same].drop(columns="_rank").reset_index(drop=True)
     report.out_of_order = _out_of_order(st)
 
@@ -632,9 +628,7 @@ def _out_of_order(st: pd.DataFrame) -> dict[str, str]:
     same_lead = (st["lead_id"] == st["lead_id"].shift()).fillna(False).astype(bool)
     rank, prev_rank = st["stage"].map(_FUNNEL_RANK), prev.map(_FUNNEL_RANK)
     backwards = same_lead & rank.notna() & prev_rank.notna() & (rank < prev_rank)
-    out_of_negative = (
-        same_lead & prev.isin(list(NEGATIVE_STAGES)) & ~st["stage"].isin(["lead"])
-    )
+    out_of_negative = same_lead & prev.isin(list(NEGATIVE_STAGES)) & ~st["stage"].isin(["lead"])
     odd = st.loc[(backwards | out_of_negative).fillna(False).astype(bool), "lead_id"].unique()
     seqs = st[st["lead_id"].isin(odd)].groupby("lead_id", sort=True)["stage"]
     return {str(k): " -> ".join(v) for k, v in seqs}

@@ -119,6 +119,14 @@ _STAGE_LABELS = {
     "customer": "Customer",
 }
 
+#: The lifecycle stage :func:`to_hubspot` writes for each leadml funnel stage.
+_LIFECYCLE_KEY = {
+    "lead": "lead",
+    "prospect": "salesqualifiedlead",
+    "opportunity": "opportunity",
+    "customer": "customer",
+}
+
 _CONTACT_COLUMNS: tuple[Column, ...] = (
     Column("id", ("Record ID", "hs_object_id", "Contact ID", "vid"), True, "the contact's id"),
     Column("created", ("Create Date", "createdate"), True, "when the contact was created"),
@@ -168,13 +176,13 @@ _EXPECTED = (
 )
 
 
-def _find(directory: Path, words: tuple[str, ...], problems: list[Problem], obj: str) -> Path | None:
+def _find(
+    directory: Path, words: tuple[str, ...], problems: list[Problem], obj: str
+) -> Path | None:
     hits = sorted(
         p
         for p in directory.iterdir()
-        if p.is_file()
-        and p.suffix.lower() == ".csv"
-        and any(w in p.name.casefold() for w in words)
+        if p.is_file() and p.suffix.lower() == ".csv" and any(w in p.name.casefold() for w in words)
     )
     if len(hits) > 1:
         problems.append(
@@ -216,7 +224,11 @@ def import_hubspot(
     d = Path(in_dir)
     if not d.is_dir():
         raise DataContractError(
-            [Problem("contacts", None, f"directory {str(d)!r} does not exist", fix="Pass --in DIR.")]
+            [
+                Problem(
+                    "contacts", None, f"directory {str(d)!r} does not exist", fix="Pass --in DIR."
+                )
+            ]
         )
     spec = MappingSpec.load(
         dict(mapping) if isinstance(mapping, dict) else mapping, HUBSPOT_DEFAULT_MAPPING, "HubSpot"
@@ -237,7 +249,9 @@ def import_hubspot(
     if problems:
         raise DataContractError(problems)
     assert contacts_path is not None
-    contacts, skipped = read_export(contacts_path, "contacts", _CONTACT_COLUMNS, problems, _EXPECTED)
+    contacts, skipped = read_export(
+        contacts_path, "contacts", _CONTACT_COLUMNS, problems, _EXPECTED
+    )
     report.rows_read[contacts_path.name] = len(contacts)
     report.skipped_columns[contacts_path.name] = skipped
     activities = None
@@ -265,7 +279,10 @@ def import_hubspot(
     for col in ("company", "owner", "lead_source", "industry", "country", "job_title"):
         if col in contacts.columns:
             leads[col] = contacts[col].astype("string")
-    for col, header in (("number_of_employees", "Number of Employees"), ("annual_revenue", "Annual Revenue")):
+    for col, header in (
+        ("number_of_employees", "Number of Employees"),
+        ("annual_revenue", "Annual Revenue"),
+    ):
         if col in contacts.columns:
             leads[col] = to_number(contacts[col], "contacts", header, problems)
 
@@ -295,7 +312,9 @@ def import_hubspot(
         )
         changes.append(current_stage(ids, now, modified, so_far, report, "contacts"))
     if "lead_status" in contacts.columns:
-        status = map_values(contacts["lead_status"], spec.tables["lead_status"], "Lead Status", report)
+        status = map_values(
+            contacts["lead_status"], spec.tables["lead_status"], "Lead Status", report
+        )
         changes.append(current_stage(ids, status, modified, so_far, report, "contacts"))
     if problems:
         raise DataContractError(problems)
@@ -391,15 +410,13 @@ def to_hubspot(crm: CRMData, out_dir: str | os.PathLike[str]) -> Path:
             "Lead Status": status,
         }
     )
-    for stage, label in _STAGE_LABELS.items():
-        key = {
-            "lead": "a Lead",
-            "prospect": "a Sales Qualified Lead",
-            "opportunity": "an Opportunity",
-            "customer": "a Customer",
-        }[stage]
-        when = ids.map(first[stage]) if stage in first.columns else pd.Series(pd.NaT, index=ids.index)
-        contacts[f"Became {key} Date"] = _hs_time(pd.to_datetime(when))
+    for stage in _STAGE_LABELS:
+        label = _LIFECYCLE_LABELS[_LIFECYCLE_KEY[stage]]
+        if stage in first.columns:
+            when = pd.to_datetime(ids.map(first[stage]))
+        else:
+            when = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[ns]")
+        contacts[f"Became {label} Date"] = _hs_time(when)
         if stage == "prospect":
             contacts["Became a Marketing Qualified Lead Date"] = ""
     contacts.to_csv(out / "contacts.csv", index=False)

@@ -65,7 +65,7 @@ Examples
 >>> import tempfile
 >>> out = to_salesforce(make_crm(n_leads=50, seed=1), tempfile.mkdtemp())
 >>> result = import_salesforce(out)
->>> len(result.data.leads), result.data.leads["lead_id"].str.startswith("00Q").all()
+>>> len(result.data.leads), bool(result.data.leads["lead_id"].str.startswith("00Q").all())
 (50, True)
 """
 
@@ -453,7 +453,9 @@ def _opportunities(
         oh_at = ts("OpportunityHistory", "created", "CreatedDate")
         oh_lead = _key(oh["opportunity"]).map(lead_by_opp)
         report.drop(
-            "OpportunityHistory", "for an opportunity not converted from a lead", oh_lead.isna().sum()
+            "OpportunityHistory",
+            "for an opportunity not converted from a lead",
+            oh_lead.isna().sum(),
         )
         oh_stage = map_values(
             oh["stage"].where(oh_lead.notna()),
@@ -532,7 +534,9 @@ def _activities(
     lead_id = _key(df["who"]).map(who)
     is_lead = df["who"].astype("string").str.startswith("00Q").fillna(False)
     report.drop(obj, "for a lead not in Lead.csv", (lead_id.isna() & is_lead).sum())
-    report.drop(obj, "not about a lead (WhoId empty or another object)", (lead_id.isna() & ~is_lead).sum())
+    report.drop(
+        obj, "not about a lead (WhoId empty or another object)", (lead_id.isna() & ~is_lead).sum()
+    )
     keep = lead_id.notna()
     day = ts(obj, "activity_date", "ActivityDate")
     occurred = created.where(day.isna(), end_of_day_unless_same_day(day, created))
@@ -582,7 +586,9 @@ def _campaign_members(
         lead_id = lead_id.fillna(_key(cm["contact"]).map(who))
     report.drop("CampaignMember", "for a lead not in Lead.csv", lead_id.isna().sum())
     responded = to_bool(cm["responded"], "CampaignMember", "HasResponded", problems)
-    report.drop("CampaignMember", "members who did not respond", (lead_id.notna() & ~responded).sum())
+    report.drop(
+        "CampaignMember", "members who did not respond", (lead_id.notna() & ~responded).sum()
+    )
     keep = lead_id.notna() & responded
     day = ts("CampaignMember", "responded_date", "FirstRespondedDate")
     occurred = created.where(day.isna(), end_of_day_unless_same_day(day, created))
@@ -670,7 +676,9 @@ def to_salesforce(crm: CRMData, out_dir: str | os.PathLike[str]) -> Path:
         numbers = raw_ids.astype("int64").to_numpy()
     else:
         numbers = np.arange(1, len(leads) + 1)
-    sf_of = dict(zip(raw_ids.tolist(), (salesforce_id("00Q", int(n)) for n in numbers), strict=True))
+    sf_of = dict(
+        zip(raw_ids.tolist(), (salesforce_id("00Q", int(n)) for n in numbers), strict=True)
+    )
     lead_sf = raw_ids.map(sf_of)
     st = crm.stage_changes.sort_values([c.lead_id, c.changed_at], kind="stable")
     st = st.assign(sf=st[c.lead_id].map(sf_of))
@@ -725,8 +733,10 @@ def to_salesforce(crm: CRMData, out_dir: str | os.PathLike[str]) -> Path:
     recycle = (st[c.stage] == "lead") & prev.notna()
     created = st[(st[c.stage] == "lead") & prev.isna()]
     status_rows = funnel[~funnel.index.isin(created.index)]
-    status_value = status_rows[c.stage].map(_STATUS_OF).where(
-        ~recycle[status_rows.index], "Working - Contacted"
+    status_value = (
+        status_rows[c.stage]
+        .map(_STATUS_OF)
+        .where(~recycle[status_rows.index], "Working - Contacted")
     )
     conv = st[st[c.stage] == "opportunity"]
     history = pd.concat(
