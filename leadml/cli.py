@@ -225,6 +225,67 @@ def synth(
     )
 
 
+@main.command("import")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Choice(["salesforce", "hubspot"]),
+    help="The CRM that wrote the export.",
+)
+@click.option(
+    "--in",
+    "in_dir",
+    required=True,
+    type=click.Path(),
+    help="Export folder: Lead.csv (+ LeadHistory, Task, Event, CampaignMember, Opportunity, "
+    "OpportunityHistory) or a HubSpot contacts (+ activities) CSV.",
+)
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the tables.")
+@click.option(
+    "--mapping",
+    type=click.Path(),
+    help="YAML, TOML or JSON overrides: status/stage value -> leadml stage, activity_types, "
+    "timezone.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv"]),
+    default="parquet",
+    show_default=True,
+)
+@click.option("--overwrite", is_flag=True, help="Replace existing tables in --out.")
+@_user_errors
+def import_crm(
+    source: str, in_dir: str, out_dir: str, mapping: str | None, fmt: str, overwrite: bool
+) -> None:
+    """Turn a Salesforce or HubSpot export into leadml's three tables, with a mapping report.
+
+    Personal fields (e-mail, phone, address, free text) are not imported; name, company and
+    owner are kept for the rep's report only and never become features.
+    """
+    from leadml.datasets import import_hubspot, import_salesforce, write_crm
+
+    src, out = Path(in_dir).resolve(), Path(out_dir).resolve()
+    if out == src or out.is_relative_to(src):
+        raise ValueError(
+            f"--out {out_dir!r} is inside the export folder --in {in_dir!r}; write the tables "
+            "elsewhere (an export is never written into)"
+        )
+    run = import_salesforce if source == "salesforce" else import_hubspot
+    result = run(in_dir, mapping)
+    write_crm(
+        result.data, out_dir, format="csv" if fmt == "csv" else "parquet", overwrite=overwrite
+    )
+    click.echo(result.report.text())
+    s = result.data.summary()
+    click.echo(
+        f"ok: wrote {s['leads']:,} leads, {s['events']:,} events, {s['stage_changes']:,} stage "
+        f"changes to {out_dir}"
+    )
+
+
 def _write_parquet_atomic(frame: Any, out: str, overwrite: bool, data_dir: str) -> None:
     from leadml._io import atomic_path, check_target
 

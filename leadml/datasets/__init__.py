@@ -1,4 +1,5 @@
-"""Datasets: a synthetic CRM with documented true drivers, and readers for public CRM exports."""
+"""Datasets: a synthetic CRM with documented true drivers, readers for public CRM exports, and
+importers (and writers) of Salesforce and HubSpot exports."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from leadml.datasets._bpi2012 import (
     BPI2012_WORK_ITEMS,
     build_bpi2012_crm,
     load_bpi2012,
+)
+from leadml.datasets._crm_import import ImportReport, ImportResult
+from leadml.datasets._hubspot import HUBSPOT_DEFAULT_MAPPING, import_hubspot, to_hubspot
+from leadml.datasets._salesforce import (
+    SALESFORCE_DEFAULT_MAPPING,
+    import_salesforce,
+    salesforce_id,
+    to_salesforce,
 )
 from leadml.datasets._synthetic import (
     BEHAVIOUR_WINDOW_DAYS,
@@ -38,9 +47,13 @@ __all__ = [
     "EVENT_TYPES",
     "FIT_EFFECTS",
     "HIGH_INTENT_EVENTS",
+    "HUBSPOT_DEFAULT_MAPPING",
     "INTENT_WEIGHTS",
     "REVENUE_EFFECT_PER_DECADE",
+    "SALESFORCE_DEFAULT_MAPPING",
     "TRUE_DRIVERS",
+    "ImportReport",
+    "ImportResult",
     "X_EDUCATION_COLUMNS",
     "X_EDUCATION_ID",
     "X_EDUCATION_LEAKY",
@@ -48,8 +61,13 @@ __all__ = [
     "X_EDUCATION_SUSPECT",
     "X_EDUCATION_TARGET",
     "build_bpi2012_crm",
+    "import_hubspot",
+    "import_salesforce",
     "load_bpi2012",
     "load_x_education",
     "make_crm",
+    "salesforce_id",
+    "to_hubspot",
+    "to_salesforce",
     "write_crm",
 ]
