@@ -170,6 +170,7 @@ class Database:
             try:
                 frame = conn.connection.driver_connection.execute(sql).df()
             except duckdb.Error as e:
+                conn.rollback()  # an aborted transaction refuses everything until then
                 raise ValueError(_first_line(e)) from None
             # ENUM columns arrive as categoricals; the contract reads text, as from a file.
             for col in frame.columns:
@@ -179,7 +180,7 @@ class Database:
         try:
             return pd.read_sql_query(sa.text(sql), conn)
         except sa.exc.DBAPIError as e:
-            conn.rollback()  # PostgreSQL refuses everything after an error until then
+            conn.rollback()
             raise ValueError(_first_line(e)) from None
 
     def dispose(self) -> None:
@@ -285,6 +286,7 @@ class TableWriter:
 
     ``write`` collects converted chunks; ``commit`` creates the staging table, inserts the rows,
     swaps it in and commits; leaving the ``with`` block without a commit writes nothing.
+    ``columns`` (a frame, its rows unused) gives the table's columns when no chunk has rows.
     """
 
     def __init__(
@@ -295,6 +297,7 @@ class TableWriter:
         overwrite: bool = False,
         json_columns: Iterable[str] = (),
         id_column: str = "lead_id",
+        columns: pd.DataFrame | None = None,
     ):
         self.url = url
         self.name = _check_name(name, "--out-table")
@@ -304,7 +307,7 @@ class TableWriter:
         self.json_columns = tuple(json_columns)
         self.id_column = id_column
         self._chunks: list[pd.DataFrame] = []
-        self._columns: pd.DataFrame | None = None
+        self._columns = columns.iloc[:0] if columns is not None else None
 
     def __enter__(self) -> TableWriter:
         return self
