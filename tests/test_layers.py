@@ -122,7 +122,18 @@ def test_only_tracking_imports_mlflow() -> None:
     assert set(offenders) <= {"leadml.tracking"}, sorted(set(offenders))
 
 
-ALL_HEAVY = ("mlflow", "shap", "lightgbm", "sklearn", "matplotlib", "pyspark")
+ALL_HEAVY = (
+    "mlflow",
+    "shap",
+    "lightgbm",
+    "sklearn",
+    "matplotlib",
+    "pyspark",
+    # Database drivers load only when --data or --out-table is a URL (leadml.data.sql).
+    "duckdb",
+    "sqlalchemy",
+    "psycopg",
+)
 
 
 @pytest.mark.parametrize(
