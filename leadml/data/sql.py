@@ -55,13 +55,24 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 _MAX_NAME = 63 - len("__leadml_staging_") - 8
 
 
-def is_database_url(data: object) -> bool:
-    """Whether ``--data`` names a database (``scheme://...``) rather than a directory.
+#: Schemes read as databases: the two supported, and common others that get a clear refusal.
+#: Any other ``scheme://`` (``s3a://``, ``hdfs://``: Spark's input) stays a path.
+_DATABASE_SCHEMES = frozenset(
+    ("duckdb", "postgresql", "postgres", "sqlite", "mysql", "mariadb", "mssql", "oracle")
+    + ("snowflake", "redshift", "bigquery", "clickhouse", "trino")
+)
 
-    >>> is_database_url("duckdb:///crm.duckdb"), is_database_url("data/raw")
-    (True, False)
+
+def is_database_url(data: object) -> bool:
+    """Whether ``--data`` names a database (``dialect[+driver]://...``) rather than a directory.
+
+    >>> is_database_url("duckdb:///crm.duckdb"), is_database_url("postgresql+psycopg://h/db")
+    (True, True)
+    >>> is_database_url("data/raw"), is_database_url("s3a://crm/")
+    (False, False)
     """
-    return "://" in str(data)
+    scheme, sep, _ = str(data).partition("://")
+    return bool(sep) and scheme.split("+", 1)[0].lower() in _DATABASE_SCHEMES
 
 
 def mask_url(url: str) -> str:
