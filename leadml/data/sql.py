@@ -35,6 +35,7 @@ import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -142,8 +143,6 @@ class Database:
                     f"--data {self.shown!r}: name a DuckDB file, e.g. duckdb:///crm.duckdb"
                 )
             if read_only:
-                from pathlib import Path
-
                 if not Path(path).is_file():
                     raise ValueError(f"--data {self.shown!r}: DuckDB file {path!r} does not exist")
                 args["read_only"] = True
