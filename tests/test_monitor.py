@@ -462,3 +462,30 @@ def test_retrain_policy_and_rollback_move_the_champion(
     assert "monitor: prospect drift" in r.output
     assert "decision: promoted by policy (monitor alert on champion v1" in r.output
     assert champion() == "6"
+
+    # The monitor logs what it found on the registry version that scored the run.
+    history = tmp_path / "history-registry"
+    args = ["score", "--data", str(tmp_path / "drifted"), "--as-of", "2025-06-01"]
+    r = CliRunner().invoke(
+        main,
+        [
+            *args,
+            "--model",
+            f"models:/{name}/6",
+            "--out",
+            str(tmp_path / "r.parquet"),
+            "--history",
+            str(history),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        main, ["monitor", "--history", str(history), "--data", str(tmp_path / "crm")]
+    )
+    assert r.exit_code == ALERT_EXIT_CODE, r.output
+    assert f"logged to MLflow: {name}:6" in r.output
+    tags = client.get_model_version(name, "6").tags
+    assert "industry" in tags["leadml.monitor_alerts"]
+    assert float(tags["leadml.monitor.max_feature_psi"]) > 0.25
+    runs = mlflow.search_runs(filter_string="tags.`leadml.model_version` = '6'")
+    assert "monitor-prospect" in set(runs["tags.mlflow.runName"])
