@@ -555,6 +555,13 @@ def backtest(
     help="Score an --as-of more than scoring.max_stale_days (30) after the data's newest row.",
 )
 @click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print where the time and memory went: models, read, validate, features, predict, "
+    "explain, reasons, write (seconds and peak RSS), on stderr.",
+)
+@click.option(
     "--history",
     type=click.Path(),
     help="Score history directory (default: config monitor.history_dir): the run is added to "
@@ -576,6 +583,7 @@ def score(
     table: str | None,
     allow_layout_change: bool,
     allow_stale: bool,
+    verbose: bool,
     history: str | None,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing.
@@ -640,10 +648,11 @@ def score(
             )
         )
         return
+    from leadml._timing import breakdown
     from leadml.jobs import run_score
 
-    click.echo(
-        run_score(
+    with breakdown() as spent:
+        text = run_score(
             data_dir,
             out,
             as_of=as_of,
@@ -654,7 +663,9 @@ def score(
             engine=explainer,
             history=history,
         )
-    )
+    click.echo(text)
+    if verbose:
+        click.echo(spent.table(), err=True)
 
 
 @main.command()

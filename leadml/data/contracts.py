@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadml._timing import stage
 from leadml.config import ColumnsConfig
 from leadml.funnel import FUNNEL, NEGATIVE_STAGES, STAGES
 
@@ -739,18 +740,20 @@ def load_crm(
             )
             continue
         try:
-            frames[name] = read_table(path, text_columns=[c.lead_id])
+            with stage("read"):
+                frames[name] = read_table(path, text_columns=[c.lead_id])
         except DataContractError as e:
             problems.extend(e.problems)
         except (OSError, ValueError) as e:
             problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
     if problems:
         raise DataContractError(problems)
-    return validate(
-        frames["leads"],
-        frames["events"],
-        frames["stage_changes"],
-        columns=c,
-        now=now,
-        strict_future=strict_future,
-    )
+    with stage("validate"):
+        return validate(
+            frames["leads"],
+            frames["events"],
+            frames["stage_changes"],
+            columns=c,
+            now=now,
+            strict_future=strict_future,
+        )
