@@ -472,3 +472,14 @@ def test_each_reason_carries_its_evidence_from_the_training_rows(crm_medium, sco
     assert any("with a value from" in t or "with a value of" in t for t in texts)
     assert any("became opportunities" in t for t in texts)
     del ts
+
+
+def test_a_bad_model_fails_before_any_data_is_read(tmp_path) -> None:
+    from leadml._timing import breakdown
+    from leadml.datasets import make_crm, write_crm
+
+    crm = write_crm(make_crm(n_leads=50, seed=1), tmp_path / "crm")
+    with breakdown() as spent, pytest.raises(ValueError, match="neither an existing bundle"):
+        run_score(crm, tmp_path / "s.parquet", as_of=AS_OF, model_specs=["nope"])
+    assert "models" in spent.seconds
+    assert not {"read", "validate", "features"} & set(spent.seconds)
