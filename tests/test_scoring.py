@@ -91,6 +91,16 @@ def test_output_columns_rows_and_order(crm_medium, scores, models) -> None:
         assert all(set(r) == {"group", "text", "direction", "effect", "evidence"} for r in rs)
 
 
+def test_each_call_list_is_tiered_by_its_own_population(scores) -> None:
+    """Leads are tiered by the prospect model among leads, prospects by the opportunity model
+    among prospects: each list spreads over the tiers (A about the top tenth), rather than
+    every prospect landing in A because the opportunity model's cut-offs were set on leads."""
+    for stage in ("lead", "prospect"):
+        tiers = scores.loc[scores["stage"] == stage, "tier"].value_counts(normalize=True)
+        assert len(tiers) == 4, (stage, tiers)
+        assert 0.02 <= tiers["A"] <= 0.25 and tiers["D"] >= 0.15, (stage, tiers)
+
+
 def test_last_activity_is_the_latest_event_before_as_of(crm_medium, scores) -> None:
     ev = crm_medium.events
     before = ev.loc[ev["occurred_at"] < pd.Timestamp(AS_OF)]
