@@ -103,17 +103,20 @@ def _job(n: int, workdir: Path, mode: str, engine: str | None) -> dict[str, Any]
     overrides = {"explain": {"n_positive": 0, "n_negative": 0}} if mode == "score" else {}
     cfg = LeadMLConfig().with_overrides(overrides)
     out = workdir / f"scores-{n}-{mode}.parquet"
+    from leadml._timing import breakdown
+
     t0 = time.perf_counter()
-    summary = run_score(
-        workdir / f"crm-{n}",
-        out,
-        as_of=AS_OF,
-        model_specs=[str(workdir / "bundle-prospect"), str(workdir / "bundle-opportunity")],
-        overwrite=True,
-        config=cfg,
-        engine=engine,
-        progress=False,
-    )
+    with breakdown() as spent:
+        summary = run_score(
+            workdir / f"crm-{n}",
+            out,
+            as_of=AS_OF,
+            model_specs=[str(workdir / "bundle-prospect"), str(workdir / "bundle-opportunity")],
+            overwrite=True,
+            config=cfg,
+            engine=engine,
+            progress=False,
+        )
     seconds = time.perf_counter() - t0
     scored = int(summary.split()[1].replace(",", ""))
     out.unlink()
@@ -122,6 +125,7 @@ def _job(n: int, workdir: Path, mode: str, engine: str | None) -> dict[str, Any]
         "scored": scored,
         "peak_rss_gb": peak_rss_gb(),
         "import_seconds": t_import,
+        "breakdown": spent.table(),
     }
 
 
@@ -236,6 +240,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{sh['rows']:,} lead rows: leadml {sh['leadml_rows_s']:,.0f} rows/s, pred_contrib "
             f"{sh['lightgbm_rows_s']:,.0f} rows/s)",
             flush=True,
+        )
+        print(f"\n  breakdown of the {n:,}-lead job with reasons (leadml score -v):\n")
+        print(
+            "\n".join("    " + line for line in full["breakdown"].splitlines()) + "\n", flush=True
         )
     print(
         "\nJobs read the tables from Parquet, validate them, build features, score both models,"

@@ -613,6 +613,13 @@ def backtest(
     help="Score an --as-of more than scoring.max_stale_days (30) after the data's newest row.",
 )
 @click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print where the time and memory went: models, read, validate, features, predict, "
+    "explain, reasons, write (seconds and peak RSS), on stderr.",
+)
+@click.option(
     "--history",
     type=click.Path(),
     help="Score history directory (default: config monitor.history_dir): the run is added to "
@@ -635,6 +642,7 @@ def score(
     table: str | None,
     allow_layout_change: bool,
     allow_stale: bool,
+    verbose: bool,
     history: str | None,
 ) -> None:
     """Score every eligible lead with reasons; writes the whole file or nothing.
@@ -716,10 +724,11 @@ def score(
             )
         )
         return
+    from leadml._timing import breakdown
     from leadml.jobs import run_score
 
-    click.echo(
-        run_score(
+    with breakdown() as spent:
+        text = run_score(
             data_dir,
             out,
             out_table=out_table,
@@ -731,7 +740,9 @@ def score(
             engine=explainer,
             history=history,
         )
-    )
+    click.echo(text)
+    if verbose:
+        click.echo(spent.table(), err=True)
 
 
 @main.command()
@@ -919,7 +930,8 @@ def report(
 @click.option("--seed", default=7, show_default=True, type=int)
 @_user_errors
 def demo(work_dir: str, n_leads: int, seed: int) -> None:
-    """End to end on synthetic data: synth -> train both models (MLflow) -> score -> report."""
+    """End to end on synthetic data: synth -> train both models (MLflow) -> score two weekly runs
+    into a history -> report -> monitor."""
     import shutil
 
     import pandas as pd
@@ -930,8 +942,9 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     from leadml.jobs import train_and_track
     from leadml.model.training import format_metrics_table
     from leadml.report import write_report
-    from leadml.serve.contract import write_scores
-    from leadml.serve.scoring import score as score_leads
+    from leadml.serve.contract import read_scores
+    from leadml.serve.monitor import monitor, write_monitor_page
+    from leadml.serve.scoring import score_to_file
     from leadml.tracking import set_tracking_uri
 
     root = Path(work_dir)
@@ -943,7 +956,7 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     data = make_crm(n_leads=n_leads, seed=seed)
     write_crm(data, root / "crm")
     click.echo(
-        f"[1/4] synthetic CRM: {n_leads:,} leads, {len(data.events):,} events -> {root / 'crm'}"
+        f"[1/5] synthetic CRM: {n_leads:,} leads, {len(data.events):,} events -> {root / 'crm'}"
     )
     uri = set_tracking_uri(cfg.tracking.tracking_uri)
     import warnings
@@ -953,17 +966,36 @@ def demo(work_dir: str, n_leads: int, seed: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifierColumnsExcluded)
         results = [train_and_track(data, t, cfg) for t in ("prospect", "opportunity")]
-    click.echo(f"[2/4] trained both stage models (MLflow: {uri})\n")
+    click.echo(f"[2/5] trained both stage models (MLflow: {uri})\n")
     click.echo(format_metrics_table(results) + "\n")
     as_of = data.end.floor("D") - pd.Timedelta(days=7)
     # The models just trained (they are also in the registry; a model that is not ready is
     # registered but not champion, so the demo does not read the alias).
     models = {r.model.transition: r.model for r in results}
-    scores = score_leads(data, as_of, models, cfg)
-    out = write_scores(scores, root / "scores.parquet")
-    click.echo(f"[3/4] scored {len(scores):,} leads as of {as_of.date()} -> {out}")
+    # Two weekly runs into a score history: the second knows each lead's trend since the first.
+    history = root / "history"
+    score_to_file(
+        data,
+        as_of - pd.Timedelta(days=7),
+        models,
+        root / "scores-previous.parquet",
+        "parquet",
+        cfg,
+        history=history,
+    )
+    out = root / "scores.parquet"
+    score_to_file(data, as_of, models, out, "parquet", cfg, history=history)
+    scores = read_scores(out)
+    click.echo(
+        f"[3/5] scored {len(scores):,} leads as of {as_of.date()} (and a week before, into "
+        f"{history}) -> {out}"
+    )
     html = write_report(out, root / "report.html")
-    click.echo(f"[4/4] report for reps -> {html.resolve()}\n")
+    click.echo(f"[4/5] report for reps -> {html.resolve()}")
+    watch = monitor(history, data, cfg)
+    page = write_monitor_page(watch, root / "monitor.html")
+    alerts = f"{len(watch.alerts)} alert(s)" if watch.alerts else "no alerts"
+    click.echo(f"[5/5] monitor: {alerts} -> {page.resolve()}\n")
     click.echo("Top 10 leads to call:")
     for r in scores.head(10).itertuples():
         click.echo(f"  {r.tier} {r.score:>3}  {r.name} ({r.company}) — {r.stage}")

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from leadml._io import atomic_path, check_target
+from leadml._timing import stage
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, load_crm, read_table
 from leadml.data.flat import FlatDataError
@@ -226,11 +227,12 @@ def run_score(
     if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
         raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
     ts = to_as_of(as_of)  # a bad --as-of fails before the slow parts
-    models = load_models(
-        model_specs or None,
-        prefix=cfg.tracking.model_name_prefix,
-        tracking_uri=cfg.tracking.tracking_uri,
-    )
+    with stage("models"):
+        models = load_models(
+            model_specs or None,
+            prefix=cfg.tracking.model_name_prefix,
+            tracking_uri=cfg.tracking.tracking_uri,
+        )
     data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     history = history or cfg.monitor.history_dir
     if history is not None:

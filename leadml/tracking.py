@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -379,14 +380,17 @@ def log_training_run(
         example = _signature_example(result)
         signature = infer_signature(example, None)
         # Models from code: the logged model holds _pyfunc_model.py, not a pickle of the class.
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(_PYFUNC_CODE),
-            artifacts={"bundle": str(bundle_dir)},
-            signature=signature,
-            registered_model_name=name,
-            pip_requirements=["leadml"],
-        )
+        with warnings.catch_warnings():
+            # The signature is given explicitly; an input example would hold lead rows (PII).
+            warnings.filterwarnings("ignore", message="An input example was not provided")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(_PYFUNC_CODE),
+                artifacts={"bundle": str(bundle_dir)},
+                signature=signature,
+                registered_model_name=name,
+                pip_requirements=["leadml"],
+            )
         version = str(info.registered_model_version)
 
         champion = _champion(client, name)

@@ -7,6 +7,7 @@ renames the event types, used to score with every such feature "missing" and exi
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -96,3 +97,11 @@ def test_cli_exits_2_lists_differences_and_writes_nothing(crm_medium, trained, t
     assert forced.exit_code == 0, forced.output
     assert "warning: scoring anyway" in forced.output
     assert out.exists()
+    # -v says where the time went, stage by stage, and nothing else changes.
+    verbose = tmp_path / "verbose.parquet"
+    r = CliRunner().invoke(main, [*args, "--out", str(verbose), "--allow-layout-change", "-v"])
+    assert r.exit_code == 0, r.output
+    stages = [line.split()[0] for line in r.output.splitlines() if line.endswith(" GB")]
+    for s in ("models", "read", "validate", "features", "predict", "explain", "reasons", "write"):
+        assert s in stages, r.output
+    assert pd.read_parquet(verbose).equals(pd.read_parquet(out))

@@ -319,9 +319,13 @@ def test_history_cannot_be_an_input(tmp_path) -> None:
     assert r.exit_code == 2 and "holds no scoring runs" in r.output
 
 
-def test_monitor_page_keeps_hostile_strings_as_text(tmp_path) -> None:
-    xss = "<img src=x onerror=alert(1)>"
-    result = MonitorResult(
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def _hostile() -> MonitorResult:
+    """A result whose model version, input names and warnings are markup."""
+    xss = XSS
+    return MonitorResult(
         rows=[
             {
                 "as_of": "2025-03-03T00:00:00",
@@ -343,7 +347,11 @@ def test_monitor_page_keeps_hostile_strings_as_text(tmp_path) -> None:
         ],
         warnings=[xss],
     )
-    text = write_monitor_page(result, tmp_path / "m.html").read_text()
+
+
+def test_monitor_page_keeps_hostile_strings_as_text(tmp_path) -> None:
+    xss = XSS
+    text = write_monitor_page(_hostile(), tmp_path / "m.html").read_text()
     assert xss not in text and "&lt;img src=x onerror=alert(1)&gt;" in text
     assert "<script" not in text
 
@@ -371,6 +379,14 @@ def test_monitor_page_renders_offline_with_plots(world, tmp_path, browser) -> No
     assert pg.evaluate("() => document.scripts.length") == 0
     page.assert_clean((tmp_path / "page.html").as_uri())
     pg.close()
+
+    # Markup in a model version, an input's name or a warning is shown as text, never run.
+    hostile = write_monitor_page(_hostile(), tmp_path / "hostile.html").read_text()
+    page = Page(browser, hostile, tmp_path / "hostile-page.html")
+    assert XSS in page.page.inner_text("table") and XSS in page.page.inner_text(".warn")
+    assert page.page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
+    page.assert_clean((tmp_path / "hostile-page.html").as_uri())
+    page.page.close()
 
 
 # --- retrain and rollback against a real MLflow store ------------------------------------------
@@ -462,3 +478,30 @@ def test_retrain_policy_and_rollback_move_the_champion(
     assert "monitor: prospect drift" in r.output
     assert "decision: promoted by policy (monitor alert on champion v1" in r.output
     assert champion() == "6"
+
+    # The monitor logs what it found on the registry version that scored the run.
+    history = tmp_path / "history-registry"
+    args = ["score", "--data", str(tmp_path / "drifted"), "--as-of", "2025-06-01"]
+    r = CliRunner().invoke(
+        main,
+        [
+            *args,
+            "--model",
+            f"models:/{name}/6",
+            "--out",
+            str(tmp_path / "r.parquet"),
+            "--history",
+            str(history),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        main, ["monitor", "--history", str(history), "--data", str(tmp_path / "crm")]
+    )
+    assert r.exit_code == ALERT_EXIT_CODE, r.output
+    assert f"logged to MLflow: {name}:6" in r.output
+    tags = client.get_model_version(name, "6").tags
+    assert "industry" in tags["leadml.monitor_alerts"]
+    assert float(tags["leadml.monitor.max_feature_psi"]) > 0.25
+    runs = mlflow.search_runs(filter_string="tags.`leadml.model_version` = '6'")
+    assert "monitor-prospect" in set(runs["tags.mlflow.runName"])

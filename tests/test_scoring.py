@@ -91,6 +91,16 @@ def test_output_columns_rows_and_order(crm_medium, scores, models) -> None:
         assert all(set(r) == {"group", "text", "direction", "effect", "evidence"} for r in rs)
 
 
+def test_each_call_list_is_tiered_by_its_own_population(scores) -> None:
+    """Leads are tiered by the prospect model among leads, prospects by the opportunity model
+    among prospects: each list spreads over the tiers (A about the top tenth), rather than
+    every prospect landing in A because the opportunity model's cut-offs were set on leads."""
+    for stage in ("lead", "prospect"):
+        tiers = scores.loc[scores["stage"] == stage, "tier"].value_counts(normalize=True)
+        assert len(tiers) == 4, (stage, tiers)
+        assert 0.02 <= tiers["A"] <= 0.25 and tiers["D"] >= 0.15, (stage, tiers)
+
+
 def test_last_activity_is_the_latest_event_before_as_of(crm_medium, scores) -> None:
     ev = crm_medium.events
     before = ev.loc[ev["occurred_at"] < pd.Timestamp(AS_OF)]
@@ -472,3 +482,14 @@ def test_each_reason_carries_its_evidence_from_the_training_rows(crm_medium, sco
     assert any("with a value from" in t or "with a value of" in t for t in texts)
     assert any("became opportunities" in t for t in texts)
     del ts
+
+
+def test_a_bad_model_fails_before_any_data_is_read(tmp_path) -> None:
+    from leadml._timing import breakdown
+    from leadml.datasets import make_crm, write_crm
+
+    crm = write_crm(make_crm(n_leads=50, seed=1), tmp_path / "crm")
+    with breakdown() as spent, pytest.raises(ValueError, match="neither an existing bundle"):
+        run_score(crm, tmp_path / "s.parquet", as_of=AS_OF, model_specs=["nope"])
+    assert "models" in spent.seconds
+    assert not {"read", "validate", "features"} & set(spent.seconds)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadml._timing import stage
 from leadml.config import ColumnsConfig, DatabaseConfig
 from leadml.data.sql import is_database_url, open_database
 from leadml.funnel import FUNNEL, NEGATIVE_STAGES, STAGES
@@ -777,7 +778,8 @@ def _read_directory(d: Path, c: ColumnsConfig) -> tuple[dict[str, pd.DataFrame],
             )
             continue
         try:
-            frames[name] = read_table(path, text_columns=[c.lead_id])
+            with stage("read"):
+                frames[name] = read_table(path, text_columns=[c.lead_id])
         except DataContractError as e:
             problems.extend(e.problems)
         except (OSError, ValueError) as e:
@@ -803,16 +805,18 @@ def load_crm(
     """
     c = columns or ColumnsConfig()
     if is_database_url(directory):
-        frames, problems = _read_database(str(directory), database or DatabaseConfig(), c)
+        with stage("read"):
+            frames, problems = _read_database(str(directory), database or DatabaseConfig(), c)
     else:
         frames, problems = _read_directory(Path(directory), c)
     if problems:
         raise DataContractError(problems)
-    return validate(
-        frames["leads"],
-        frames["events"],
-        frames["stage_changes"],
-        columns=c,
-        now=now,
-        strict_future=strict_future,
-    )
+    with stage("validate"):
+        return validate(
+            frames["leads"],
+            frames["events"],
+            frames["stage_changes"],
+            columns=c,
+            now=now,
+            strict_future=strict_future,
+        )

@@ -502,8 +502,12 @@ def explain_ranked(
     n_threads: int | None = None,
 ) -> Reasons:
     """:func:`contributions` then :func:`ranked_reasons`, for a features frame."""
-    contrib = contributions(model, X, engine, n_threads=n_threads)
-    return ranked_reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative)
+    from leadml._timing import stage
+
+    with stage("explain"):
+        contrib = contributions(model, X, engine, n_threads=n_threads)
+    with stage("reasons"):
+        return ranked_reasons(model, X, contrib, n_positive=n_positive, n_negative=n_negative)
 
 
 def global_importance(model: StageModel, X: pd.DataFrame, engine: str = "leadml") -> pd.DataFrame:

@@ -17,6 +17,9 @@ One protocol for event and flat mode (:func:`fit_backtested`):
 4. **Tiers**: thresholds from the refit model's scores on the newest rows (the last fold's test
    window): A = top ``tier_shares[0]`` (10%), B = next 20%, C = next 30%, D = the rest; fixed
    at training time so tiers stay stable between scoring runs. ``score = round(100 * p)``.
+   The opportunity model's tiers rank the prospects only (its call list: leads are tiered by
+   the prospect model), so its cut-offs come from the newest prospects' scores (all newest
+   rows when fewer than 200), and its tier rates from the out-of-fold prospects.
 5. **Verdict**: ready or not (:func:`leadml.model.backtest.readiness`); the bundle records the
    backtest table and the verdict, and a model that is not ready never becomes champion.
 
@@ -202,6 +205,22 @@ def _rule(X: pd.DataFrame) -> np.ndarray | None:
     return -np.minimum(days, 1e6)
 
 
+#: Fewer rows of a call list than this: tiers come from every row instead.
+_MIN_LIST_ROWS = 200
+
+
+def _call_list_rows(X: pd.DataFrame, transition: str) -> np.ndarray:
+    """Rows of the call list ``transition``'s tiers rank: prospects for the opportunity model
+    (event mode, by ``current_stage``); every row otherwise."""
+    if transition == "opportunity" and "current_stage" in X.columns:
+        return (X["current_stage"].astype("object") == "prospect").to_numpy(dtype=bool)
+    return np.ones(len(X), dtype=bool)
+
+
+def _or_all(mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    return mask if mask.sum() >= _MIN_LIST_ROWS else fallback
+
+
 def fit_backtested(
     X: pd.DataFrame,
     y: np.ndarray,
@@ -251,10 +270,14 @@ def fit_backtested(
     )
     p = model.probability(X)
     newest = bt.folds[-1].masks(t)[1]
-    model.tier_thresholds = tier_thresholds(p[newest], tr.tier_shares)
+    # Tiers rank the call list the model answers for: the opportunity model's list is the
+    # prospects (leads are tiered by the prospect model), so its cut-offs come from them.
+    listed = _call_list_rows(X, transition)
+    model.tier_thresholds = tier_thresholds(p[_or_all(newest & listed, newest)], tr.tier_shares)
     oof = bt.oof
-    oof_y = oof["y"].to_numpy(dtype=int)
-    oof_p = oof["proba"].to_numpy(dtype=float)
+    on_list = _or_all(listed[oof["row"].to_numpy()], np.ones(len(oof), dtype=bool))
+    oof_y = oof["y"].to_numpy(dtype=int)[on_list]
+    oof_p = oof["proba"].to_numpy(dtype=float)[on_list]
     verdict = bt.verdict
     model.metadata["fit"] = {
         "min_child_samples": int(bt.params.get("min_child_samples", 0)),

@@ -472,20 +472,27 @@ def _plots(result: MonitorResult) -> list[tuple[str, str]]:
     out = []
     for t in dict.fromkeys(r["transition"] for r in result.rows):
         rows = [r for r in result.rows if r["transition"] == t]
-        fig = Figure(figsize=(5.2, 3.0))
-        ax = fig.subplots()
-        when = [pd.Timestamp(r["as_of"]) for r in rows]
-        roc = [r.get("roc_auc", math.nan) for r in rows]
-        ax.plot(when, roc, marker="o", label="realised ROC AUC")
-        bt = rows[-1]["backtest"]
-        if _finite(bt.get("roc_auc_lo")) and _finite(bt.get("roc_auc_hi")):
-            ax.axhspan(bt["roc_auc_lo"], bt["roc_auc_hi"], alpha=0.2, label="backtest 95%")
-        ax.set(title=f"{t}: ROC AUC per run", ylim=(0.4, 1.0))
-        ax.legend(fontsize=7)
-        fig.autofmt_xdate()
-        fig.tight_layout()
-        out.append((f"{t}: realised ROC AUC per matured run, against the backtest", _png(fig)))
         matured = [r for r in rows if r["status"] == "matured"]
+        if matured:
+            fig = Figure(figsize=(5.2, 3.0))
+            ax = fig.subplots()
+            when = [pd.Timestamp(r["as_of"]) for r in matured]
+            ax.plot(
+                when,
+                [r.get("roc_auc", math.nan) for r in matured],
+                marker="o",
+                label="realised ROC AUC",
+            )
+            bt = matured[-1]["backtest"]
+            if _finite(bt.get("roc_auc_lo")) and _finite(bt.get("roc_auc_hi")):
+                ax.axhspan(
+                    bt["roc_auc_lo"], min(1.0, bt["roc_auc_hi"]), alpha=0.2, label="backtest 95%"
+                )
+            ax.set(title=f"{t}: ROC AUC per matured run", ylim=(0.4, 1.0))
+            ax.legend(fontsize=7)
+            fig.autofmt_xdate()
+            fig.tight_layout()
+            out.append((f"{t}: realised ROC AUC per matured run, against the backtest", _png(fig)))
         if matured:
             r = matured[-1]
             fig = Figure(figsize=(8.4, 3.0))

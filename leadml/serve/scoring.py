@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from leadml._kernels import latest_before
+from leadml._timing import stage as timed
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, lead_positions
 from leadml.data.features import build_features, model_frame
@@ -329,13 +330,15 @@ def _prepare(
     for t, m in ms.items():
         same = next((f for spec, f in built if spec == m.spec), None)
         if same is None:
-            same = build_scoring_set(data, ts, config, spec=m.spec)
+            with timed("features"):
+                same = build_scoring_set(data, ts, config, spec=m.spec)
             if c.lead_id != "lead_id":
                 same = same.rename(columns={c.lead_id: "lead_id"})
             built.append((m.spec, same))
         frames[t] = same
-    head, pos, next_t = _call_order(*_head(frames, ms, config.scoring.chunk_size))
-    head = _add_display(head, data, ts)
+    with timed("predict"):
+        head, pos, next_t = _call_order(*_head(frames, ms, config.scoring.chunk_size))
+        head = _add_display(head, data, ts)
 
     created = data.leads[c.created_at]
     stages = built[0][1].attrs["stage_counts"]  # the stage of every lead at ts, counted once
@@ -579,10 +582,14 @@ def _score_into(
             )
         for chunk in job.chunks(config, engine, progress):
             if h is not None:
-                chunk = add_trend(chunk, before, config.monitor.trend_points)
-                h.write(chunk)
-            w.write(chunk)
-        w.commit()
+                with timed("trend"):
+                    chunk = add_trend(chunk, before, config.monitor.trend_points)
+                with timed("write"):
+                    h.write(chunk)
+            with timed("write"):
+                w.write(chunk)
+        with timed("write"):
+            w.commit()
         if h is not None:
             job.attrs["history"] = str(h.commit(run_info(job)))
     _log_summary(job, len(job.head))
