@@ -8,7 +8,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/processed/demo
 
-.PHONY: help install demo screenshot test test-fast lint format typecheck bench notebooks browser spark clean
+.PHONY: help install demo screenshot test test-fast lint format typecheck bench notebooks browser postgres spark clean
 
 help: ## show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 (or python3) on PATH"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,spark]'
+	$(PY) -m pip install --quiet -e '.[dev,spark,sql]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install leadml editable with dev and spark extras
+install: $(STAMP) ## create .venv and install leadml editable with dev, spark and sql extras
 
 demo: $(STAMP) ## synth CRM data -> train both models -> score -> report (local MLflow on SQLite)
 	$(PY) -m leadml demo --dir $(DEMO_DIR)
@@ -28,7 +28,7 @@ demo: $(STAMP) ## synth CRM data -> train both models -> score -> report (local 
 screenshot: demo browser ## the README's docs/report.png, taken in Chromium from make demo's report
 	$(PY) -m tests.test_report_browser --from $(DEMO_DIR)/report.html docs/report.png
 
-test: $(STAMP) browser ## run the whole test suite (slow, browser and spark tests included) and the docstring examples
+test: $(STAMP) browser postgres ## run the whole test suite (slow, browser, spark and PostgreSQL tests included) and the docstring examples
 	$(BIN)/pytest -n 2 --dist loadfile
 	$(BIN)/pytest -q --doctest-modules leadml
 
@@ -55,6 +55,9 @@ notebooks: $(STAMP) ## execute every notebook into a temporary directory
 
 browser: ## install Debian's chromium for the report's browser tests (needs root or sudo)
 	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+postgres: ## install Debian's PostgreSQL server binaries for the database tests (needs root or sudo)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 clean: ## remove caches and generated artifacts (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info mlflow.db mlruns mlartifacts

@@ -85,7 +85,7 @@ _mode_options = _options(
         "--data",
         "data_dir",
         type=click.Path(),
-        help="Directory with the three tables (event mode).",
+        help="Directory with the three tables, or a database URL (event mode).",
     ),
     click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file."),
     click.option(
@@ -165,7 +165,8 @@ def main() -> None:
     "data_dir",
     required=True,
     type=click.Path(),
-    help="Directory with leads, events, stage_changes (CSV or Parquet).",
+    help="Directory with leads, events, stage_changes (CSV or Parquet), or a database URL "
+    "(duckdb:///crm.duckdb, postgresql://user@host/db; tables named in config database).",
 )
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @click.option(
@@ -179,7 +180,13 @@ def validate(data_dir: str, config_path: str | None, now: str | None) -> None:
     from leadml.data.contracts import load_crm
 
     cfg = _config(config_path)
-    data = load_crm(data_dir, columns=cfg.columns, now=_instant(now, "--now"), strict_future=True)
+    data = load_crm(
+        data_dir,
+        columns=cfg.columns,
+        now=_instant(now, "--now"),
+        strict_future=True,
+        database=cfg.database,
+    )
     s = data.summary()
     click.echo(
         f"ok: {s['leads']:,} leads, {s['events']:,} events ({s['event_types']} types), "
@@ -286,16 +293,43 @@ def import_crm(
     )
 
 
-def _write_parquet_atomic(frame: Any, out: str, overwrite: bool, data_dir: str) -> None:
-    from leadml._io import atomic_path, check_target
+def _output(out: str | None, out_table: str | None, data_dir: str) -> str:
+    """``--out FILE`` or ``--out-table NAME`` (into the ``--data`` database), exactly one; the
+    name to print."""
+    from leadml.data.sql import is_database_url, mask_url
 
-    with atomic_path(check_target(out, overwrite, inputs=[data_dir]), make_parents=False) as tmp:
+    if (out is None) == (out_table is None):
+        raise click.UsageError("give --out FILE or --out-table NAME (one of them)")
+    if out_table is not None and not is_database_url(data_dir):
+        raise click.UsageError(
+            "--out-table writes into the --data database; give --data as a URL such as "
+            "duckdb:///crm.duckdb (or write a file with --out)"
+        )
+    return str(out) if out is not None else f"table {out_table} in {mask_url(data_dir)}"
+
+
+def _write_frame(
+    frame: Any, out: str | None, out_table: str | None, overwrite: bool, data_dir: str
+) -> None:
+    """``leadml build``'s output: a Parquet file, atomically, or a table in one transaction."""
+    if out_table is not None:
+        from leadml.data.sql import write_table
+
+        write_table(data_dir, out_table, frame, overwrite=overwrite)
+        return
+    from leadml._io import atomic_path
+
+    with atomic_path(Path(str(out)), make_parents=False) as tmp:
         frame.to_parquet(tmp, index=False)
 
 
 @main.command()
 @click.option(
-    "--data", "data_dir", required=True, type=click.Path(), help="Directory with the three tables."
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(),
+    help="Directory with the three tables, or a database URL.",
 )
 @click.option(
     "--transition",
@@ -305,17 +339,22 @@ def _write_parquet_atomic(frame: Any, out: str, overwrite: bool, data_dir: str) 
 @click.option(
     "--as-of", "as_of", help="Build scoring features for every lead eligible at this instant."
 )
-@click.option("--out", required=True, type=click.Path(), help="Parquet file to write.")
+@click.option("--out", type=click.Path(), help="Parquet file to write.")
+@click.option(
+    "--out-table",
+    help="Or: a table to write in the --data database (replaced in one transaction).",
+)
 @click.option("--start", help="First observation instant (training sets; default: first lead).")
 @click.option("--end", help="Last observation instant (training sets; default: data end).")
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file or table.")
 @_user_errors
 def build(
     data_dir: str,
     transition: str | None,
     as_of: str | None,
-    out: str,
+    out: str | None,
+    out_table: str | None,
     start: str | None,
     end: str | None,
     config_path: str | None,
@@ -326,25 +365,33 @@ def build(
         raise click.UsageError(
             "give exactly one of --transition (training set) or --as-of (scoring)"
         )
+    from leadml._io import check_target
     from leadml.data.contracts import load_crm
+    from leadml.data.sql import check_table_target
     from leadml.data.trainset import build_scoring_set, build_training_set
 
+    where = _output(out, out_table, data_dir)
+    if out is not None:
+        check_target(out, overwrite, inputs=[data_dir])
+    else:
+        assert out_table is not None
+        check_table_target(data_dir, out_table, overwrite)
     cfg = _config(config_path)
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     if transition:
         ts = build_training_set(data, transition, start, end, cfg)
-        _write_parquet_atomic(ts.frame, out, overwrite, data_dir)
+        _write_frame(ts.frame, out, out_table, overwrite, data_dir)
         s = ts.summary
         click.echo(
             f"wrote {s['kept']:,} rows ({s['leads']:,} leads, {s['positives']:,} positives, "
-            f"positive rate {s['positive_rate']:.3f}) to {out}; {s['points_generated']:,} points "
+            f"positive rate {s['positive_rate']:.3f}) to {where}; {s['points_generated']:,} points "
             f"generated, {s['censored']:,} censored (label window past {data.end})"
         )
     else:
         frame = build_scoring_set(data, as_of, cfg)
-        _write_parquet_atomic(frame, out, overwrite, data_dir)
+        _write_frame(frame, out, out_table, overwrite, data_dir)
         click.echo(
-            f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {out}"
+            f"wrote scoring features for {len(frame):,} eligible leads as of {as_of} to {where}"
         )
 
 
@@ -422,7 +469,7 @@ def train(
 
     if not no_track:
         check_tracking(cfg)  # an unreachable server fails now, not after training
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     results = []
     for t in ("prospect", "opportunity") if transition == "all" else (transition,):
         with warnings.catch_warnings(record=True) as caught:
@@ -502,14 +549,25 @@ def backtest(
 
 
 @main.command()
-@click.option("--data", "data_dir", type=click.Path(), help="Directory with the three tables.")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(),
+    help="Directory with the three tables, or a database URL (duckdb:///crm.duckdb, "
+    "postgresql://user@host/db).",
+)
 @click.option(
     "--as-of",
     "as_of",
     help="Score as of this instant (default: now, UTC, to the second; refused when more than "
     "scoring.max_stale_days after the data's newest row, see --allow-stale).",
 )
-@click.option("--out", required=True, type=click.Path(), help="Output file (.parquet or .csv).")
+@click.option("--out", type=click.Path(), help="Output file (.parquet or .csv).")
+@click.option(
+    "--out-table",
+    help="Or: a table in the --data database, written and swapped in in one transaction "
+    "(readers see the old table or the new one; a failed run leaves the old one).",
+)
 @click.option(
     "--model",
     "model_specs",
@@ -523,7 +581,7 @@ def backtest(
     type=click.Choice(["parquet", "csv"]),
     help="Output format (default: from --out's extension, else config scoring.format).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file or --out-table.")
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @click.option(
     "--explainer",
@@ -572,7 +630,8 @@ def backtest(
 def score(
     data_dir: str | None,
     as_of: str | None,
-    out: str,
+    out: str | None,
+    out_table: str | None,
     model_specs: tuple[str, ...],
     fmt: str | None,
     overwrite: bool,
@@ -599,10 +658,19 @@ def score(
     from leadml.jobs import parse_model_specs
 
     models_in = [p for _, p in parse_model_specs(model_specs)]
-    check_target(out, overwrite, inputs=[data_dir, table, *models_in])
+    if (out is None) == (out_table is None):
+        raise click.UsageError("give --out FILE or --out-table NAME (one of them)")
+    if out is not None:
+        check_target(out, overwrite, inputs=[data_dir, table, *models_in])
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
+    if out_table is not None and (table is not None or engine == "spark"):
+        raise click.UsageError(
+            "--out-table is written by the local engine from --data URL (not with --table or "
+            "--engine spark); write a file with --out instead"
+        )
     if table is not None:
+        assert out is not None
         if engine == "spark":
             raise click.UsageError(
                 "--engine spark scores event data (--data DIR); a flat --table is scored locally"
@@ -625,8 +693,16 @@ def score(
             "locally, or leave the history out"
         )
     if engine == "spark":
+        from leadml.data.sql import is_database_url
         from leadml.jobs import load_models
         from leadml.serve.spark import run_score_spark
+
+        assert out is not None
+        if is_database_url(data_dir):
+            raise click.UsageError(
+                "--engine spark reads Parquet or CSV tables (a directory); export the database "
+                "tables to Parquet first, or score with the local engine"
+            )
 
         if explainer is not None:
             cfg = cfg.with_overrides({"explain": {"engine": explainer}})
@@ -655,6 +731,7 @@ def score(
         text = run_score(
             data_dir,
             out,
+            out_table=out_table,
             as_of=as_of,
             model_specs=model_specs,
             fmt=fmt,
@@ -669,7 +746,13 @@ def score(
 
 
 @main.command()
-@click.option("--data", "data_dir", required=True, type=click.Path(), help="The current CRM.")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(),
+    help="The current CRM: a directory or a database URL.",
+)
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @click.option(
     "--transition",
@@ -738,7 +821,8 @@ def rollback(transition: str, reason: str, to_version: str | None, config_path: 
     "data_dir",
     required=True,
     type=click.Path(),
-    help="The current CRM export (outcomes since the runs, and the data's end).",
+    help="The current CRM export (outcomes since the runs, and the data's end): a directory or "
+    "a database URL.",
 )
 @click.option("--config", "config_path", type=click.Path(), help="YAML or TOML config file.")
 @click.option("--json", "json_out", type=click.Path(), help="Also write the result as JSON here.")
@@ -783,7 +867,7 @@ def monitor(
     for out in (json_out, html_out):
         if out is not None:
             check_target(out, overwrite, must_be_file=True, inputs=[data_dir, history])
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     result = run_monitor(history, data, cfg)
     click.echo(result.table())
     if json_out is not None:

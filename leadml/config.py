@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 __all__ = [
     "ColumnsConfig",
     "ConfigError",
+    "DatabaseConfig",
     "ExplainConfig",
     "FeaturesConfig",
     "FlatConfig",
@@ -40,6 +42,8 @@ __all__ = [
 
 Transition = Literal["prospect", "opportunity"]
 TRANSITIONS: tuple[Transition, ...] = ("prospect", "opportunity")
+#: A table name in a database: ``name`` or ``schema.name`` (letters, digits, underscores).
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
 class ConfigError(ValueError):
@@ -244,6 +248,36 @@ class MonitorConfig(_Section):
     max_champion_age_days: int = Field(90, ge=1)
 
 
+class DatabaseConfig(_Section):
+    """Where the three tables are when ``--data`` is a database URL (``duckdb:///crm.duckdb``,
+    ``postgresql://user@host/db``): a table name each (``schema.table`` allowed), or a SQL
+    query each (``leads_query`` ...) whose result is read as that table."""
+
+    leads: str = "leads"
+    events: str = "events"
+    stage_changes: str = "stage_changes"
+    leads_query: str | None = None
+    events_query: str | None = None
+    stage_changes_query: str | None = None
+
+    @field_validator("leads", "events", "stage_changes")
+    @classmethod
+    def _table_name(cls, v: str) -> str:
+        if not _TABLE_NAME.fullmatch(v):
+            raise ValueError(
+                f"{v!r} is not a table name; expected letters, digits and underscores, "
+                "optionally as schema.table (use a *_query key for anything else)"
+            )
+        return v
+
+    @field_validator("leads_query", "events_query", "stage_changes_query")
+    @classmethod
+    def _query(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("an empty query; leave the key out to read the table by name")
+        return v
+
+
 class LeadMLConfig(_Section):
     """The whole configuration tree."""
 
@@ -258,6 +292,7 @@ class LeadMLConfig(_Section):
     flat: FlatConfig = FlatConfig()
     tracking: TrackingConfig = TrackingConfig()
     monitor: MonitorConfig = MonitorConfig()
+    database: DatabaseConfig = DatabaseConfig()
 
     def dump(self) -> dict[str, Any]:
         """Plain JSON-able dict: what MLflow logs and the bundle stores."""

@@ -35,12 +35,13 @@ from leadml._timing import stage
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, load_crm, read_table
 from leadml.data.flat import FlatDataError
+from leadml.data.sql import check_table_target, is_database_url, mask_url
 from leadml.funnel import TRANSITIONS, tier_counts, to_as_of
 from leadml.model.bundle import BundleError, load_bundle, save_bundle
 from leadml.model.stage import StageModel
 from leadml.model.training import TrainResult, train, train_flat
 from leadml.serve.contract import ScoringError, model_version, output_format, write_scores
-from leadml.serve.scoring import score_flat, score_to_file
+from leadml.serve.scoring import score_flat, score_to_file, score_to_table
 
 __all__ = [
     "check_tracking",
@@ -168,10 +169,40 @@ def load_models(
     return models
 
 
+def _score_target(
+    data: str | Path,
+    out: str | Path | None,
+    out_table: str | None,
+    fmt: str | None,
+    overwrite: bool,
+    models_in: Sequence[str],
+    cfg: LeadMLConfig,
+) -> tuple[Path | None, str | None]:
+    """Check ``leadml score``'s output before any work: the file (its path and format), or the
+    table (``--out-table`` needs ``--data`` to be a database URL; its name, an existing table
+    without ``--overwrite`` and an unreachable server fail now)."""
+    if (out is None) == (out_table is None):
+        raise ScoringError("give --out FILE or --out-table NAME (one of them)")
+    if out_table is None:
+        assert out is not None
+        path = check_target(Path(out), overwrite, must_be_file=True, inputs=[data, *models_in])
+        return path, output_format(path, fmt, cfg.scoring.format)
+    if not is_database_url(data):
+        raise ScoringError(
+            f"--out-table {out_table!r} writes into the --data database; --data {str(data)!r} is "
+            "a directory (give a URL such as duckdb:///crm.duckdb, or write a file with --out)"
+        )
+    if fmt is not None:
+        raise ScoringError("--format chooses a file format; a --out-table is a database table")
+    check_table_target(str(data), out_table, overwrite)
+    return None, None
+
+
 def run_score(
     data_dir: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     *,
+    out_table: str | None = None,
     as_of: str | None = None,
     model_specs: Sequence[str] = (),
     fmt: str | None = None,
@@ -182,7 +213,8 @@ def run_score(
     history: str | Path | None = None,
 ) -> str:
     """The ``leadml score`` job: check the target, load models and data, score in chunks
-    straight into the file, and return a summary for the terminal.
+    straight into the file (``out``) or the table (``out_table``, in the ``data_dir``
+    database), and return a summary for the terminal.
 
     Parameters mirror the command's options (module docs); ``model_specs`` are ``--model``
     values. Errors a user can fix raise ``ValueError`` subclasses, ``FileExistsError`` or
@@ -190,10 +222,8 @@ def run_score(
     """
     t0 = time.perf_counter()
     cfg = config or LeadMLConfig()
-    path = Path(out)
     models_in = [p for _, p in parse_model_specs(model_specs)]
-    check_target(path, overwrite, must_be_file=True, inputs=[data_dir, *models_in])
-    kind = output_format(path, fmt, cfg.scoring.format)
+    path, kind = _score_target(data_dir, out, out_table, fmt, overwrite, models_in, cfg)
     if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
         raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
     ts = to_as_of(as_of)  # a bad --as-of fails before the slow parts
@@ -203,7 +233,7 @@ def run_score(
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
         )
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     history = history or cfg.monitor.history_dir
     if history is not None:
         here = Path(history).resolve()
@@ -213,15 +243,32 @@ def run_score(
                 f"--history {str(history)!r} is also an input ({clash[0]}); keep the score "
                 "history in a directory of its own"
             )
-    job = score_to_file(
-        data, ts, models, path, kind, cfg, engine=engine, progress=progress, history=history
-    )
+    if out_table is not None:
+        job = score_to_table(
+            data,
+            ts,
+            models,
+            str(data_dir),
+            out_table,
+            cfg,
+            overwrite=overwrite,
+            engine=engine,
+            progress=progress,
+            history=history,
+        )
+        where = f"table {out_table} in {mask_url(str(data_dir))}"
+    else:
+        assert path is not None and kind is not None
+        job = score_to_file(
+            data, ts, models, path, kind, cfg, engine=engine, progress=progress, history=history
+        )
+        where = str(path)
     tier_text = tier_counts(job.head["tier"])
     skipped = ", ".join(f"{v:,} {k}" for k, v in job.skipped.items() if v) or "none"
     versions = ", ".join(f"{t} {model_version(m)}" for t, m in job.models.items())
     return (
         f"scored {len(job.head):,} leads as of {job.as_of} (tiers {tier_text}) in "
-        f"{time.perf_counter() - t0:.1f}s -> {path}\n"
+        f"{time.perf_counter() - t0:.1f}s -> {where}\n"
         f"skipped: {skipped}\n"
         f"models: {versions}"
         + (f"\nhistory: {job.attrs['history']}" if "history" in job.attrs else "")
@@ -333,7 +380,7 @@ def run_backtest(
         results = {"flat": train_flat(_read_any(table), target, config=cfg, **flat_options)}
     else:
         assert data_dir is not None
-        crm = load_crm(data_dir, columns=cfg.columns)
+        crm = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
         results = {t: train(crm, t, cfg) for t in transitions}
     frames, texts, plots = [], [], []
     for t, r in results.items():
@@ -417,7 +464,7 @@ def run_retrain(
 
     cfg = config or LeadMLConfig()
     check_tracking(cfg)
-    data = load_crm(data_dir, columns=cfg.columns)
+    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     alerts: dict[str, str] = {}
     lines = []
     history = history or cfg.monitor.history_dir

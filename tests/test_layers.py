@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "leadml"
 
 #: Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("leadml", "leadml.config", "leadml._io", "leadml._kernels", "leadml.funnel"),
+    ("leadml", "leadml.config", "leadml._io", "leadml._kernels", "leadml._timing", "leadml.funnel"),
     ("leadml.data", "leadml.datasets"),
     ("leadml.model",),
     ("leadml.explain",),
@@ -122,7 +122,18 @@ def test_only_tracking_imports_mlflow() -> None:
     assert set(offenders) <= {"leadml.tracking"}, sorted(set(offenders))
 
 
-ALL_HEAVY = ("mlflow", "shap", "lightgbm", "sklearn", "matplotlib", "pyspark")
+ALL_HEAVY = (
+    "mlflow",
+    "shap",
+    "lightgbm",
+    "sklearn",
+    "matplotlib",
+    "pyspark",
+    # Database drivers load only when --data or --out-table is a URL (leadml.data.sql).
+    "duckdb",
+    "sqlalchemy",
+    "psycopg",
+)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from leadml._timing import stage
-from leadml.config import ColumnsConfig
+from leadml.config import ColumnsConfig, DatabaseConfig
+from leadml.data.sql import is_database_url, open_database
 from leadml.funnel import FUNNEL, NEGATIVE_STAGES, STAGES
 
 __all__ = [
@@ -700,18 +701,61 @@ def _find_table(directory: Path, name: str) -> Path | None:
     return None
 
 
-def load_crm(
-    directory: str | Path,
-    columns: ColumnsConfig | None = None,
-    *,
-    now: str | pd.Timestamp | None = None,
-    strict_future: bool = False,
-) -> CRMData:
-    """Read ``leads``, ``events`` and ``stage_changes`` (CSV or Parquet) from a directory and
-    validate them (``now`` and ``strict_future``: see :func:`validate`). A missing ``events``
-    table means no engagement yet (an empty table)."""
-    d = Path(directory)
-    c = columns or ColumnsConfig()
+def _empty_events(c: ColumnsConfig) -> pd.DataFrame:
+    """No ``events`` table: no engagement yet."""
+    return pd.DataFrame(
+        {
+            c.lead_id: pd.Series([], dtype="int64"),
+            c.event_type: pd.Series([], dtype=object),
+            c.occurred_at: pd.Series([], dtype="datetime64[ns]"),
+        }
+    )
+
+
+def _read_database(
+    url: str, tables: DatabaseConfig, c: ColumnsConfig
+) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """The three tables from a database (:mod:`leadml.data.sql`): by name, or by the query
+    configured for them. A missing ``events`` table under its default name is no engagement
+    yet, as a missing ``events`` file is; a table named in the config must exist."""
+    problems: list[Problem] = []
+    frames: dict[str, pd.DataFrame] = {}
+    with open_database(url) as db, db.connect() as conn:
+        for name in TABLES:
+            query = getattr(tables, f"{name}_query")
+            table = getattr(tables, name)
+            if query is None and not db.has_table(conn, table):
+                if name == "events" and table == "events":
+                    frames[name] = _empty_events(c)
+                    continue
+                problems.append(
+                    Problem(
+                        name,
+                        None,
+                        f"no table {table!r} in {db.shown}",
+                        fix=f"Create it, or name the right one with database.{name} (or "
+                        f"database.{name}_query) in the config.",
+                    )
+                )
+                continue
+            sql = query if query is not None else f"SELECT * FROM {db.quote(table)}"
+            try:
+                frames[name] = db.read(conn, sql)
+            except ValueError as e:  # the database refused the query
+                what = f"the query database.{name}_query" if query else f"reading {table!r}"
+                problems.append(
+                    Problem(
+                        name,
+                        None,
+                        f"{what} failed in {db.shown}: {e}",
+                        fix="Run the query in the database's own shell to see what is wrong.",
+                    )
+                )
+    return frames, problems
+
+
+def _read_directory(d: Path, c: ColumnsConfig) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """The three tables from a folder of CSV or Parquet files."""
     if not d.is_dir():
         raise DataContractError(
             [Problem("data", None, f"directory {str(d)!r} does not exist", fix="Pass --data DIR.")]
@@ -722,13 +766,7 @@ def load_crm(
         path = _find_table(d, name)
         if path is None:
             if name == "events":
-                frames[name] = pd.DataFrame(
-                    {
-                        c.lead_id: pd.Series([], dtype="int64"),
-                        c.event_type: pd.Series([], dtype=object),
-                        c.occurred_at: pd.Series([], dtype="datetime64[ns]"),
-                    }
-                )
+                frames[name] = _empty_events(c)
                 continue
             problems.append(
                 Problem(
@@ -746,6 +784,31 @@ def load_crm(
             problems.extend(e.problems)
         except (OSError, ValueError) as e:
             problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
+    return frames, problems
+
+
+def load_crm(
+    directory: str | Path,
+    columns: ColumnsConfig | None = None,
+    *,
+    now: str | pd.Timestamp | None = None,
+    strict_future: bool = False,
+    database: DatabaseConfig | None = None,
+) -> CRMData:
+    """Read ``leads``, ``events`` and ``stage_changes`` and validate them (``now`` and
+    ``strict_future``: see :func:`validate`).
+
+    ``directory`` is a folder of CSV or Parquet files, or a database URL
+    (``duckdb:///crm.duckdb``, ``postgresql://user@host/db``; :mod:`leadml.data.sql`) whose
+    tables or queries ``database`` names (default: tables ``leads``, ``events`` and
+    ``stage_changes``). A missing ``events`` table means no engagement yet (an empty table).
+    """
+    c = columns or ColumnsConfig()
+    if is_database_url(directory):
+        with stage("read"):
+            frames, problems = _read_database(str(directory), database or DatabaseConfig(), c)
+    else:
+        frames, problems = _read_directory(Path(directory), c)
     if problems:
         raise DataContractError(problems)
     with stage("validate"):

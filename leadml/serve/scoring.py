@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ __all__ = [
     "score_features",
     "score_flat",
     "score_to_file",
+    "score_to_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -482,6 +483,11 @@ def score(
     return out
 
 
+#: Opens the output of a streamed run: (columns, Parquet metadata, n_reasons, chunk size) ->
+#: a writer with ``write(chunk)`` and ``commit()`` that writes nothing unless committed.
+OpenWriter = Callable[[pd.DataFrame, dict[bytes, bytes], int, int], Any]
+
+
 def score_to_file(
     data: CRMData,
     as_of: pd.Timestamp,
@@ -500,6 +506,51 @@ def score_to_file(
     With ``history`` (a directory, :mod:`leadml.serve.history`), each row also gets its trend
     against the newest earlier run there, and the run is added to the history once the file
     is complete."""
+
+    def open_file(columns: pd.DataFrame, meta: dict[bytes, bytes], n: int, size: int) -> Any:
+        return ScoresWriter(
+            path, fmt, n_reasons=n, metadata=meta, columns=columns, row_group_size=size
+        )
+
+    return _score_into(open_file, data, as_of, models, config, engine, progress, history)
+
+
+def score_to_table(
+    data: CRMData,
+    as_of: pd.Timestamp,
+    models: Mapping[str, StageModel],
+    url: str,
+    table: str,
+    config: LeadMLConfig,
+    *,
+    overwrite: bool = False,
+    engine: str | None = None,
+    progress: bool | None = None,
+    history: str | Path | None = None,
+) -> _Job:
+    """:func:`score_to_file`, into table ``table`` of the database at ``url``: the file's
+    columns (``reasons`` as JSON), written and swapped in in one transaction
+    (:class:`leadml.data.sql.TableWriter`: the whole table or the previous one)."""
+    from leadml.data.sql import TableWriter
+
+    def open_table(columns: pd.DataFrame, meta: dict[bytes, bytes], n: int, size: int) -> Any:
+        return TableWriter(
+            url, table, overwrite=overwrite, json_columns=("reasons",), columns=columns
+        )
+
+    return _score_into(open_table, data, as_of, models, config, engine, progress, history)
+
+
+def _score_into(
+    open_writer: OpenWriter,
+    data: CRMData,
+    as_of: pd.Timestamp,
+    models: Mapping[str, StageModel],
+    config: LeadMLConfig,
+    engine: str | None,
+    progress: bool | None,
+    history: str | Path | None,
+) -> _Job:
     from contextlib import ExitStack
 
     from leadml.serve.history import HistoryWriter, Previous, add_trend, previous_run
@@ -516,16 +567,7 @@ def score_to_file(
     meta = parquet_metadata(job.attrs, job.head)
     size = config.scoring.chunk_size
     with ExitStack() as stack:
-        w = stack.enter_context(
-            ScoresWriter(
-                path,
-                fmt,
-                n_reasons=n_reasons,
-                metadata=meta,
-                columns=columns,
-                row_group_size=size,
-            )
-        )
+        w = stack.enter_context(open_writer(columns, meta, n_reasons, size))
         h = None
         if history is not None:
             h = stack.enter_context(
