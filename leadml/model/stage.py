@@ -41,7 +41,10 @@ class Calibration:
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         m = np.asarray(margin, dtype=float)
         if self.method == "platt":
-            return 1.0 / (1.0 + np.exp(-(self.a * m + self.b)))
+            # exp overflows to inf for margins below about -709: the probability is then 0.0,
+            # which is right, so the overflow is no warning (a steep rule fit hits it).
+            with np.errstate(over="ignore"):
+                return 1.0 / (1.0 + np.exp(-(self.a * m + self.b)))
         return np.interp(m, np.asarray(self.x), np.asarray(self.y))
 
     def to_dict(self) -> dict[str, Any]:
