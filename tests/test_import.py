@@ -271,18 +271,22 @@ def test_cli_import_errors_exit_2_with_one_clear_message(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_train_on_an_imported_salesforce_export(tmp_path, mlflow_uri) -> None:
-    to_salesforce(make_crm(n_leads=1500, seed=3), tmp_path / "export")
+@pytest.mark.parametrize("source", ["salesforce", "hubspot"])
+def test_train_on_an_imported_export(source, tmp_path, mlflow_uri) -> None:
+    write = to_salesforce if source == "salesforce" else to_hubspot
+    write(make_crm(n_leads=1500, seed=3), tmp_path / "export")
     runner = CliRunner()
     crm = tmp_path / "crm"
     r = runner.invoke(
         main,
-        ["import", "--from", "salesforce", "--in", str(tmp_path / "export"), "--out", str(crm)],
+        ["import", "--from", source, "--in", str(tmp_path / "export"), "--out", str(crm)],
     )
     assert r.exit_code == 0, r.output
+    assert runner.invoke(main, ["validate", "--data", str(crm)]).exit_code == 0
     config = tmp_path / "fast.yaml"
     config.write_text(
         "model:\n  n_estimators: 60\n  n_jobs: 1\n"
+        "timeline:\n  cadence_days: 28\ntraining:\n  n_folds: 3\n"
         "features:\n  identifier_columns: [name, company, owner]\n"
     )
     models = tmp_path / "models"
