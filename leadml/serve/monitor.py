@@ -6,7 +6,8 @@ For every run in the history and every model that scored it:
 realised label by the training rule (:func:`leadml.data.timeline.build_labels`), and the run's
 ROC AUC (with a Hanley-McNeil 95% interval), PR AUC, log loss, ECE, a reliability table and the
 conversion per tier (with Jeffreys 95% intervals) are set beside the model's backtest at training
-(mean over the folds with its 95% interval, and each tier's out-of-fold conversion).
+(mean over the folds with its 95% interval, and each tier's out-of-fold conversion by the
+shipped thresholds on the model's own call list, the rate the report shows reps).
 
 **Pending**: the conversion the calibrated probabilities imply over the horizon (their mean),
 beside what has arrived so far (the share already promoted, after so many of the horizon's days).
@@ -260,9 +261,12 @@ def _outcomes(
 
 
 def _tiers(
-    rows: pd.DataFrame, y: np.ndarray, t: str, bt: Mapping[str, Any]
+    rows: pd.DataFrame, y: np.ndarray, t: str, entry: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
-    """Realised conversion per tier on this model's own call list (rows whose tier it set)."""
+    """Realised conversion per tier on this model's own call list (rows whose tier it set),
+    beside the tier's out-of-fold conversion at training (the rate the report shows reps)."""
+    info = entry.get("tier_info") or {}
+    bt = entry.get("metrics") or {}
     if "stage" not in rows.columns:
         return []
     own = (rows["stage"].astype(str) == SOURCE_STAGE[t]).to_numpy()
@@ -279,7 +283,9 @@ def _tiers(
                 "conversion": k / n if n else math.nan,
                 "lo": lo,
                 "hi": hi,
-                "backtest": bt.get(f"conversion_tier_{tier}", math.nan),
+                "backtest": (info.get(tier) or {}).get(
+                    "conversion_rate", bt.get(f"conversion_tier_{tier}", math.nan)
+                ),
             }
         )
     return out
@@ -346,7 +352,7 @@ def monitor(
                     reliability=(
                         calibration_table(y, p).reset_index().to_dict("records") if len(y) else []
                     ),
-                    tiers=_tiers(o["rows"], y, t, bt),
+                    tiers=_tiers(o["rows"], y, t, entry),
                 )
                 newest_matured[t] = row
             else:

@@ -616,6 +616,7 @@ def run_info(job: _Job) -> dict[str, Any]:
             "label": m.label,
             "metrics": m.metadata.get("metrics", {}),
             "tier_thresholds": list(m.tier_thresholds),
+            "tier_info": m.metadata.get("tier_info") or {},
             "rows": len(rows),
         }
         if ref is not None:
