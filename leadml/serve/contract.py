@@ -58,6 +58,7 @@ __all__ = [
     "ScoringError",
     "ScoresWriter",
     "call_order",
+    "jsonable",
     "model_version",
     "output_format",
     "parquet_metadata",
@@ -236,21 +237,27 @@ def _arrow_schema(frame: pd.DataFrame, metadata: dict[bytes, bytes]) -> pa.Schem
     return pa.schema(fields, metadata=metadata)
 
 
+def jsonable(v: Any) -> Any:
+    """``v`` as plain JSON values: mappings and sequences walked, numpy numbers as Python ones,
+    NaN and infinities as None (a tier nobody fell into has no conversion rate), timestamps as
+    ISO text. What the scores file's metadata, a history's ``run.json`` and the monitor's JSON
+    write."""
+    if isinstance(v, Mapping):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, float | np.floating):
+        return float(v) if np.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return v
+
+
 def _json(value: Any) -> str:
-    """Strict JSON (NaN becomes null: a tier nobody fell into has no conversion rate)."""
-
-    def clean(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, float | np.floating):
-            return float(v) if np.isfinite(v) else None
-        if isinstance(v, np.integer):
-            return int(v)
-        return v
-
-    return json.dumps(clean(value), sort_keys=True)
+    """Strict JSON (:func:`jsonable`), keys sorted."""
+    return json.dumps(jsonable(value), sort_keys=True)
 
 
 def parquet_metadata(attrs: Mapping[str, Any], frame: pd.DataFrame) -> dict[bytes, bytes]:

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.funnel import FUNNEL
-from leadml.serve.contract import ScoresWriter, ScoringError, read_scores
+from leadml.serve.contract import ScoresWriter, ScoringError, jsonable, read_scores
 
 __all__ = [
     "HistoryRun",
@@ -175,7 +175,7 @@ class HistoryWriter:
     def commit(self, info: Mapping[str, Any]) -> Path:
         self._scores.commit()
         (self.tmp / _INFO).write_text(
-            json.dumps(_plain(info), indent=1, sort_keys=True), encoding="utf-8"
+            json.dumps(jsonable(info), indent=1, sort_keys=True), encoding="utf-8"
         )
         old = None
         if self.final.exists():
@@ -186,20 +186,6 @@ class HistoryWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    return v
 
 
 # --- trend -----------------------------------------------------------------------------------

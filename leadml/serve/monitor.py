@@ -52,6 +52,7 @@ from leadml.data.timeline import build_labels, label_name
 from leadml.funnel import SOURCE_STAGE, TIERS
 from leadml.model.drift import jeffreys, psi
 from leadml.model.evaluation import calibration_table, evaluate
+from leadml.serve.contract import jsonable
 from leadml.serve.history import HistoryRun, list_runs
 
 __all__ = ["ALERT_EXIT_CODE", "Alert", "MonitorResult", "monitor", "write_monitor_page"]
@@ -94,7 +95,7 @@ class MonitorResult:
         return bool(self.alerts)
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(
+        return jsonable(
             {
                 "data_end": self.data_end,
                 "alert": self.alert,
@@ -153,18 +154,6 @@ def _pct(v: Any) -> str:
 
 def _num(v: Any, digits: int) -> str:
     return f"{v:.{digits}f}" if _finite(v) else "-"
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(v) else None
-    return v
 
 
 def _auc_interval(auc: float, n_pos: int, n_neg: int) -> tuple[float, float]:
