@@ -78,7 +78,7 @@ def summary(name: str, result: Any, took: str) -> list[str]:
         "",
         f"- folds: {len(bt.folds)} ({len(bt.skipped)} skipped); rows {bt.n_rows:,}, positives "
         f"{bt.n_positives:,}; fit {took}",
-        f"- chosen: {bt.candidate}, {bt.n_trees} trees, recency half-life {hl}, calibration "
+        f"- chosen: {bt.chosen}, {bt.n_trees} trees, recency half-life {hl}, calibration "
         f"{bt.calibration_method}",
         f"- best baseline by ROC AUC: {best}; leadml - {best}: ROC AUC "
         f"{bt.difference(best, 'roc_auc')[0]:+.3f}, PR AUC {bt.difference(best, 'pr_auc')[0]:+.3f}",

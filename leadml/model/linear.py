@@ -111,6 +111,31 @@ class LinearBase:
         )
         return out
 
+    def scaled(self, weight: float) -> LinearBase:
+        """The same model with every log-odds term (and the intercept) times ``weight``: its
+        margin and its Shapley values scale exactly, which is how a blend weighs this part.
+
+        >>> lin = LinearBase(0.5, {}, {"c": {"levels": {"x": 1.0}, "other": 0.0, "missing": 0.0}},
+        ...                  {"c": 0.4})
+        >>> lin.scaled(2.0).intercept, lin.scaled(2.0).categorical["c"]["levels"]["x"]
+        (1.0, 2.0)
+        """
+        w = float(weight)
+        numeric = {
+            k: {**v, "coef": w * v["coef"], "missing_coef": w * v["missing_coef"]}
+            for k, v in self.numeric.items()
+        }
+        categorical = {
+            k: {
+                "levels": {a: w * b for a, b in v["levels"].items()},
+                "other": w * v["other"],
+                "missing": w * v["missing"],
+            }
+            for k, v in self.categorical.items()
+        }
+        expected = {k: w * v for k, v in self.expected.items()}
+        return LinearBase(w * self.intercept, numeric, categorical, expected)
+
     # ---------------------------------------------------------------------------- storing
 
     def to_dict(self) -> dict[str, Any]:

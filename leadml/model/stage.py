@@ -4,9 +4,10 @@ This is the type every layer above shares (bundle, explain, serve, tracking), so
 training: loading or explaining a model never imports the trainer.
 
 - ``probability(X)``: the calibrated probability of promotion within the horizon, one per row;
-- ``margin(X)``: the raw log-odds, LightGBM's (plus a linear base margin when the trees boost
-  from one, :mod:`leadml.model.linear`), which TreeSHAP (plus the linear part's exact Shapley
-  values) explains exactly;
+- ``margin(X)``: the raw log-odds, LightGBM's plus a linear part's when there is one
+  (:mod:`leadml.model.linear`: the margin the trees boost from, or a logistic regression
+  blended beside them), which TreeSHAP plus the linear part's exact Shapley values explain
+  exactly;
 - ``tier(p)`` and ``to_score(p)``: the rep's A-D tier (thresholds fixed at training) and the
   0-100 score, ``round(100 p)``.
 """
@@ -101,7 +102,7 @@ class StageModel:
         return X[list(self.spec.names)]
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw log-odds: the booster's, plus the linear base's when the trees boost from one."""
+        """Raw log-odds: the booster's, plus the linear part's when there is one."""
         F = self.features(X)
         m = np.asarray(self.booster.predict(F, raw_score=True), dtype=float)
         return m if self.linear is None else m + self.linear.margin(F)

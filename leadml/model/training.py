@@ -286,6 +286,7 @@ def fit_backtested(
         "rows": len(y),
         "candidate": bt.candidate,
         "linear_base": bt.linear,
+        "linear_weight": bt.linear_weight,
         "calibration": bt.calibration_method,
     }
     model.metadata["backtest"] = bt.to_dict()
