@@ -314,6 +314,85 @@ def test_refit_uses_every_row_and_the_chosen_trees(signal_run):
     assert ((p > 0) & (p < 1)).all()
 
 
+def test_each_fold_scores_its_model_refit_on_the_whole_training_part():
+    # The shipped model learns from every labelled row; a fold must measure the same kind of
+    # model: refit on all of its training part (the newest fifth, its early-stopping slice,
+    # included) with its early-stopped tree count, not the model that stopped early.
+    X, y, t = _table(n=2500, seed=3)
+    result = _run(
+        X,
+        y,
+        t,
+        candidates=[Candidate("additive", {"num_leaves": 2, "max_depth": 1})],
+        half_lives=(),
+        blend_weights=(),
+    )
+    assert result.linear_weight is None and not result.linear
+    params = {**_params(len(y)), "num_leaves": 2, "max_depth": 1, "seed": 42, "num_threads": 1}
+    import lightgbm as lgb
+
+    for fold, best in zip(result.folds, result.best_iterations, strict=True):
+        train, test = fold.masks(t)
+        ds = lgb.Dataset(
+            X[train],
+            y[train],
+            categorical_feature=["source"],
+            params={"feature_pre_filter": False, "verbosity": -1, "seed": 42},
+        )
+        booster = lgb.train({**params, "metric": "None", "verbosity": -1}, ds, num_boost_round=best)
+        oof = result.oof[result.oof["fold"] == fold.index]
+        assert (oof["row"].to_numpy() == np.flatnonzero(test)).all()
+        expected = booster.predict(X[test], raw_score=True)
+        np.testing.assert_allclose(oof["margin"].to_numpy(), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_a_blend_ships_trees_and_a_scaled_logistic_regression_exactly_explained(signal_run):
+    from leadml.model.linear import LinearBase
+
+    X, y, t, result = signal_run
+    params = _params(len(y))
+    plain = dataclasses.replace(result, linear=False, linear_weight=None)
+    blend = dataclasses.replace(result, linear=False, linear_weight=0.5)
+    b_plain, none = refit(X, y, t, plain, params, n_threads=1)
+    b_blend, linear = refit(X, y, t, blend, params, n_threads=1)
+    assert none is None and linear is not None
+    # The trees are fit beside the linear part, not from it: the same booster as unblended.
+    assert b_blend.model_to_string() == b_plain.model_to_string()
+    full = LinearBase.fit(X, y, ["source"], seed=result.seed)
+    np.testing.assert_allclose(linear.margin(X), 0.5 * full.margin(X), rtol=1e-12, atol=1e-12)
+    # Exactly explained: the linear part's Shapley values plus TreeSHAP add up to the margin.
+    names = list(X.columns)
+    phi = linear.contributions(X, names)
+    tree_phi = b_blend.predict(X, pred_contrib=True)
+    total = phi.sum(axis=1) + tree_phi.sum(axis=1)
+    np.testing.assert_allclose(
+        total, linear.margin(X) + b_blend.predict(X, raw_score=True), rtol=1e-9, atol=1e-9
+    )
+
+
+def test_the_blend_is_chosen_by_the_backtest_and_reported():
+    X, y, t = _table(n=2500, seed=4)
+    result = _run(
+        X,
+        y,
+        t,
+        candidates=[Candidate("additive", {"num_leaves": 2, "max_depth": 1})],
+        half_lives=(),
+    )
+    blends = result.search[result.search["stage"] == "blend"]
+    # Every weight tried on every search fold, logged beside the other choices.
+    assert set(blends["candidate"]) == {
+        "additive + 0.333 x linear",
+        "additive + 1 x linear",
+        "additive + 3 x linear",
+    }
+    assert len(blends) == 3 * 2
+    assert result.linear_weight in (None, 1 / 3, 1.0, 3.0)
+    chosen = result.to_dict()["chosen"]
+    assert chosen["linear_weight"] == result.linear_weight
+    assert result.format().splitlines()[1].startswith(f"chosen: {result.chosen},")
+
+
 # ----------------------------------------------------------------------------- reporting
 
 
