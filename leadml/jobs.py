@@ -115,6 +115,14 @@ def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> Sta
             f"--model {text!r} is neither an existing bundle directory nor an MLflow model URI "
             "(e.g. models:/leadml-prospect@champion)"
         )
+    # A local SQLite registry is read directly: importing MLflow costs more than the models.
+    from leadml._registry import find_local_version
+
+    found = find_local_version(text, tracking_uri)
+    if found is not None:
+        model = load_bundle(found.bundle)
+        model.metadata["model_version"] = found.label
+        return model
     # Imported here, not above: MLflow takes seconds to import and local bundles never need it.
     from leadml import tracking
 

@@ -93,6 +93,51 @@ def test_no_pii_is_logged(trained, crm_medium, mlflow_uri, tmp_path) -> None:
     assert not [s for s in secrets if s in logged]
 
 
+def test_a_champion_in_a_local_registry_loads_without_importing_mlflow(
+    trained, mlflow_uri, tmp_path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from leadml import tracking
+    from leadml._registry import find_local_version
+
+    log_training_run(trained["prospect"])
+    uri = "models:/leadml-prospect@champion"
+    found = find_local_version(uri)
+    assert found is not None and found.label == "leadml-prospect:1"
+    # The same model MLflow gives, named the same way.
+    fast, slow = load_stage_model(uri), tracking.load_registered_model(uri)
+    assert fast.metadata["model_version"] == slow.metadata["model_version"] == "leadml-prospect:1"
+    assert fast.booster.model_to_string() == slow.booster.model_to_string()
+    X = trained["prospect"].test_frame.head(500)
+    np.testing.assert_array_equal(fast.probability(X), slow.probability(X))
+    # A nightly job's process never imports MLflow for it.
+    code = (
+        "import sys; from leadml.jobs import load_models; "
+        "m = load_models(['prospect=models:/leadml-prospect@champion']); "
+        "print(m['prospect'].metadata['model_version'], 'mlflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=tmp_path,
+        check=True,
+    )
+    assert out.stdout.split() == ["leadml-prospect:1", "False"], out.stderr
+    # What the shortcut does not know is left to MLflow (which also words the errors).
+    assert find_local_version("models:/leadml-prospect/1") == found
+    for other in ("models:/leadml-prospect@nope", "models:/leadml-prospect/7", "runs:/abc/model"):
+        assert find_local_version(other) is None, other
+    import mlflow
+
+    mlflow.MlflowClient().delete_model_version("leadml-prospect", "1")
+    assert find_local_version("models:/leadml-prospect/1") is None
+
+
 def test_bad_model_uri_is_a_clear_error(mlflow_uri) -> None:
     import mlflow
 

@@ -44,7 +44,7 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_GROUPS",
     "ENGINES",
+    "REASON_FIELDS",
     "Reasons",
     "additive_points",
     "additivity_error",
@@ -229,17 +230,101 @@ def reason_effects(calibration: Any, margin: np.ndarray, group_phi: np.ndarray) 
 CONTEXT_GROUPS = frozenset({"stage_history"})
 
 
+#: The fields of one reason, in the order of the scores file's ``reasons`` structs.
+REASON_FIELDS = ("group", "text", "direction", "effect", "evidence")
+
+
 @dataclass(frozen=True)
 class Reasons:
-    """Ranked reasons per row and the numbers they add up to (:func:`ranked_reasons`).
+    """Ranked reasons per row and the numbers they add up to (:func:`ranked_reasons`), held as
+    columns: row ``i``'s reasons are entries ``offsets[i]:offsets[i + 1]`` of ``group``,
+    ``text``, ``direction``, ``effect`` and ``evidence`` (one entry per reason, in rank order).
+    A million rows' lists of dicts cost seconds to build; the columns become the scores file's
+    Arrow column without them (:meth:`arrow`), and :attr:`lists` builds the dicts on demand.
 
-    ``base_score[i] + sum(100 * r["effect"] for r in lists[i]) + other_points[i]`` equals the
+    ``base_score[i] + sum(100 * effect over row i's reasons) + other_points[i]`` equals the
     row's score (``round(100 p)``) exactly, in tenths of a point.
     """
 
-    lists: list[list[dict[str, Any]]]
+    offsets: np.ndarray  # (rows + 1,) int64
+    group: np.ndarray  # object (str), one per reason
+    text: np.ndarray
+    direction: np.ndarray
+    effect: np.ndarray  # float64
+    evidence: np.ndarray
     base_score: np.ndarray  # points, multiples of 0.1
     other_points: np.ndarray  # points of the reasons not listed, multiples of 0.1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def empty(cls, n: int) -> Reasons:
+        """``n`` rows without reasons, base score and other points NaN (nothing explained)."""
+        none = np.empty(0, dtype=object)
+        return cls(
+            np.zeros(n + 1, np.int64), none, none, none, np.zeros(0), none,
+            np.full(n, np.nan), np.full(n, np.nan),
+        )
+
+    @classmethod
+    def scatter(cls, n: int, parts: Sequence[tuple[np.ndarray, Reasons]]) -> Reasons:
+        """One ``Reasons`` of ``n`` rows from parts, each ``(rows, reasons of those rows)``;
+        rows no part covers have none (and NaN numbers)."""
+        counts = np.zeros(n, np.int64)
+        base, other = np.full(n, np.nan), np.full(n, np.nan)
+        for at, r in parts:
+            counts[at] = np.diff(r.offsets)
+            base[at], other[at] = r.base_score, r.other_points
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        total = int(offsets[-1])
+        cols = {f: np.empty(total, dtype=object) for f in REASON_FIELDS if f != "effect"}
+        effect = np.zeros(total)
+        for at, r in parts:
+            size = np.diff(r.offsets)
+            row_of = np.repeat(np.arange(len(at)), size)
+            dest = offsets[np.asarray(at)[row_of]] + (np.arange(len(row_of)) - r.offsets[row_of])
+            for f, col in cols.items():
+                col[dest] = getattr(r, f)
+            effect[dest] = r.effect
+        return cls(
+            offsets, cols["group"], cols["text"], cols["direction"], effect, cols["evidence"],
+            base, other,
+        )
+
+    @property
+    def lists(self) -> list[list[dict[str, Any]]]:
+        """One list per row of ``{group, text, direction, effect, evidence}`` dicts."""
+        flat = [
+            {"group": g, "text": t, "direction": d, "effect": e, "evidence": v}
+            for g, t, d, e, v in zip(
+                self.group.tolist(),
+                self.text.tolist(),
+                self.direction.tolist(),
+                self.effect.tolist(),
+                self.evidence.tolist(),
+                strict=True,
+            )
+        ]
+        o = self.offsets.tolist()
+        return [flat[o[i] : o[i + 1]] for i in range(len(o) - 1)]
+
+    def arrow(self) -> Any:
+        """The reasons as one Arrow ``list<struct<group, text, direction, effect, evidence>>``
+        array, one list per row (the scores file's ``reasons`` column), built from the columns
+        without a Python object per reason."""
+        import pyarrow as pa
+
+        fields = [
+            pa.array(self.group, type=pa.string()),
+            pa.array(self.text, type=pa.string()),
+            pa.array(self.direction, type=pa.string()),
+            pa.array(self.effect, type=pa.float64()),
+            pa.array(self.evidence, type=pa.string()),
+        ]
+        values = pa.StructArray.from_arrays(fields, names=list(REASON_FIELDS))
+        return pa.ListArray.from_arrays(pa.array(self.offsets, type=pa.int32()), values)
 
 
 def additive_points(
@@ -334,21 +419,19 @@ def ranked_reasons(
     texts = _sentences(spec, values, names, rows, feature)
     evidence = _evidence(model, values, names, rows, feature)
     tenths = q[rows, k]
-    flat = [
-        {
-            "group": groups[g],
-            "text": t,
-            "direction": "+" if v > 0 else "-",
-            "effect": round(v / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
-            "evidence": ev,
-        }
-        for g, t, v, ev in zip(k.tolist(), texts, tenths.tolist(), evidence, strict=True)
-    ]
-    bounds = np.searchsorted(rows, np.arange(n + 1))
-    shown = np.zeros(n)
-    np.add.at(shown, rows, tenths)
+    bounds = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
+    shown = np.bincount(rows, weights=tenths, minlength=n)[:n]
     other = (total - shown) / 10.0
-    return Reasons([flat[bounds[i] : bounds[i + 1]] for i in range(n)], base, other + 0.0)
+    return Reasons(
+        bounds,
+        np.asarray(groups, dtype=object)[k],
+        np.asarray(texts, dtype=object),
+        np.where(tenths > 0, "+", "-").astype(object),
+        np.round(tenths / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
+        np.asarray(evidence, dtype=object),
+        base,
+        other + 0.0,
+    )
 
 
 def reasons(

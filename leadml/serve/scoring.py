@@ -195,10 +195,9 @@ def _explain_rows(
 ) -> Reasons:
     """Reasons, base score and other points per row (NaN where nothing is explained)."""
     ex = config.explain
-    out: list[list[dict[str, Any]]] = [[] for _ in range(len(pos))]
-    base, other = np.full(len(pos), np.nan), np.full(len(pos), np.nan)
     if ex.n_positive == 0 and ex.n_negative == 0:  # scores only: skip the costly part
-        return Reasons(out, base, other)
+        return Reasons.empty(len(pos))
+    parts: list[tuple[np.ndarray, Reasons]] = []
     for t, m in models.items():
         at = np.flatnonzero(next_t == t)
         if not len(at):
@@ -211,16 +210,23 @@ def _explain_rows(
             n_negative=ex.n_negative,
             n_threads=ex.n_threads,
         )
-        for i, r in zip(at.tolist(), found.lists, strict=True):
-            out[i] = r
-        base[at], other[at] = found.base_score, found.other_points
-    return Reasons(out, base, other)
+        parts.append((at, found))
+    if len(parts) == 1 and len(parts[0][0]) == len(pos):
+        return parts[0][1]
+    return Reasons.scatter(len(pos), parts)
 
 
-def _with_reasons(head: pd.DataFrame, why: Reasons) -> pd.DataFrame:
+def _with_reasons(head: pd.DataFrame, why: Reasons, *, arrow: bool = False) -> pd.DataFrame:
+    """``head`` with ``reasons``, ``base_score`` and ``other_points`` after ``tier``.
+    ``arrow``: ``reasons`` as an Arrow-backed column (each cell still reads as a list of
+    dicts), which a writer takes over without a Python object per reason."""
     out = head.copy()
     at = list(out.columns).index("tier") + 1
-    out.insert(at, "reasons", pd.Series(why.lists, index=out.index, dtype=object))
+    if arrow:
+        col = pd.Series(pd.arrays.ArrowExtensionArray(why.arrow()), index=out.index)
+    else:
+        col = pd.Series(why.lists, index=out.index, dtype=object)
+    out.insert(at, "reasons", col)
     out.insert(at + 1, "base_score", np.asarray(why.base_score, dtype="float64"))
     out.insert(at + 2, "other_points", np.asarray(why.other_points, dtype="float64"))
     return out
@@ -290,9 +296,15 @@ class _Job:
     attrs: dict[str, Any] = field(default_factory=dict)
 
     def chunks(
-        self, config: LeadMLConfig, engine: str | None, progress: bool | None
+        self,
+        config: LeadMLConfig,
+        engine: str | None,
+        progress: bool | None,
+        *,
+        arrow: bool = False,
     ) -> Iterator[pd.DataFrame]:
-        """The output in final order, ``scoring.chunk_size`` rows at a time, explained."""
+        """The output in final order, ``scoring.chunk_size`` rows at a time, explained
+        (``arrow``: ``reasons`` Arrow-backed, for a writer; see :func:`_with_reasons`)."""
         from tqdm.auto import tqdm
 
         size = config.scoring.chunk_size
@@ -305,7 +317,7 @@ class _Job:
                 why = _explain_rows(
                     self.frames, self.models, self.pos[part], self.next_t[part], config, eng
                 )
-                yield _with_reasons(self.head.iloc[part], why)
+                yield _with_reasons(self.head.iloc[part], why, arrow=arrow)
                 bar.update(part.stop - part.start)
 
 
@@ -558,7 +570,7 @@ def _score_into(
     job = _prepare(data, as_of, _given(models), config)
     ex = config.explain
     n_reasons = ex.n_positive + ex.n_negative
-    columns = _with_reasons(job.head.iloc[:0], Reasons([], np.zeros(0), np.zeros(0)))
+    columns = _with_reasons(job.head.iloc[:0], Reasons.empty(0))
     before = None
     if history is not None:
         run = previous_run(history, job.as_of)
@@ -580,7 +592,7 @@ def _score_into(
                     row_group_size=size,
                 )
             )
-        for chunk in job.chunks(config, engine, progress):
+        for chunk in job.chunks(config, engine, progress, arrow=True):
             if h is not None:
                 with timed("trend"):
                     chunk = add_trend(chunk, before, config.monitor.trend_points)
