@@ -78,5 +78,5 @@ def tier_counts(tiers: Iterable[Any] | Mapping[str, int]) -> str:
     if isinstance(tiers, Mapping):
         s = pd.Series(dict(tiers), dtype="int64")
     else:
-        s = pd.Series(list(tiers), dtype=object).value_counts()
+        s = (tiers if isinstance(tiers, pd.Series) else pd.Series(list(tiers))).value_counts()
     return ", ".join(f"{t}={int(s.get(t, 0)):,}" for t in TIERS)

@@ -263,8 +263,14 @@ class Reasons:
         """``n`` rows without reasons, base score and other points NaN (nothing explained)."""
         none = np.empty(0, dtype=object)
         return cls(
-            np.zeros(n + 1, np.int64), none, none, none, np.zeros(0), none,
-            np.full(n, np.nan), np.full(n, np.nan),
+            np.zeros(n + 1, np.int64),
+            none,
+            none,
+            none,
+            np.zeros(0),
+            none,
+            np.full(n, np.nan),
+            np.full(n, np.nan),
         )
 
     @classmethod
@@ -289,8 +295,14 @@ class Reasons:
                 col[dest] = getattr(r, f)
             effect[dest] = r.effect
         return cls(
-            offsets, cols["group"], cols["text"], cols["direction"], effect, cols["evidence"],
-            base, other,
+            offsets,
+            cols["group"],
+            cols["text"],
+            cols["direction"],
+            effect,
+            cols["evidence"],
+            base,
+            other,
         )
 
     @property
@@ -425,7 +437,7 @@ def ranked_reasons(
     return Reasons(
         bounds,
         np.asarray(groups, dtype=object)[k],
-        np.asarray(texts, dtype=object),
+        texts,
         np.where(tenths > 0, "+", "-").astype(object),
         np.round(tenths / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
         np.asarray(evidence, dtype=object),
@@ -475,18 +487,67 @@ def _sentences(
     names: list[str],
     rows: np.ndarray,
     feature: np.ndarray,
-) -> list[str]:
-    """``spec.describe(feature, value)`` for each (row, feature) pair, each distinct value once."""
+) -> np.ndarray:
+    """``spec.describe(feature, value)`` for each (row, feature) pair, each distinct sentence
+    rendered once (:func:`_render_codes`; per distinct value when that does not apply)."""
     out = np.empty(len(rows), dtype=object)
     for f in np.unique(feature):
         at = np.flatnonzero(feature == f)
-        col = values[names[f]]
-        picked = col.iloc[rows[at]]
+        name = names[f]
+        picked = values[name].iloc[rows[at]]
+        codes = None
+        if spec.kinds.get(name) != "categorical":
+            v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            codes = _render_codes(spec.templates[name], v)
+        if codes is not None:
+            _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+            texts = [spec.describe(name, float(v[i])) for i in first]
+            out[at] = np.asarray(texts, dtype=object)[inverse.ravel()]
+            continue
         codes, uniques = pd.factorize(picked, use_na_sentinel=True)
-        texts = [spec.describe(names[f], plain(v)) for v in uniques]
-        missing = spec.describe(names[f], float("nan")) if (codes < 0).any() else ""
+        texts = [spec.describe(name, plain(u)) for u in uniques]
+        missing = spec.describe(name, float("nan")) if (codes < 0).any() else ""
         out[at] = [texts[c] if c >= 0 else missing for c in codes]
-    return out.tolist()
+    return out
+
+
+def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
+    """Integer codes per value such that equal codes render the same sentence under
+    :meth:`FeatureSpec.describe`'s numeric rule, or ``None`` when a template reads something
+    this does not model (then each distinct value is rendered).
+
+    describe() picks ``missing`` for NaN, ``zero`` at rounded count ``n = 0``, ``negative``
+    below 0, else ``value``, and fills ``{n}``, ``{s}`` (from ``n``), ``{value:SPEC}``,
+    ``{abs:SPEC}`` and ``{num}``. The code combines the template's choice and ``n`` with each
+    other field's own rendering (``format`` per row: far cheaper than a sentence per row, and
+    exact, since it is the very call describe makes). A count like "Last visited the website 3
+    days ago" thus renders once per day count, not once per fractional day."""
+    import string
+
+    from leadml.data.features import _number
+
+    if not isinstance(templates, Mapping):
+        return None
+    fields: set[tuple[str, str]] = set()
+    for text in templates.values():
+        for _, field, fmt, conv in string.Formatter().parse(str(text)):
+            if field is None:
+                continue
+            if conv or field not in ("n", "s", "value", "abs", "num"):
+                return None
+            fields.add((field, fmt or ""))
+    n = np.floor(np.abs(v) + 0.5)
+    key = np.where(np.isnan(v), -1.0, n)
+    key = np.where((v < 0) & (key > 0), -2.0 - key, key)
+    code = pd.factorize(key)[0].astype(np.int64)
+    for field, fmt in sorted(fields):
+        if field in ("n", "s"):
+            continue
+        x = (np.abs(v) if field == "abs" else v).tolist()
+        rendered = [_number(a) for a in x] if field == "num" else [format(a, fmt) for a in x]
+        part = pd.factorize(np.asarray(rendered, dtype=object))[0].astype(np.int64)
+        code = pd.factorize(code * (int(part.max(initial=0)) + 1) + part)[0].astype(np.int64)
+    return code
 
 
 #: What the probability is about, in the evidence sentences, per transition.
