@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("leadml.model",),
     ("leadml.explain",),
     ("leadml.serve",),
-    ("leadml.tracking", "leadml._pyfunc_model"),  # the pyfunc as code, run by MLflow
+    # The pyfunc as code, run by MLflow; the registry read without MLflow.
+    ("leadml.tracking", "leadml._pyfunc_model", "leadml._registry"),
     ("leadml.report", "leadml.jobs", "leadml.estimator"),
     ("leadml.cli", "leadml.__main__", "leadml._nbcheck"),
 )
