@@ -45,6 +45,19 @@ def test_valid_tables_are_coerced_once() -> None:
     assert data.end == pd.Timestamp("2024-02-01T10:00:00")
 
 
+def test_validation_never_changes_the_callers_frames() -> None:
+    # validate() coerces timestamps, ids, stages and event types on its own (shallow, under
+    # copy-on-write) copies: a notebook's frames stay exactly as they were.
+    tables = _tables()
+    tables[2]["stage"] = [" Lead", "PROSPECT", "lead ", "Lead"]
+    before = [t.copy(deep=True) for t in tables]
+    data = validate(*tables)
+    assert data.stage_changes["stage"].tolist()[:2] == ["lead", "prospect"]
+    assert str(data.events["occurred_at"].dtype).startswith("datetime64")
+    for t, b in zip(tables, before, strict=True):
+        pd.testing.assert_frame_equal(t, b)
+
+
 def test_timezone_aware_input_is_converted_to_utc() -> None:
     leads, events, stages = _tables()
     events["occurred_at"] = [

@@ -326,6 +326,13 @@ def lead_positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
     return index.get_indexer(values).astype(np.int64)
 
 
+def _copy_on_write() -> bool:
+    """Is pandas' copy-on-write in force (pandas >= 3, or switched on in pandas 2)?"""
+    if int(pd.__version__.split(".")[0]) >= 3:
+        return True
+    return bool(pd.get_option("mode.copy_on_write") is True)
+
+
 def _lead_time_order(df: pd.DataFrame, leads: pd.Index, lead_col: str, time_col: str) -> np.ndarray:
     """Rows of ``df`` in (lead, time) order, ties in input order: pandas' stable
     ``sort_values([lead_col, time_col])`` for ``leads`` sorted, in one pass plus a per-lead sort
@@ -386,7 +393,11 @@ def validate(
     """
     c = columns or ColumnsConfig()
     problems: list[Problem] = []
-    leads, events, stage_changes = leads.copy(), events.copy(), stage_changes.copy()
+    # With copy-on-write (always on from pandas 3) a shallow copy suffices: a column set here
+    # never reaches the caller's frames, and 50M events are not held twice while checked.
+    deep = not _copy_on_write()
+    leads, events = leads.copy(deep=deep), events.copy(deep=deep)
+    stage_changes = stage_changes.copy(deep=deep)
 
     ok_leads = _check_nonempty(leads, "leads", problems)
     ok_leads &= _check_required(leads, "leads", [c.lead_id, c.created_at], problems)
@@ -647,6 +658,9 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = ()) -> pd.Data
             ]
         )
     if suffix in {".parquet", ".pq"}:
+        if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
+            kw = {"to_pandas_kwargs": {"self_destruct": True, "split_blocks": True}}
+            return pd.read_parquet(p, **kw)
         return pd.read_parquet(p)
     if suffix in {".csv", ".csv.gz"}:
         sep = _separator(p)

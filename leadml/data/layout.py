@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from leadml.data.contracts import CRMData
@@ -36,24 +37,34 @@ class LayoutWarning(UserWarning):
     """The data to score differs from the training data more than it should (see module docs)."""
 
 
-def _outside(s: pd.Series, allowed: list[str]) -> float:
-    """Share of the non-missing values of ``s`` whose text is not in ``allowed`` (per category,
-    not per row, for categoricals: events tables hold tens of millions of rows)."""
+def _outside(s: pd.Series, allowed: list[str], rows: np.ndarray | None = None) -> float:
+    """Share of the non-missing values of ``s`` (of its ``rows``, a boolean mask, if given)
+    whose text is not in ``allowed``: per category, not per row, for categoricals, and without
+    copying the table (events tables hold tens of millions of rows)."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         inside_cat = s.cat.categories.astype(str).isin(allowed)
         codes = s.cat.codes.to_numpy()
+        if rows is not None:
+            codes = codes[rows]
         codes = codes[codes >= 0]
         return float(1 - inside_cat[codes].mean()) if len(codes) else 0.0
-    known = s.dropna().astype(str)
+    known = (s if rows is None else s[rows]).dropna().astype(str)
     return float(1 - known.isin(allowed).mean()) if len(known) else 0.0
+
+
+def _before(data: CRMData, as_of: Any) -> np.ndarray:
+    """Which events happened before ``as_of`` (a mask: no copy of the events table)."""
+    when = data.events[data.columns.occurred_at].to_numpy(dtype="datetime64[ns]")
+    return when < np.datetime64(pd.Timestamp(as_of).as_unit("ns").to_datetime64())
 
 
 def _shares(data: CRMData, spec: FeatureSpec, as_of: Any = None) -> dict[str, Any]:
     c = data.columns
     leads, events = data.leads, data.events
+    rows = None
     if as_of is not None:
         leads = leads.loc[leads[c.created_at] < as_of]
-        events = events.loc[events[c.occurred_at] < as_of]
+        rows = _before(data, as_of)
     columns: dict[str, dict[str, float]] = {}
     for col in spec.fit_columns:
         if col not in leads.columns or len(leads) == 0:
@@ -65,8 +76,9 @@ def _shares(data: CRMData, spec: FeatureSpec, as_of: Any = None) -> dict[str, An
             entry["outside_levels"] = _outside(s, [lv for lv in levels if lv != "other"])
         columns[col] = entry
     out: dict[str, Any] = {"columns": columns}
-    if spec.event_types and len(events):
-        out["unknown_event_types"] = _outside(events[c.event_type], list(spec.event_types))
+    n_events = len(events) if rows is None else int(rows.sum())
+    if spec.event_types and n_events:
+        out["unknown_event_types"] = _outside(events[c.event_type], list(spec.event_types), rows)
     return out
 
 
@@ -105,9 +117,11 @@ def check_layout(
                 "event types; export the events again"
             )
         else:
-            before = events.loc[events[c.occurred_at] < as_of, c.event_type]
-            if len(before) and _outside(before, list(spec.event_types)) == 1.0:
-                seen = ", ".join(repr(str(v)) for v in sorted(before.astype(str).unique())[:5])
+            rows = _before(data, as_of)
+            types = events[c.event_type]
+            if rows.any() and _outside(types, list(spec.event_types), rows) == 1.0:
+                found = types[rows].astype(str).unique()
+                seen = ", ".join(repr(str(v)) for v in sorted(found)[:5])
                 expected = ", ".join(repr(v) for v in spec.event_types[:5])
                 problems.append(
                     f"events table: column {c.event_type!r} holds none of the event types "

@@ -335,8 +335,9 @@ def _prepare(
             f"as_of {ts} is not after the first lead's creation ({data.start}): no lead exists "
             "yet to score; pass a later --as-of"
         )
-    _check_fresh(data, ts, config)
-    _check_layout(data, ts, ms, config)
+    with timed("layout"):
+        _check_fresh(data, ts, config)
+        _check_layout(data, ts, ms, config)
     frames: dict[str, pd.DataFrame] = {}
     built: list[tuple[Any, pd.DataFrame]] = []
     for t, m in ms.items():
@@ -350,6 +351,7 @@ def _prepare(
         frames[t] = same
     with timed("predict"):
         head, pos, next_t = _call_order(*_head(frames, ms, config.scoring.chunk_size))
+    with timed("display"):  # the CRM's display columns and each lead's last activity
         head = _add_display(head, data, ts)
 
     created = data.leads[c.created_at]
