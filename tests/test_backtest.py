@@ -24,6 +24,7 @@ from leadml.model.backtest import (
     readiness,
     refit,
     run_backtest,
+    split_features,
 )
 from leadml.model.training import lgb_params
 
@@ -358,7 +359,11 @@ def test_a_blend_ships_trees_and_a_scaled_logistic_regression_exactly_explained(
     assert none is None and linear is not None
     # The trees are fit beside the linear part, not from it: the same booster as unblended.
     assert b_blend.model_to_string() == b_plain.model_to_string()
-    full = LinearBase.fit(X, y, ["source"], seed=result.seed)
+    # The linear part reads only the columns the trees split on (never a column they found
+    # no use for), scaled by the blend weight.
+    used = split_features(b_blend, list(X.columns))
+    assert set(linear.numeric) | set(linear.categorical) == set(used)
+    full = LinearBase.fit(X[used], y, ["source"], seed=result.seed)
     np.testing.assert_allclose(linear.margin(X), 0.5 * full.margin(X), rtol=1e-12, atol=1e-12)
     # Exactly explained: the linear part's Shapley values plus TreeSHAP add up to the margin.
     names = list(X.columns)

@@ -74,7 +74,8 @@ Choices
        calibration must map.
     4. *Blend*: the chosen trees' margin plus ``w`` times a logistic regression's margin
        (:class:`~leadml.model.linear.LinearBase`, fit on the same rows with the same recency
-       weights), ``w`` in :data:`BLEND_WEIGHTS` (a linear share of 1/4, 1/2 or 3/4 after
+       weights, on the columns the trees split on: :func:`split_features`), ``w`` in
+       :data:`BLEND_WEIGHTS` (a linear share of 1/4, 1/2 or 3/4 after
        calibration rescales the sum) or no blend, skipped when the trees already boost from a
        linear base. Trees and a linear model err differently (steps against slopes, one-hot
        levels against binned ones), and a combination of two such forecasts is rarely worse
@@ -140,8 +141,8 @@ Refit (:func:`refit`)
     weights (age from the newest row) and no early stopping; when the ``linear`` candidate was
     chosen, a :class:`~leadml.model.linear.LinearBase` is fit first on the same rows and weights
     and the booster starts from its margin (its Shapley values are exact too, and add to
-    TreeSHAP's); when a blend was chosen, the LinearBase is fit beside the booster and stored
-    scaled by the blend weight. The caller calibrates with ``result.calibration`` and sets
+    TreeSHAP's); when a blend was chosen, the LinearBase is fit after the booster, on the
+    columns it splits on, and stored scaled by the blend weight. The caller calibrates with ``result.calibration`` and sets
     tiers from the newest scores.
 """
 
@@ -176,6 +177,7 @@ __all__ = [
     "readiness",
     "refit",
     "run_backtest",
+    "split_features",
 ]
 
 MODELS = ("leadml", "base_rate", "logistic", "lgbm_default", "rule")
@@ -833,8 +835,6 @@ def _refit_fold(
     """What :func:`refit` does, on the fold's training part (module docs, "Refit per fold")."""
     rows, valid_rows = fd.train, fd.train[fd.inner_valid]
     weight = None if half_life is None else _recency(key[rows], half_life)
-    lin = LinearBase.fit(X.iloc[rows], y[rows], categorical, weight=weight, seed=seed)
-    lin_valid, lin_test = lin.margin(X.iloc[valid_rows]), lin.margin(X.iloc[fd.test])
     ds = fd.dataset
     base_valid, base_test = np.zeros(len(valid_rows)), np.zeros(len(fd.test))
     if weight is not None or boosted_from_linear:
@@ -842,12 +842,29 @@ def _refit_fold(
         if weight is not None:
             ds.set_weight(weight)
         if boosted_from_linear:
-            ds.set_init_score(lin.margin(X.iloc[rows]))
-            base_valid, base_test = lin_valid, lin_test
+            base = LinearBase.fit(X.iloc[rows], y[rows], categorical, weight=weight, seed=seed)
+            ds.set_init_score(base.margin(X.iloc[rows]))
+            base_valid, base_test = base.margin(X.iloc[valid_rows]), base.margin(X.iloc[fd.test])
     booster = lgb.train({**params, "metric": "None"}, ds, num_boost_round=n_trees)
     trees_valid = base_valid + np.asarray(booster.predict(X.iloc[valid_rows], raw_score=True))
     trees_test = base_test + np.asarray(booster.predict(X.iloc[fd.test], raw_score=True))
-    return _FoldRefit(trees_valid, trees_test, lin_valid, lin_test)
+    if boosted_from_linear:  # never blended: the linear part is in the trees' margin already
+        return _FoldRefit(
+            trees_valid, trees_test, np.zeros_like(base_valid), np.zeros_like(base_test)
+        )
+    used = split_features(booster, X.columns)
+    lin = LinearBase.fit(X.iloc[rows][used], y[rows], categorical, weight=weight, seed=seed)
+    return _FoldRefit(
+        trees_valid, trees_test, lin.margin(X.iloc[valid_rows]), lin.margin(X.iloc[fd.test])
+    )
+
+
+def split_features(booster: lgb.Booster, columns: Sequence[Any]) -> list[Any]:
+    """The columns the trees split on at least once: what a blend's logistic regression may
+    use. A column the trees never chose (a noise attribute, a constant) would only let the
+    linear part fit noise that a rep then reads as a reason."""
+    counts = booster.feature_importance("split")
+    return [c for c, n in zip(columns, counts, strict=True) if n > 0]
 
 
 def _one_se_choice(names: Sequence[Any], losses: Mapping[Any, list[np.ndarray]]) -> Any:
@@ -1569,10 +1586,12 @@ def refit(
     if result.linear:
         linear = LinearBase.fit(X, y, result.categorical, weight=weight, seed=result.seed)
         init = linear.margin(X)
-    elif result.linear_weight is not None:
-        linear = LinearBase.fit(X, y, result.categorical, weight=weight, seed=result.seed)
-        linear = linear.scaled(result.linear_weight)
     ds = lgb.Dataset(
         X, y, weight=weight, init_score=init, **_lgb_names(X.columns, result.categorical)
     )
-    return lgb.train(p, ds, num_boost_round=result.n_trees), linear
+    booster = lgb.train(p, ds, num_boost_round=result.n_trees)
+    if result.linear_weight is not None:
+        used = split_features(booster, X.columns)
+        linear = LinearBase.fit(X[used], y, result.categorical, weight=weight, seed=result.seed)
+        linear = linear.scaled(result.linear_weight)
+    return booster, linear
