@@ -640,9 +640,16 @@ def _check_time_sanity(
                 )
 
 
-def read_table(path: str | Path, *, text_columns: Sequence[str] = ()) -> pd.DataFrame:
+def read_table(
+    path: str | Path,
+    *,
+    text_columns: Sequence[str] = (),
+    category_columns: Sequence[str] = (),
+) -> pd.DataFrame:
     """Read one CSV or Parquet file (by extension); in a CSV, ``text_columns`` (those present)
-    are read as text, exactly as written (ids such as ``00000524`` keep their zeros)."""
+    are read as text, exactly as written (ids such as ``00000524`` keep their zeros). Parquet
+    string ``category_columns`` (those present) come as pandas categoricals straight from the
+    file's dictionary: 50M event types are then one byte each, never 50M strings."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
     table = p.name.split(".")[0]
@@ -658,10 +665,23 @@ def read_table(path: str | Path, *, text_columns: Sequence[str] = ()) -> pd.Data
             ]
         )
     if suffix in {".parquet", ".pq"}:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        kw: dict[str, Any] = {}
+        if category_columns:
+            schema = pq.read_schema(p)
+            strings = [
+                f.name
+                for f in schema
+                if f.name in category_columns
+                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+            ]
+            if strings:
+                kw["read_dictionary"] = strings
         if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
-            kw = {"to_pandas_kwargs": {"self_destruct": True, "split_blocks": True}}
-            return pd.read_parquet(p, **kw)
-        return pd.read_parquet(p)
+            kw["to_pandas_kwargs"] = {"self_destruct": True, "split_blocks": True}
+        return pd.read_parquet(p, **kw)
     if suffix in {".csv", ".csv.gz"}:
         sep = _separator(p)
         try:
@@ -799,7 +819,8 @@ def _read_directory(d: Path, c: ColumnsConfig) -> tuple[dict[str, pd.DataFrame],
             continue
         try:
             with stage("read"):
-                frames[name] = read_table(path, text_columns=[c.lead_id])
+                cats = [c.event_type] if name == "events" else []
+                frames[name] = read_table(path, text_columns=[c.lead_id], category_columns=cats)
         except DataContractError as e:
             problems.extend(e.problems)
         except (OSError, ValueError) as e:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -276,6 +277,39 @@ def parquet_metadata(attrs: Mapping[str, Any], frame: pd.DataFrame) -> dict[byte
     return {f"leadml.{k}".encode(): v.encode() for k, v in meta.items()}
 
 
+def _reason_columns(reasons: pd.Series, n: int) -> list[np.ndarray]:
+    """``reason_1 .. reason_n``: each row's k-th reason as :func:`reason_sentence` writes it
+    ("" past its last reason). An Arrow-backed column (the job's) is rendered from its arrays,
+    each distinct points figure formatted once; lists of dicts one by one."""
+    if not isinstance(reasons.dtype, pd.ArrowDtype):
+        texts = [[reason_sentence(r) for r in rs] for rs in reasons]
+        return [
+            np.array([t[k] if k < len(t) else "" for t in texts], dtype=object) for k in range(n)
+        ]
+    import pyarrow as pa
+
+    arr = pa.chunked_array(pa.array(reasons)).combine_chunks()
+    offsets = np.asarray(arr.offsets, dtype=np.int64)
+    offsets -= offsets[0]  # a sliced array's offsets start where its slice does
+    values = arr.flatten()
+    direction = np.asarray(values.field("direction").to_pylist(), dtype=object)
+    text = np.asarray(values.field("text").to_pylist(), dtype=object)
+    effect = values.field("effect").to_numpy(zero_copy_only=False)
+    uniq, inverse = np.unique(effect, return_inverse=True)
+    sizes = np.array(
+        ["" if math.isnan(e) else f" ({100 * e:+.1f} pts)" for e in uniq.tolist()], dtype=object
+    )
+    sentence = direction + " " + text + sizes[inverse.ravel()]
+    counts = np.diff(offsets)
+    out = []
+    for k in range(n):
+        col = np.full(len(counts), "", dtype=object)
+        has = counts > k
+        col[has] = sentence[offsets[:-1][has] + k]
+        out.append(col)
+    return out
+
+
 class ScoresWriter:
     """Chunks in, one file out: a temp file beside the target, renamed into place on commit."""
 
@@ -322,9 +356,8 @@ class ScoresWriter:
             return
         flat = chunk.drop(columns=["reasons"])
         at = list(chunk.columns).index("reasons")
-        texts = [[reason_sentence(r) for r in rs] for rs in chunk["reasons"]]
-        for k in range(self.n_reasons):
-            flat.insert(at + k, f"reason_{k + 1}", [t[k] if k < len(t) else "" for t in texts])
+        for k, col in enumerate(_reason_columns(chunk["reasons"], self.n_reasons)):
+            flat.insert(at + k, f"reason_{k + 1}", col)
         if self._csv is None:
             self._csv = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
             header = True
