@@ -493,3 +493,78 @@ def test_a_bad_model_fails_before_any_data_is_read(tmp_path) -> None:
         run_score(crm, tmp_path / "s.parquet", as_of=AS_OF, model_specs=["nope"])
     assert "models" in spent.seconds
     assert not {"read", "validate", "features"} & set(spent.seconds)
+
+
+def test_reason_columns_from_arrow_match_the_sentences_row_by_row() -> None:
+    """The job's Arrow-backed reasons render to the CSV's reason_k cells exactly as lists of
+    dicts do, a sliced column, rows without reasons and an effect without points included."""
+    from leadml.explain.reasons import Reasons, reason_sentence
+    from leadml.serve.contract import _reason_columns
+
+    lists = [
+        [
+            {
+                "group": "g",
+                "text": "Viewed the pricing page 3 times",
+                "direction": "+",
+                "effect": 0.041,
+                "evidence": "",
+            },
+            {
+                "group": "h",
+                "text": "Country: DE",
+                "direction": "-",
+                "effect": -0.012,
+                "evidence": "e",
+            },
+        ],
+        [],
+        [
+            {
+                "group": "g",
+                "text": "Lead source: event",
+                "direction": "+",
+                "effect": float("nan"),
+                "evidence": "",
+            }
+        ],
+        [
+            {
+                "group": "g",
+                "text": "Created 3 days ago",
+                "direction": "-",
+                "effect": -0.0005,
+                "evidence": "",
+            }
+        ],
+    ]
+    flat = [r for rs in lists for r in rs]
+    offsets = np.cumsum([0, *map(len, lists)])
+    cols = {
+        f: np.array([r[f] for r in flat], dtype=object)
+        for f in ("group", "text", "direction", "evidence")
+    }
+    why = Reasons(
+        offsets,
+        cols["group"],
+        cols["text"],
+        cols["direction"],
+        np.array([r["effect"] for r in flat]),
+        cols["evidence"],
+        np.zeros(4),
+        np.zeros(4),
+    )
+    arrow = pd.Series(pd.arrays.ArrowExtensionArray(why.arrow()))
+    for series, rows in ((arrow, lists), (arrow.iloc[1:], lists[1:])):
+        got = _reason_columns(series.reset_index(drop=True), 3)
+        for k in range(3):
+            want = [reason_sentence(rs[k]) if k < len(rs) else "" for rs in rows]
+            assert got[k].tolist() == want
+    # The dicts come back as they went in (NaN compared as NaN).
+    back = why.lists
+    assert [len(rs) for rs in back] == [len(rs) for rs in lists]
+    for x, y in zip((r for rs in back for r in rs), flat, strict=True):
+        assert {k: v for k, v in x.items() if k != "effect"} == {
+            k: v for k, v in y.items() if k != "effect"
+        }
+        np.testing.assert_equal(x["effect"], y["effect"])
