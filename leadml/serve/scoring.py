@@ -61,7 +61,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadml._kernels import latest_before
 from leadml._timing import stage as timed
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, lead_positions
@@ -440,6 +439,9 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
         if col in data.leads.columns and col not in (c.lead_id, c.created_at):
             out[col] = data.leads[col].astype("string").to_numpy()[lead_pos]
     # The latest event per lead before as_of; among simultaneous ones the first in the table.
+    # (numba compiles or loads its kernels on import: not before the data is read.)
+    from leadml._kernels import latest_before
+
     ev = data.events
     pos = lead_positions(pd.Index(ids), ev[c.lead_id])
     when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
