@@ -353,6 +353,8 @@ def log_training_run(
     ):
         mlflow.log_params(_flatten(cfg.dump()))
         mlflow.log_params({"transition": model.transition, "label": label})
+        if result.backtest is not None:
+            mlflow.log_params(_chosen(result.backtest))
         mlflow.log_metrics({f"test_{k}": v for k, v in _finite(result.metrics).items()})
         mlflow.log_metrics(
             {f"baseline_{k}": v for k, v in _finite(result.baseline_metrics).items()}
@@ -461,6 +463,20 @@ def log_training_run(
     }
 
 
+def _chosen(bt: Any) -> dict[str, str]:
+    """What the backtest chose, as run parameters (``chosen_*``): the model in words, its
+    candidate, trees, recency half-life, blend weight and calibration."""
+    return {
+        "chosen_model": bt.chosen,
+        "chosen_candidate": bt.candidate,
+        "chosen_n_trees": str(bt.n_trees),
+        "chosen_half_life": str(bt.half_life),
+        "chosen_linear_base": str(bt.linear).lower(),
+        "chosen_linear_weight": "none" if bt.linear_weight is None else f"{bt.linear_weight:.6g}",
+        "chosen_calibration": bt.calibration_method,
+    }
+
+
 def log_backtest(result: TrainResult, artifacts: list[Path]) -> str:
     """Log a backtest on its own run (``backtest-<transition>``): every model's mean metrics
     over the folds, the verdict, the fold table and its plot. Returns the run id."""
@@ -471,6 +487,7 @@ def log_backtest(result: TrainResult, artifacts: list[Path]) -> str:
     mlflow.set_experiment(result.config.tracking.experiment)
     with mlflow.start_run(run_name=f"backtest-{result.model.transition}") as run:
         mlflow.log_params(_flatten(result.config.dump()))
+        mlflow.log_params(_chosen(bt))
         for row in bt.summary.itertuples():
             if np.isfinite(row.mean):
                 mlflow.log_metric(f"{row.model}_{row.metric}", float(row.mean))

@@ -22,6 +22,11 @@ def test_first_run_takes_champion_and_a_worse_one_does_not(trained, mlflow_uri) 
     assert first["promoted"] and first["model_version"] == "1"
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("leadml-prospect", "champion").version) == "1"
+    # What the backtest chose is on the run, for the team to compare runs by.
+    params = client.get_run(first["run_id"]).data.params
+    bt = good.backtest
+    assert params["chosen_model"] == bt.chosen and params["chosen_n_trees"] == str(bt.n_trees)
+    assert params["chosen_calibration"] == bt.calibration_method
 
     # A crippled model on the same window: predicts the base rate for everyone.
     worse_model = dataclasses.replace(good.model)
