@@ -16,7 +16,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "leadml"
 
 #: Lowest first. A module may import modules of its own layer or of a lower one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("leadml", "leadml.config", "leadml._io", "leadml._kernels", "leadml._timing", "leadml.funnel"),
+    (
+        "leadml",
+        "leadml.config",
+        "leadml._io",
+        "leadml._json",
+        "leadml._kernels",
+        "leadml._timing",
+        "leadml.funnel",
+    ),
     ("leadml.data", "leadml.datasets"),
     ("leadml.model",),
     ("leadml.explain",),

@@ -34,12 +34,13 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from leadml._json import jsonable
 
 __all__ = [
     "TableWriter",
@@ -218,25 +219,11 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(orig).__name__
 
 
-def _json_value(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _json_value(x) for k, x in v.items()}
-    if isinstance(v, list | tuple | np.ndarray):
-        return [_json_value(x) for x in v]
-    if isinstance(v, float | np.floating):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
 def _to_json(v: Any) -> Any:
     """A value of a JSON column as plain Python (lists, dicts, numbers; NaN as None)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
-    return _json_value(v)
+    return jsonable(v)
 
 
 def _sql_frame(frame: pd.DataFrame, json_columns: Iterable[str], id_column: str) -> pd.DataFrame:

@@ -255,9 +255,6 @@ class Reasons:
     base_score: np.ndarray  # points, multiples of 0.1
     other_points: np.ndarray  # points of the reasons not listed, multiples of 0.1
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
     @classmethod
     def empty(cls, n: int) -> Reasons:
         """``n`` rows without reasons, base score and other points NaN (nothing explained)."""

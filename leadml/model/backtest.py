@@ -160,6 +160,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from leadml._json import jsonable
 from leadml.funnel import TIERS
 from leadml.model.evaluation import evaluate
 from leadml.model.linear import LinearBase
@@ -316,10 +317,10 @@ class Fold:
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
-            "test_start": _jsonable(self.test_start),
-            "test_end": _jsonable(self.test_end),
-            "purge": _jsonable(self.purge),
-            "train_end": _jsonable(self.train_end),
+            "test_start": jsonable(self.test_start),
+            "test_end": jsonable(self.test_end),
+            "purge": jsonable(self.purge),
+            "train_end": jsonable(self.train_end),
         }
 
 
@@ -687,27 +688,6 @@ def _t_interval(values: Sequence[float]) -> tuple[float, float, float, int]:
     return mean, mean - half, mean + half, k
 
 
-def _jsonable(v: Any) -> Any:
-    """Plain JSON values: timestamps as ISO strings, NaN as None, numpy scalars as Python."""
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return [_jsonable(x) for x in v.tolist()]
-    if v is None or v is pd.NaT or v is pd.NA:  # e.g. "no half-life" in a Timedelta column
-        return None
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    if isinstance(v, pd.Timedelta):
-        return v.isoformat()
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 # --------------------------------------------------------------------------------------------
 # Per-fold data and fits.
 
@@ -1006,32 +986,32 @@ class BacktestResult:
             "remarks": list(self.remarks),
             "chosen": {
                 "candidate": self.candidate,
-                "overrides": _jsonable(self.overrides),
+                "overrides": jsonable(self.overrides),
                 "linear_base": self.linear,
                 "linear_weight": self.linear_weight,
-                "params": _jsonable(self.params),
+                "params": jsonable(self.params),
                 "n_trees": self.n_trees,
                 "best_iterations": list(self.best_iterations),
-                "half_life": _jsonable(self.half_life),
+                "half_life": jsonable(self.half_life),
                 "calibration_method": self.calibration_method,
                 "calibration": self.calibration.to_dict(),
             },
             "verdict": {"ready": v.ready, "reason": v.reason},
-            "per_fold": _jsonable(self.per_fold.to_dict(orient="records")),
-            "summary": _jsonable(self.summary.to_dict(orient="records")),
-            "differences": _jsonable(self.differences.to_dict(orient="records")),
-            "pooled": _jsonable(self.pooled.to_dict(orient="records")),
-            "search": _jsonable(self.search.to_dict(orient="records")),
-            "calibration_check": _jsonable(self.calibration_check.to_dict(orient="records")),
+            "per_fold": jsonable(self.per_fold.to_dict(orient="records")),
+            "summary": jsonable(self.summary.to_dict(orient="records")),
+            "differences": jsonable(self.differences.to_dict(orient="records")),
+            "pooled": jsonable(self.pooled.to_dict(orient="records")),
+            "search": jsonable(self.search.to_dict(orient="records")),
+            "calibration_check": jsonable(self.calibration_check.to_dict(orient="records")),
             "categorical": list(self.categorical),
-            "purge": _jsonable(self.purge),
+            "purge": jsonable(self.purge),
             "seed": self.seed,
             "rows": self.n_rows,
             "positives": self.n_positives,
             "subsampled": self.subsampled,
         }
         if include_oof:
-            out["oof"] = _jsonable(self.oof.to_dict(orient="list"))
+            out["oof"] = jsonable(self.oof.to_dict(orient="list"))
         json.dumps(out, allow_nan=False)  # fail here, not in the bundle writer
         return out
 

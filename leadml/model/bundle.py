@@ -19,12 +19,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from leadml import __version__
 from leadml._io import exists_error
+from leadml._json import jsonable
 from leadml.data.features import FeatureSpec
 from leadml.model.linear import LinearBase
 from leadml.model.stage import Calibration, StageModel
@@ -43,19 +43,6 @@ class BundleError(ValueError):
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        v = float(obj)
-        return None if np.isnan(v) else v
-    return obj
 
 
 def _versions() -> dict[str, str]:
@@ -156,7 +143,8 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
             **model.metadata,
         }
         (tmp / "bundle.json").write_text(
-            json.dumps(_jsonable(meta), indent=2, sort_keys=True), encoding="utf-8"
+            json.dumps(jsonable(meta, keep_infinity=True), indent=2, sort_keys=True),
+            encoding="utf-8",
         )
         sums = {name: _sha256(tmp / name) for name in _FILES}
         (tmp / "checksums.json").write_text(

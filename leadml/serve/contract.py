@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from leadml._io import atomic_path, check_target
+from leadml._json import jsonable
 from leadml.data.contracts import coerce_ids
 from leadml.explain.reasons import parse_reason_sentence, reason_sentence
 from leadml.model.stage import StageModel
@@ -236,24 +237,6 @@ def _arrow_schema(frame: pd.DataFrame, metadata: dict[bytes, bytes]) -> pa.Schem
                 typ = typ.value_type
         fields.append(pa.field(str(col), typ))
     return pa.schema(fields, metadata=metadata)
-
-
-def jsonable(v: Any) -> Any:
-    """``v`` as plain JSON values: mappings and sequences walked, numpy numbers as Python ones,
-    NaN and infinities as None (a tier nobody fell into has no conversion rate), timestamps as
-    ISO text. What the scores file's metadata, a history's ``run.json`` and the monitor's JSON
-    write."""
-    if isinstance(v, Mapping):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [jsonable(x) for x in v]
-    if isinstance(v, float | np.floating):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    return v
 
 
 def _json(value: Any) -> str:
