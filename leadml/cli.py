@@ -613,6 +613,13 @@ def backtest(
     help="Score an --as-of more than scoring.max_stale_days (30) after the data's newest row.",
 )
 @click.option(
+    "--partition-leads",
+    type=click.IntRange(min=1),
+    help="Read and score N leads at a time (config scoring.partition_leads): memory is set by "
+    "N, not by the CRM; the events must be Parquet (a file or a directory of files). Same "
+    "output, byte for byte.",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -642,6 +649,7 @@ def score(
     table: str | None,
     allow_layout_change: bool,
     allow_stale: bool,
+    partition_leads: int | None,
     verbose: bool,
     history: str | None,
 ) -> None:
@@ -654,6 +662,8 @@ def score(
     if allow_layout_change or allow_stale:
         allowed = {"allow_layout_change": allow_layout_change, "allow_stale": allow_stale}
         cfg = cfg.with_overrides({"scoring": {k: True for k, v in allowed.items() if v}})
+    if partition_leads is not None:
+        cfg = cfg.with_overrides({"scoring": {"partition_leads": partition_leads}})
     from leadml._io import check_target
     from leadml.jobs import parse_model_specs
 
@@ -664,6 +674,11 @@ def score(
         check_target(out, overwrite, inputs=[data_dir, table, *models_in])
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
+    if partition_leads is not None and (table is not None or engine == "spark"):
+        raise click.UsageError(
+            "--partition-leads is for the local engine scoring --data DIR (Spark partitions "
+            "the leads itself: config spark.partitions)"
+        )
     if out_table is not None and (table is not None or engine == "spark"):
         raise click.UsageError(
             "--out-table is written by the local engine from --data URL (not with --table or "

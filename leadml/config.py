@@ -190,6 +190,10 @@ class ScoringConfig(_Section):
     #: export, or the default "now" on a stale one); ``allow_stale`` scores anyway, loudly.
     max_stale_days: int = Field(30, ge=0)
     allow_stale: bool = False
+    #: Score one range of this many leads at a time (``--partition-leads``): the events, read
+    #: from Parquet (a file or a directory of files), are never all in memory, and the output
+    #: is the same file byte for byte (:mod:`leadml.serve.stream`). Default: the whole CRM.
+    partition_leads: int | None = Field(None, ge=1)
 
 
 class SparkConfig(_Section):

@@ -35,6 +35,7 @@ from leadml._timing import stage
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, load_crm, read_table
 from leadml.data.flat import FlatDataError
+from leadml.data.partitions import open_lead_ranges
 from leadml.data.sql import check_table_target, is_database_url, mask_url
 from leadml.funnel import TRANSITIONS, tier_counts, to_as_of
 from leadml.model.bundle import BundleError, load_bundle, save_bundle
@@ -42,6 +43,7 @@ from leadml.model.stage import StageModel
 from leadml.model.training import TrainResult, train, train_flat
 from leadml.serve.contract import ScoringError, model_version, output_format, write_scores
 from leadml.serve.scoring import score_flat, score_to_file, score_to_table
+from leadml.serve.stream import stream_to_file
 
 __all__ = [
     "check_tracking",
@@ -241,7 +243,16 @@ def run_score(
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
         )
-    data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
+    size = cfg.scoring.partition_leads
+    if size is not None:
+        if out_table is not None:
+            raise ScoringError(
+                "--partition-leads reads a directory of files; it cannot write --out-table "
+                "(the data is a database): score without it"
+            )
+        data: Any = open_lead_ranges(data_dir, size, cfg.columns)
+    else:
+        data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     history = history or cfg.monitor.history_dir
     if history is not None:
         here = Path(history).resolve()
@@ -251,6 +262,7 @@ def run_score(
                 f"--history {str(history)!r} is also an input ({clash[0]}); keep the score "
                 "history in a directory of its own"
             )
+    job: Any
     if out_table is not None:
         job = score_to_table(
             data,
@@ -267,7 +279,8 @@ def run_score(
         where = f"table {out_table} in {mask_url(str(data_dir))}"
     else:
         assert path is not None and kind is not None
-        job = score_to_file(
+        write = stream_to_file if size is not None else score_to_file
+        job = write(
             data, ts, models, path, kind, cfg, engine=engine, progress=progress, history=history
         )
         where = str(path)

@@ -352,6 +352,7 @@ def validate(
     *,
     now: str | pd.Timestamp | None = None,
     strict_future: bool = False,
+    part: bool = False,
 ) -> CRMData:
     """Check the three tables against the contract and return them coerced.
 
@@ -365,6 +366,10 @@ def validate(
         When the export was taken (UTC if naive). Default: inferred (see Notes).
     strict_future : bool
         Events dated well after the inferred export time are problems (``leadml validate``).
+    part : bool
+        The tables are one lead range of a larger CRM whose leads were validated whole
+        (:mod:`leadml.data.partitions`): their ids keep their type, and a range without stage
+        changes is not an empty table.
 
     Returns
     -------
@@ -404,7 +409,7 @@ def validate(
     ok_events = _check_required(
         events, "events", [c.lead_id, c.event_type, c.occurred_at], problems
     )
-    ok_stages = _check_nonempty(stage_changes, "stage_changes", problems)
+    ok_stages = part or _check_nonempty(stage_changes, "stage_changes", problems)
     ok_stages &= _check_required(
         stage_changes, "stage_changes", [c.lead_id, c.stage, c.changed_at], problems
     )
@@ -488,7 +493,8 @@ def validate(
 
     # Cross-table checks need clean ids; compare on a common dtype.
     if ok_leads and not leads[c.lead_id].isna().any():
-        leads[c.lead_id] = coerce_ids(leads[c.lead_id])
+        if not part:  # a part's ids are the whole table's, already coerced
+            leads[c.lead_id] = coerce_ids(leads[c.lead_id])
         as_int = pd.api.types.is_integer_dtype(leads[c.lead_id].dtype)
         known = pd.Index(leads[c.lead_id])
         for table, df, ok in (
@@ -646,10 +652,11 @@ def read_table(
     text_columns: Sequence[str] = (),
     category_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Read one CSV or Parquet file (by extension); in a CSV, ``text_columns`` (those present)
-    are read as text, exactly as written (ids such as ``00000524`` keep their zeros). Parquet
-    string ``category_columns`` (those present) come as pandas categoricals straight from the
-    file's dictionary: 50M event types are then one byte each, never 50M strings."""
+    """Read one CSV or Parquet file (by extension), or a directory of Parquet files (a
+    partitioned dataset); in a CSV, ``text_columns`` (those present) are read as text, exactly
+    as written (ids such as ``00000524`` keep their zeros). Parquet string ``category_columns``
+    (those present) come as pandas categoricals straight from the file's dictionary: 50M event
+    types are then one byte each, never 50M strings."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
     table = p.name.split(".")[0]
@@ -664,24 +671,8 @@ def read_table(
                 )
             ]
         )
-    if suffix in {".parquet", ".pq"}:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        kw: dict[str, Any] = {}
-        if category_columns:
-            schema = pq.read_schema(p)
-            strings = [
-                f.name
-                for f in schema
-                if f.name in category_columns
-                and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
-            ]
-            if strings:
-                kw["read_dictionary"] = strings
-        if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
-            kw["to_pandas_kwargs"] = {"self_destruct": True, "split_blocks": True}
-        return pd.read_parquet(p, **kw)
+    if p.is_dir() or suffix in {".parquet", ".pq"}:
+        return parquet_frame(parquet_dataset(p, category_columns))
     if suffix in {".csv", ".csv.gz"}:
         sep = _separator(p)
         try:
@@ -693,6 +684,35 @@ def read_table(
     raise DataContractError(
         [Problem(p.stem, None, f"unsupported file type {p.name!r}", fix="Use .csv or .parquet.")]
     )
+
+
+def parquet_dataset(path: str | Path, category_columns: Sequence[str] = ()) -> Any:
+    """A Parquet file or directory as a ``pyarrow.dataset.Dataset`` whose string
+    ``category_columns`` (those present) read as dictionaries (see :func:`read_table`)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    p = Path(path)
+    found = ds.dataset(p, format="parquet", partitioning="hive")
+    strings = [
+        f.name
+        for f in found.schema
+        if f.name in category_columns
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    if not strings:
+        return found
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=strings))
+    return ds.dataset(p, format=fmt, partitioning="hive")
+
+
+def parquet_frame(dataset: Any, where: Any = None) -> pd.DataFrame:
+    """The rows of a :func:`parquet_dataset` (those matching the ``where`` expression) as a
+    DataFrame, in file order."""
+    table = dataset.to_table(filter=where)
+    if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
+        return table.to_pandas(self_destruct=True, split_blocks=True)
+    return table.to_pandas()
 
 
 def _open_text(p: Path, errors: str = "strict") -> Any:
@@ -734,11 +754,18 @@ def _not_utf8(p: Path, table: str) -> Problem:
 
 
 def _find_table(directory: Path, name: str) -> Path | None:
+    """``<name>.parquet`` (a file, or a directory of Parquet files), ``<name>.pq``,
+    ``<name>.csv``, ``<name>.csv.gz``, or a directory ``<name>`` of Parquet files."""
     for ext in (".parquet", ".pq", ".csv", ".csv.gz"):
         candidate = directory / f"{name}{ext}"
-        if candidate.is_file():
+        if candidate.is_file() or (ext == ".parquet" and _parquet_dir(candidate)):
             return candidate
-    return None
+    bare = directory / name
+    return bare if _parquet_dir(bare) else None
+
+
+def _parquet_dir(p: Path) -> bool:
+    return p.is_dir() and any(p.rglob("*.parquet"))
 
 
 def _empty_events(c: ColumnsConfig) -> pd.DataFrame:

@@ -66,7 +66,7 @@ from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, lead_positions
 from leadml.data.features import build_features, model_frame
 from leadml.data.flat import FlatCleaning, FlatDataError
-from leadml.data.layout import LayoutWarning, check_layout
+from leadml.data.layout import EventCounts, LayoutWarning, check_layout
 from leadml.data.timeline import stage_at
 from leadml.data.trainset import build_scoring_set
 from leadml.explain.reasons import (
@@ -294,6 +294,29 @@ class _Job:
     skipped: dict[str, int]
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    def columns(self) -> pd.DataFrame:
+        """The output's columns and dtypes, without rows."""
+        return _with_reasons(self.head.iloc[:0], Reasons.empty(0))
+
+    def run_info(self) -> dict[str, Any]:
+        """What a score history keeps about this run (:func:`run_info`)."""
+        return run_info(self)
+
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        """Per model with a drift reference, its rows' drift profile
+        (:func:`leadml.model.drift.profile`)."""
+        from leadml.model.drift import profile
+
+        out: dict[str, dict[str, Any]] = {}
+        for t, m in self.models.items():
+            ref = m.metadata.get("reference")
+            if ref is None:
+                continue
+            p = self.head[f"p_{t}"].to_numpy(dtype=float)
+            rows = np.flatnonzero(np.isfinite(p))
+            out[t] = profile(ref, self.frames[t].iloc[self.pos[rows]], p[rows])
+        return out
+
     def chunks(
         self,
         config: LeadMLConfig,
@@ -325,18 +348,20 @@ def _prepare(
     as_of: pd.Timestamp | str | None,
     models: Mapping[str, StageModel],
     config: LeadMLConfig,
+    *,
+    checked: bool = False,
 ) -> _Job:
+    """Features, probabilities, order and display columns of every eligible lead of ``data``.
+    ``checked``: ``data`` is one range of leads of a CRM whose start, freshness and layout
+    the caller checks as a whole (:mod:`leadml.serve.stream`)."""
     ts = to_as_of(as_of)
     ms = _check_models(models)
     c = data.columns
-    if len(data.leads) == 0 or ts <= data.start:
-        raise ScoringError(
-            f"as_of {ts} is not after the first lead's creation ({data.start}): no lead exists "
-            "yet to score; pass a later --as-of"
-        )
-    with timed("layout"):
-        _check_fresh(data, ts, config)
-        _check_layout(data, ts, ms, config)
+    if not checked:
+        check_start(data, ts)
+        with timed("layout"):
+            _check_fresh(data, ts, config)
+            _check_layout(data, ts, ms, config)
     frames: dict[str, pd.DataFrame] = {}
     built: list[tuple[Any, pd.DataFrame]] = []
     for t, m in ms.items():
@@ -367,6 +392,15 @@ def _prepare(
     return _Job(ts, ms, frames, head, pos, next_t, skipped, attrs)
 
 
+def check_start(data: CRMData, as_of: pd.Timestamp) -> None:
+    """Refuse an ``as_of`` before any lead exists."""
+    if len(data.leads) == 0 or as_of <= data.start:
+        raise ScoringError(
+            f"as_of {as_of} is not after the first lead's creation ({data.start}): no lead "
+            "exists yet to score; pass a later --as-of"
+        )
+
+
 def _check_fresh(data: CRMData, as_of: pd.Timestamp, config: LeadMLConfig) -> None:
     check_freshness(pd.Timestamp(data.end), as_of, config)
 
@@ -393,12 +427,22 @@ def check_freshness(newest: pd.Timestamp, as_of: pd.Timestamp, config: LeadMLCon
 
 
 def _check_layout(
-    data: CRMData, as_of: pd.Timestamp, models: Mapping[str, StageModel], config: LeadMLConfig
+    data: CRMData,
+    as_of: pd.Timestamp,
+    models: Mapping[str, StageModel],
+    config: LeadMLConfig,
+    events: EventCounts | None = None,
+    tables: tuple[str, ...] = ("leads", "events"),
 ) -> None:
     """Refuse data whose layout the models were not trained on; warn on suspicious shifts
-    (:mod:`leadml.data.layout`). Every difference of every model is listed at once."""
+    (:mod:`leadml.data.layout`). Every difference of every model is listed at once.
+    ``events``: the events' counts when ``data`` does not hold them; ``tables``: check only
+    these (a CRM read one range of leads at a time checks its leads first, events last)."""
     sc = config.scoring
     problems: list[str] = []
+    counted = events
+    if counted is None and "events" in tables:
+        counted = EventCounts.of(data, as_of)
     for t, m in models.items():
         found, shifts = check_layout(
             data,
@@ -408,6 +452,8 @@ def _check_layout(
             shift=sc.layout_shift,
             # One wording for every model, so a column both models read is listed once.
             what=f"the {t} model" if len(models) == 1 else "the models",
+            events=counted,
+            tables=tables,
         )
         problems += [p for p in found if p not in problems]
         for w in shifts:
@@ -523,12 +569,17 @@ def score_to_file(
     against the newest earlier run there, and the run is added to the history once the file
     is complete."""
 
+    job = _prepare(data, as_of, _given(models), config)
+    return _score_into(_file_writer(path, fmt), job, config, engine, progress, history)
+
+
+def _file_writer(path: Path, fmt: str) -> OpenWriter:
     def open_file(columns: pd.DataFrame, meta: dict[bytes, bytes], n: int, size: int) -> Any:
         return ScoresWriter(
             path, fmt, n_reasons=n, metadata=meta, columns=columns, row_group_size=size
         )
 
-    return _score_into(open_file, data, as_of, models, config, engine, progress, history)
+    return open_file
 
 
 def score_to_table(
@@ -554,27 +605,28 @@ def score_to_table(
             url, table, overwrite=overwrite, json_columns=("reasons",), columns=columns
         )
 
-    return _score_into(open_table, data, as_of, models, config, engine, progress, history)
+    job = _prepare(data, as_of, _given(models), config)
+    return _score_into(open_table, job, config, engine, progress, history)
 
 
 def _score_into(
     open_writer: OpenWriter,
-    data: CRMData,
-    as_of: pd.Timestamp,
-    models: Mapping[str, StageModel],
+    job: Any,
     config: LeadMLConfig,
     engine: str | None,
     progress: bool | None,
     history: str | Path | None,
-) -> _Job:
+) -> Any:
+    """Write a prepared run (a :class:`_Job`, or a run read one range of leads at a time,
+    :class:`leadml.serve.stream.Streamed`) chunk by chunk; with ``history``, also into the
+    score history, with trends."""
     from contextlib import ExitStack
 
     from leadml.serve.history import HistoryWriter, Previous, add_trend, previous_run
 
-    job = _prepare(data, as_of, _given(models), config)
     ex = config.explain
     n_reasons = ex.n_positive + ex.n_negative
-    columns = _with_reasons(job.head.iloc[:0], Reasons.empty(0))
+    columns = job.columns()
     before = None
     if history is not None:
         run = previous_run(history, job.as_of)
@@ -607,19 +659,20 @@ def _score_into(
         with timed("write"):
             w.commit()
         if h is not None:
-            job.attrs["history"] = str(h.commit(run_info(job)))
+            job.attrs["history"] = str(h.commit(job.run_info()))
     _log_summary(job, len(job.head))
     return job
 
 
-def run_info(job: _Job) -> dict[str, Any]:
+def run_info(job: Any) -> dict[str, Any]:
     """What a history keeps about a run besides its scores (``run.json``): the models, with
     their backtest metrics, tier thresholds and drift reference, and the run's drift profile
-    against each reference (:mod:`leadml.model.drift`)."""
+    against each reference (:mod:`leadml.model.drift`). ``job``: a :class:`_Job` or a
+    :class:`leadml.serve.stream.Streamed`."""
     from leadml import __version__
-    from leadml.model.drift import profile
 
     head = job.head
+    profiles = job.profiles()
     models: dict[str, Any] = {}
     for t, m in job.models.items():
         p = head[f"p_{t}"].to_numpy(dtype=float)
@@ -636,9 +689,8 @@ def run_info(job: _Job) -> dict[str, Any]:
             "rows": len(rows),
         }
         if ref is not None:
-            X = job.frames[t].iloc[job.pos[rows]]
             entry["reference"] = ref
-            entry["profile"] = profile(ref, X, p[rows])
+            entry["profile"] = profiles[t]
             entry["groups"] = dict(m.spec.groups)
         models[t] = entry
     return {
