@@ -200,3 +200,29 @@ def test_text_ids_stream_too(crm_medium, bundles, tmp_path) -> None:
     assert np.array_equal(
         pd.read_parquet(streamed)["score"].to_numpy(), pd.read_parquet(one)["score"].to_numpy()
     )
+
+
+def test_the_file_does_not_depend_on_how_its_columns_are_chunked_in_memory(tmp_path) -> None:
+    """A chunk merged from several ranges holds Arrow columns in several pieces; Parquet cuts
+    pages and falls back from dictionary encoding where its input's pieces end, so the writer
+    must see one piece per column. 40,000 distinct 60-character names overflow the 1 MB
+    dictionary page: the case a million-lead run met."""
+    import pyarrow as pa
+
+    from leadml.serve.contract import ScoresWriter
+
+    n = 40_000
+    names = [f"{i:08d}-" + "x" * 51 for i in range(n)]
+    whole = pd.DataFrame({"lead_id": np.arange(n), "company": pd.array(names, dtype="str")})
+    pieces = pa.chunked_array([pa.array(names[: n // 3]), pa.array(names[n // 3 :])])
+    chunked = whole.assign(company=pd.arrays.ArrowExtensionArray(pieces))
+    written = []
+    for i, frame in enumerate((whole, chunked)):
+        path = tmp_path / f"s{i}.parquet"
+        with ScoresWriter(
+            path, "parquet", n_reasons=0, metadata={}, columns=whole, row_group_size=n
+        ) as w:
+            w.write(frame)
+            w.commit()
+        written.append(path.read_bytes())
+    assert written[0] == written[1]

@@ -331,7 +331,12 @@ class ScoresWriter:
             assert self.schema is not None
             if self._pq is None:
                 self._pq = pq.ParquetWriter(self.tmp, self.schema)
-            table = pa.Table.from_pandas(chunk, schema=self.schema, preserve_index=False)
+            # One Arrow chunk per column: where Parquet pages and dictionary fallbacks fall
+            # follows the input's chunks, and a chunk merged from several lead ranges
+            # (leadml.serve.stream) must give the bytes a one-shot chunk gives.
+            table = pa.Table.from_pandas(
+                chunk, schema=self.schema, preserve_index=False
+            ).combine_chunks()
             if len(chunk):
                 self._pq.write_table(
                     table.replace_schema_metadata(self.schema.metadata), self.row_group_size
