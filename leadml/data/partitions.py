@@ -124,6 +124,7 @@ class LeadRanges:
             del events
             if not problems:
                 yield part
+            del part  # one range in memory at a time: not this one while the next is read
         if problems:
             raise DataContractError(problems)
 

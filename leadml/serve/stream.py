@@ -135,9 +135,13 @@ class Streamed:
 
     def profiles(self) -> dict[str, dict[str, Any]]:
         """The drift profile of each model with a reference: the feature bins summed over the
-        ranges, the score's from every row's probability in file order (as the one-shot run)."""
+        ranges, the score's from every row's probability in file order (as the one-shot run).
+        Only for a run prepared with ``profile=True``."""
         from leadml.model.drift import profile
 
+        wanted = [t for t, m in self.models.items() if m.metadata.get("reference") is not None]
+        if set(wanted) != set(self._features):
+            raise RuntimeError("this run was prepared without profile=True")
         out: dict[str, dict[str, Any]] = {}
         for t, found in self._features.items():
             p = self.head[f"p_{t}"].to_numpy(dtype=float)
@@ -199,10 +203,11 @@ def prepare_ranges(
     engine: str | None = None,
     progress: bool | None = None,
     spill_dir: str | Path | None = None,
+    profile: bool = False,
 ) -> Iterator[Streamed]:
     """Score ``ranges`` range by range into a spill directory (in ``spill_dir``, default the
     system's temporary directory) and give the run, ready to write; the spill is removed when
-    the block ends."""
+    the block ends. ``profile``: also sum the drift profile a score history keeps."""
     ts = to_as_of(as_of)
     ms = _check_models(_given(models))
     whole = ranges.whole
@@ -217,7 +222,7 @@ def prepare_ranges(
         skipped: dict[str, int] = {}
         counted = EventCounts(0, {})
         features: dict[str, dict[str, Any]] = {
-            t: {} for t, m in ms.items() if m.metadata.get("reference") is not None
+            t: {} for t, m in ms.items() if profile and m.metadata.get("reference") is not None
         }
         columns = None
         eng = engine or config.explain.engine
@@ -228,7 +233,9 @@ def prepare_ranges(
             del part
             for k, v in job.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
-            _add_features(features, job)
+            if features:
+                with timed("profile"):  # the drift profile's feature bins, summed over ranges
+                    _add_features(features, job)
             spill = _Spill(tmp / f"range-{i:05d}.pickle")
             spills.append(spill)
             with timed("spill"):
@@ -242,7 +249,8 @@ def prepare_ranges(
         with timed("layout"):
             _check_layout(whole, ts, ms, config, events=counted, tables=("events",))
         assert columns is not None
-        run = Streamed(ts, ms, columns, spills, heads, skipped, features, config)
+        with timed("merge"):
+            run = Streamed(ts, ms, columns, spills, heads, skipped, features, config)
         del heads
         yield run
     finally:
@@ -277,6 +285,13 @@ def stream_to_file(
     """:func:`leadml.serve.scoring.score_to_file` for a CRM read one range of leads at a time
     (module docs): the same file, byte for byte. The spill goes beside ``path``."""
     with prepare_ranges(
-        ranges, as_of, models, config, engine=engine, progress=progress, spill_dir=path.parent
+        ranges,
+        as_of,
+        models,
+        config,
+        engine=engine,
+        progress=progress,
+        spill_dir=path.parent,
+        profile=history is not None,
     ) as run:
         return _score_into(_file_writer(path, fmt), run, config, engine, progress, history)
