@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -38,18 +38,22 @@ from leadml.data.flat import FlatDataError
 from leadml.data.partitions import open_lead_ranges
 from leadml.data.sql import check_table_target, is_database_url, mask_url
 from leadml.funnel import TRANSITIONS, tier_counts, to_as_of
-from leadml.model.bundle import BundleError, load_bundle, save_bundle
+from leadml.model.bundle import BundleError, CheckedBundle, check_bundle, save_bundle
 from leadml.model.stage import StageModel
-from leadml.model.training import TrainResult, train, train_flat
 from leadml.serve.contract import ScoringError, model_version, output_format, write_scores
 from leadml.serve.scoring import score_flat, score_to_file, score_to_table
 from leadml.serve.stream import stream_to_file
 
+if TYPE_CHECKING:  # training imports LightGBM and scikit-learn: only the jobs that train
+    from leadml.model.training import TrainResult
+
 __all__ = [
     "check_tracking",
     "load_models",
+    "load_resolved",
     "load_stage_model",
     "parse_model_specs",
+    "resolve_models",
     "run_backtest",
     "run_score",
     "run_score_flat",
@@ -103,15 +107,15 @@ def check_tracking(config: LeadMLConfig | None = None) -> str:
     return tracking.connect((config or LeadMLConfig()).tracking.tracking_uri)
 
 
-def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> StageModel:
-    """Load one stage model: a bundle directory (also inside a downloaded MLflow model) without
-    importing MLflow, or an MLflow model URI (``models:/leadml-prospect@champion``,
-    ``models:/leadml-prospect/3``, ``runs:/<id>/model``) through :mod:`leadml.tracking`."""
+def _resolve(target: str | Path, tracking_uri: str | None) -> CheckedBundle | StageModel:
+    """One ``--model`` target, checked: a bundle directory (also inside a downloaded MLflow
+    model) or a version in a local SQLite registry, verified without importing LightGBM; any
+    other MLflow model URI loaded through :mod:`leadml.tracking`."""
     text = str(target)
     local = Path(text)
     if local.exists():
         pyfunc_layout = local / "artifacts" / "bundle"
-        return load_bundle(pyfunc_layout if pyfunc_layout.is_dir() else local)
+        return check_bundle(pyfunc_layout if pyfunc_layout.is_dir() else local)
     if ":/" not in text:
         raise BundleError(
             f"--model {text!r} is neither an existing bundle directory nor an MLflow model URI "
@@ -122,14 +126,69 @@ def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> Sta
 
     found = find_local_version(text, tracking_uri)
     if found is not None:
-        model = load_bundle(found.bundle)
-        model.metadata["model_version"] = found.label
-        return model
+        checked = check_bundle(found.bundle)
+        checked.meta["model_version"] = found.label
+        return checked
     # Imported here, not above: MLflow takes seconds to import and local bundles never need it.
     from leadml import tracking
 
     tracking.set_tracking_uri(tracking_uri)
     return tracking.load_registered_model(text)
+
+
+def _loaded(model: CheckedBundle | StageModel) -> StageModel:
+    return model.load() if isinstance(model, CheckedBundle) else model
+
+
+def load_stage_model(target: str | Path, tracking_uri: str | None = None) -> StageModel:
+    """Load one stage model: a bundle directory (also inside a downloaded MLflow model) without
+    importing MLflow, or an MLflow model URI (``models:/leadml-prospect@champion``,
+    ``models:/leadml-prospect/3``, ``runs:/<id>/model``) through :mod:`leadml.tracking`."""
+    return _loaded(_resolve(target, tracking_uri))
+
+
+def resolve_models(
+    specs: Sequence[str] | None = None,
+    prefix: str = "leadml",
+    *,
+    tracking_uri: str | None = None,
+) -> dict[str, CheckedBundle | StageModel]:
+    """Check the stage models named by ``--model`` values (:func:`load_models`) without
+    loading LightGBM's trees: what a job does before it reads any data, so that a bad model
+    fails first. :func:`load_resolved` then loads them."""
+    wanted = (
+        parse_model_specs(specs)
+        if specs
+        else [(t, f"models:/{prefix}-{t}@champion") for t in TRANSITIONS]
+    )
+    models: dict[str, CheckedBundle | StageModel] = {}
+    for key, target in wanted:
+        m = _resolve(target, tracking_uri)
+        if m.transition not in TRANSITIONS:
+            raise ScoringError(
+                f"--model {target!r} is a {m.transition!r} model; expected a prospect or "
+                "opportunity stage model (flat-table models score with --table)"
+            )
+        if key is not None and m.transition != key:
+            raise ScoringError(
+                f"--model {key}={target}: that model predicts {m.transition!r}, not {key!r}; "
+                f"write {m.transition}={target}"
+            )
+        if m.transition in models:
+            raise ScoringError(
+                f"--model: two {m.transition!r} models given ({target!r} is the second); give "
+                "one model per transition"
+            )
+        meta = m.meta if isinstance(m, CheckedBundle) else m.metadata
+        if "model_version" not in meta and target.startswith("models:/"):
+            meta["model_version"] = target.removeprefix("models:/")
+        models[m.transition] = m
+    return models
+
+
+def load_resolved(models: dict[str, CheckedBundle | StageModel]) -> dict[str, StageModel]:
+    """The stage models :func:`resolve_models` checked, loaded."""
+    return {t: _loaded(m) for t, m in models.items()}
 
 
 def load_models(
@@ -150,33 +209,7 @@ def load_models(
     tracking_uri : str, optional
         ``tracking.tracking_uri``; ``$MLFLOW_TRACKING_URI`` wins when set.
     """
-    wanted = (
-        parse_model_specs(specs)
-        if specs
-        else [(t, f"models:/{prefix}-{t}@champion") for t in TRANSITIONS]
-    )
-    models: dict[str, StageModel] = {}
-    for key, target in wanted:
-        m = load_stage_model(target, tracking_uri)
-        if m.transition not in TRANSITIONS:
-            raise ScoringError(
-                f"--model {target!r} is a {m.transition!r} model; expected a prospect or "
-                "opportunity stage model (flat-table models score with --table)"
-            )
-        if key is not None and m.transition != key:
-            raise ScoringError(
-                f"--model {key}={target}: that model predicts {m.transition!r}, not {key!r}; "
-                f"write {m.transition}={target}"
-            )
-        if m.transition in models:
-            raise ScoringError(
-                f"--model: two {m.transition!r} models given ({target!r} is the second); give "
-                "one model per transition"
-            )
-        if "model_version" not in m.metadata and target.startswith("models:/"):
-            m.metadata["model_version"] = target.removeprefix("models:/")
-        models[m.transition] = m
-    return models
+    return load_resolved(resolve_models(specs, prefix, tracking_uri=tracking_uri))
 
 
 def _score_target(
@@ -237,8 +270,8 @@ def run_score(
     if engine is not None and engine not in ("leadml", "lightgbm", "shap"):
         raise ScoringError(f"--explainer {engine!r}: expected leadml, lightgbm or shap")
     ts = to_as_of(as_of)  # a bad --as-of fails before the slow parts
-    with stage("models"):
-        models = load_models(
+    with stage("models"):  # checked before any data is read; LightGBM parses them after
+        resolved = resolve_models(
             model_specs or None,
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
@@ -253,6 +286,8 @@ def run_score(
         data: Any = open_lead_ranges(data_dir, size, cfg.columns)
     else:
         data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
+    with stage("models"):
+        models = load_resolved(resolved)
     history = history or cfg.monitor.history_dir
     if history is not None:
         here = Path(history).resolve()
@@ -396,6 +431,8 @@ def run_backtest(
         raise ValueError("give --data DIR (event mode) or --table FILE --target COL (flat mode)")
     if track:
         check_tracking(cfg)
+    from leadml.model.training import train, train_flat  # LightGBM, scikit-learn
+
     if table is not None:
         target = flat_options.pop("target")
         results = {"flat": train_flat(_read_any(table), target, config=cfg, **flat_options)}
@@ -442,6 +479,8 @@ def train_and_track(
     tracking server fails before training (:func:`check_tracking`)."""
     if track:
         check_tracking(config)
+    from leadml.model.training import train  # LightGBM, scikit-learn: only when training
+
     result = train(data, transition, config)
     if track:
         result.tracking = _track(result, force)
@@ -462,6 +501,8 @@ def train_and_track_flat(
     the event mode. An unreachable tracking server fails before training."""
     if track:
         check_tracking(config)
+    from leadml.model.training import train_flat  # LightGBM, scikit-learn: only when training
+
     result = train_flat(table, target, config=config, **options)
     if track:
         result.tracking = _track(result, force)
@@ -482,6 +523,7 @@ def run_retrain(
     ``monitor.max_champion_age_days``, or when ``monitor`` (run now on ``history``) raises an
     alert on that champion. A challenger that is not ready never does (``force`` overrides)."""
     from leadml import tracking
+    from leadml.model.training import train  # LightGBM, scikit-learn: only when training
 
     cfg = config or LeadMLConfig()
     check_tracking(cfg)

@@ -150,6 +150,12 @@ ALL_HEAVY = (
     [
         ("import leadml", ALL_HEAVY),
         ("import leadml.cli", ALL_HEAVY),
+        # The scoring job checks its models and starts reading data before LightGBM (and,
+        # through it, scikit-learn and SciPy: a second or more) is imported.
+        (
+            "import leadml.jobs, leadml.serve.stream",
+            ("lightgbm", "sklearn", "scipy", "mlflow", "shap", "numba", "pyspark"),
+        ),
         # A notebook's estimator needs LightGBM, never MLflow (seconds) until the registry is used.
         (
             "from leadml import LeadScorer, FlatLeadScorer, load_stage_model",

@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +31,14 @@ from leadml.data.features import FeatureSpec
 from leadml.model.linear import LinearBase
 from leadml.model.stage import Calibration, StageModel
 
-__all__ = ["BUNDLE_FORMAT", "BundleError", "load_bundle", "save_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BundleError",
+    "CheckedBundle",
+    "check_bundle",
+    "load_bundle",
+    "save_bundle",
+]
 
 #: 2: ``bundle.json`` may hold a linear base margin (``linear``); format 1 never does.
 BUNDLE_FORMAT = 2
@@ -159,10 +168,51 @@ def save_bundle(model: StageModel, path: str | Path, *, overwrite: bool = False)
     return target
 
 
-def load_bundle(path: str | Path) -> StageModel:
-    """Load and verify a bundle directory written by :func:`save_bundle`."""
-    import lightgbm as lgb
+@dataclass(frozen=True)
+class CheckedBundle:
+    """A bundle directory whose files passed every check but LightGBM's own parse
+    (:func:`check_bundle`): what a job knows of a model before it imports LightGBM."""
 
+    path: Path
+    meta: dict[str, Any]
+    text: str
+
+    @property
+    def transition(self) -> str:
+        return str(self.meta["transition"])
+
+    def load(self) -> StageModel:
+        """The stage model (LightGBM parses ``model.txt`` here)."""
+        import lightgbm as lgb
+
+        try:
+            booster = lgb.Booster(model_str=self.text)
+        except lgb.basic.LightGBMError as e:
+            raise BundleError(
+                f"model bundle {str(self.path)!r}: LightGBM cannot read model.txt ({e}); retrain "
+                "or restore it"
+            ) from None
+        meta = dict(self.meta)
+        spec = FeatureSpec.from_dict(meta.pop("spec"))
+        calibration = Calibration.from_dict(meta.pop("calibration"))
+        thresholds = tuple(float(t) for t in meta.pop("tier_thresholds"))
+        transition, label = meta.pop("transition"), meta.pop("label")
+        linear = meta.pop("linear", None)
+        return StageModel(
+            booster=booster,
+            calibration=calibration,
+            tier_thresholds=(thresholds[0], thresholds[1], thresholds[2]),
+            spec=spec,
+            transition=transition,
+            label=label,
+            metadata=meta,
+            linear=None if linear is None else LinearBase.from_dict(linear),
+        )
+
+
+def check_bundle(path: str | Path) -> CheckedBundle:
+    """Verify a bundle directory written by :func:`save_bundle` without importing LightGBM:
+    its files, checksums, format and the structure of ``model.txt``."""
     d = Path(path)
     if not d.is_dir():
         raise BundleError(f"model bundle {str(d)!r} does not exist or is not a directory")
@@ -189,24 +239,9 @@ def load_bundle(path: str | Path) -> StageModel:
             f"model bundle {str(d)!r}: model.txt is not a valid LightGBM model "
             f"({'; '.join(bad_model[:3])}); retrain, or restore the bundle from its source"
         )
-    try:
-        booster = lgb.Booster(model_str=text)
-    except lgb.basic.LightGBMError as e:
-        raise BundleError(
-            f"model bundle {str(d)!r}: LightGBM cannot read model.txt ({e}); retrain or restore it"
-        ) from None
-    spec = FeatureSpec.from_dict(meta.pop("spec"))
-    calibration = Calibration.from_dict(meta.pop("calibration"))
-    thresholds = tuple(float(t) for t in meta.pop("tier_thresholds"))
-    transition, label = meta.pop("transition"), meta.pop("label")
-    linear = meta.pop("linear", None)
-    return StageModel(
-        booster=booster,
-        calibration=calibration,
-        tier_thresholds=(thresholds[0], thresholds[1], thresholds[2]),
-        spec=spec,
-        transition=transition,
-        label=label,
-        metadata=meta,
-        linear=None if linear is None else LinearBase.from_dict(linear),
-    )
+    return CheckedBundle(d, meta, text)
+
+
+def load_bundle(path: str | Path) -> StageModel:
+    """Load and verify a bundle directory written by :func:`save_bundle`."""
+    return check_bundle(path).load()

@@ -15,15 +15,17 @@ training: loading or explaining a model never imports the trainer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from leadml.data.features import FeatureSpec
 from leadml.funnel import TIERS
 from leadml.model.linear import LinearBase
+
+if TYPE_CHECKING:  # LightGBM takes a second to import (scikit-learn, SciPy): not until used
+    import lightgbm as lgb
 
 __all__ = ["Calibration", "StageModel", "tier_thresholds"]
 
