@@ -25,7 +25,7 @@ table's ids, and the events' ids are compared with them as stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,18 +48,79 @@ from leadml.data.contracts import (
 )
 from leadml.data.sql import is_database_url
 
-__all__ = ["LeadRanges", "open_lead_ranges"]
+__all__ = ["LeadRange", "LeadRanges", "open_lead_ranges"]
+
+
+@dataclass
+class LeadRange:
+    """One range of leads: their rows of the leads and stage changes tables, and the bounds of
+    their ids in the events (module docs). Small enough to send to another process."""
+
+    index: int
+    leads: pd.DataFrame
+    stage_changes: pd.DataFrame
+    columns: ColumnsConfig
+    events_path: Path | None  # None: no events table (no engagement yet)
+    empty_events: pd.DataFrame
+    after: Any = None  # events with ids above this one (None: open below, null ids too)
+    upto: Any = None  # ... up to and including this one (None: open above)
+    now: str | pd.Timestamp | None = None
+
+    def _where(self) -> Any:
+        """Every event row falls in exactly one range: the first is open below (and takes the
+        null ids), the last open above, so unknown ids are found in some range."""
+        import pyarrow.dataset as ds
+
+        field = ds.field(self.columns.lead_id)
+        where = None if self.after is None else field > self.after
+        if self.upto is not None:
+            upper = field <= self.upto
+            where = upper if where is None else where & upper
+        if self.after is None and where is not None:
+            where = where | field.is_null()
+        return where
+
+    def load(self) -> CRMData:
+        """The range's validated tables.
+
+        Raises
+        ------
+        DataContractError
+            The range's problems, each naming the range's ids (row numbers inside a range are
+            not the file's).
+        """
+        c = self.columns
+        with stage("read"):
+            if self.events_path is None:
+                events = self.empty_events
+            else:
+                dataset = parquet_dataset(self.events_path, [c.event_type])
+                events = parquet_frame(dataset, self._where())
+        try:
+            with stage("validate"):
+                return validate(
+                    self.leads,
+                    events,
+                    self.stage_changes,
+                    columns=c,
+                    now=self.now,
+                    part=True,
+                )
+        except DataContractError as e:
+            ids = self.leads[c.lead_id]
+            lo, hi = ids.iloc[0], ids.iloc[-1]
+            raise DataContractError([_in_range(p, lo, hi) for p in e.problems]) from None
 
 
 @dataclass
 class LeadRanges:
     """A CRM's leads and stage changes, validated, and its events read one range of ``size``
-    leads at a time (:meth:`parts`). Build with :func:`open_lead_ranges`."""
+    leads at a time (:meth:`ranges`, :meth:`parts`). Build with :func:`open_lead_ranges`."""
 
     leads: pd.DataFrame
     stage_changes: pd.DataFrame
     columns: ColumnsConfig
-    events: Any  # a pyarrow dataset, or None: no events table (no engagement yet)
+    events_path: Path | None  # None: no events table (no engagement yet)
     empty_events: pd.DataFrame
     size: int
     now: str | pd.Timestamp | None = None
@@ -73,55 +134,48 @@ class LeadRanges:
     def __len__(self) -> int:
         return max(1, -(-len(self.leads) // self.size))
 
-    def _where(self, i: int) -> Any:
-        """The dataset filter of range ``i``: ids after the previous range's last id, up to its
-        own last id; the first range is open below (and takes null ids), the last open above,
-        so every event row falls in exactly one range (unknown ids are found there)."""
-        import pyarrow.dataset as ds
+    def keep_only(self, columns: Iterable[str]) -> None:
+        """Drop every leads column but these: what scoring does once the whole table's layout
+        is checked. At millions of leads, identifiers nobody reads (e-mails, phone numbers)
+        would otherwise be held to the end, and sent to every worker."""
+        wanted = set(columns)
+        self.leads = self.leads[[c for c in self.leads.columns if c in wanted]]
 
-        ids = self.leads[self.columns.lead_id]
-        field = ds.field(self.columns.lead_id)
-        where = None
-        if i > 0:
-            where = field > _scalar(ids.iloc[i * self.size - 1])
-        if i < len(self) - 1:
-            upper = field <= _scalar(ids.iloc[min((i + 1) * self.size, len(ids)) - 1])
-            where = upper if where is None else where & upper
-        if i == 0 and where is not None:
-            where = where | field.is_null()
-        return where
+    def ranges(self) -> list[LeadRange]:
+        """Every range, in lead order."""
+        c = self.columns
+        ids = self.leads[c.lead_id]
+        s_pos = lead_positions(pd.Index(ids), self.stage_changes[c.lead_id])
+        out = []
+        for i in range(len(self)):
+            a, b = i * self.size, min((i + 1) * self.size, len(self.leads))
+            sa, sb = np.searchsorted(s_pos, [a, b])
+            out.append(
+                LeadRange(
+                    i,
+                    self.leads.iloc[a:b],
+                    self.stage_changes.iloc[sa:sb],
+                    c,
+                    self.events_path,
+                    self.empty_events,
+                    after=_scalar(ids.iloc[a - 1]) if i > 0 else None,
+                    upto=_scalar(ids.iloc[b - 1]) if i < len(self) - 1 else None,
+                    now=self.now,
+                )
+            )
+        return out
 
     def parts(self) -> Iterator[CRMData]:
         """The validated tables of each range of leads, in lead order. Problems of any range
         are raised, all together, once every range has been checked; no range is yielded
         after the first one with a problem."""
-        c = self.columns
         problems: list[Problem] = []
-        s_pos = lead_positions(pd.Index(self.leads[c.lead_id]), self.stage_changes[c.lead_id])
-        for i in range(len(self)):
-            a, b = i * self.size, min((i + 1) * self.size, len(self.leads))
-            with stage("read"):
-                events = (
-                    self.empty_events
-                    if self.events is None
-                    else parquet_frame(self.events, self._where(i))
-                )
-            sa, sb = np.searchsorted(s_pos, [a, b])
+        for r in self.ranges():
             try:
-                with stage("validate"):
-                    part = validate(
-                        self.leads.iloc[a:b],
-                        events,
-                        self.stage_changes.iloc[sa:sb],
-                        columns=c,
-                        now=self.now,
-                        part=True,
-                    )
+                part = r.load()
             except DataContractError as e:
-                ids = self.leads[c.lead_id]
-                problems += [_in_range(p, ids.iloc[a], ids.iloc[b - 1]) for p in e.problems]
+                problems += e.problems
                 continue
-            del events
             if not problems:
                 yield part
             del part  # one range in memory at a time: not this one while the next is read
@@ -147,13 +201,15 @@ def _in_range(p: Problem, lo: Any, hi: Any) -> Problem:
 
 def open_lead_ranges(
     directory: str | Path,
-    size: int,
+    size: int | None,
     columns: ColumnsConfig | None = None,
     *,
     now: str | pd.Timestamp | None = None,
+    parts: int = 1,
 ) -> LeadRanges:
     """Read and validate the leads and stage changes of ``directory`` and open its events
-    (module docs) to be read ``size`` leads at a time.
+    (module docs) to be read ``size`` leads at a time (``None``: the leads split evenly into
+    ``parts`` ranges).
 
     Raises
     ------
@@ -162,8 +218,8 @@ def open_lead_ranges(
         not Parquet, and lead ids of different kinds in the two tables.
     """
     c = columns or ColumnsConfig()
-    if size < 1:
-        raise ValueError(f"size must be at least 1 lead, got {size}")
+    if (size is not None and size < 1) or parts < 1:
+        raise ValueError(f"size and parts must be at least 1, got {size} and {parts}")
     if is_database_url(directory):
         raise DataContractError(
             [
@@ -204,7 +260,7 @@ def open_lead_ranges(
         except (OSError, ValueError) as e:
             problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
     events_path = _find_table(d, "events")
-    dataset = None
+    schema = None
     if events_path is None:
         empty = pd.DataFrame(
             {
@@ -214,8 +270,8 @@ def open_lead_ranges(
             }
         )
     elif events_path.is_dir() or events_path.suffix.lower() in (".parquet", ".pq"):
-        dataset = parquet_dataset(events_path, [c.event_type])
-        empty = dataset.schema.empty_table().to_pandas()
+        schema = parquet_dataset(events_path, [c.event_type]).schema
+        empty = schema.empty_table().to_pandas()
     else:
         problems.append(
             Problem(
@@ -231,9 +287,17 @@ def open_lead_ranges(
         raise DataContractError(problems)
     with stage("validate"):
         whole = validate(frames["leads"], empty, frames["stage_changes"], columns=c, now=now)
-    if dataset is not None and c.lead_id in empty.columns:
-        _check_id_kinds(whole.leads[c.lead_id], dataset.schema.field(c.lead_id).type)
-    return LeadRanges(whole.leads, whole.stage_changes, c, dataset, whole.events, size, now=now)
+    if schema is not None and c.lead_id in empty.columns:
+        _check_id_kinds(whole.leads[c.lead_id], schema.field(c.lead_id).type)
+    return LeadRanges(
+        whole.leads,
+        whole.stage_changes,
+        c,
+        events_path if schema is not None else None,
+        whole.events,
+        size or max(1, -(-len(whole.leads) // parts)),
+        now=now,
+    )
 
 
 def _check_id_kinds(lead_ids: pd.Series, events_type: Any) -> None:
