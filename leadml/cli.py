@@ -620,6 +620,12 @@ def backtest(
     "output, byte for byte.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Score that many ranges of leads at once, each in its own process (config "
+    "scoring.workers; with --partition-leads, or the leads split evenly). Same output.",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -650,6 +656,7 @@ def score(
     allow_layout_change: bool,
     allow_stale: bool,
     partition_leads: int | None,
+    workers: int | None,
     verbose: bool,
     history: str | None,
 ) -> None:
@@ -664,6 +671,8 @@ def score(
         cfg = cfg.with_overrides({"scoring": {k: True for k, v in allowed.items() if v}})
     if partition_leads is not None:
         cfg = cfg.with_overrides({"scoring": {"partition_leads": partition_leads}})
+    if workers is not None:
+        cfg = cfg.with_overrides({"scoring": {"workers": workers}})
     from leadml._io import check_target
     from leadml.jobs import parse_model_specs
 
@@ -674,10 +683,10 @@ def score(
         check_target(out, overwrite, inputs=[data_dir, table, *models_in])
     if spark_master is not None and engine != "spark":
         raise click.UsageError("--spark-master needs --engine spark")
-    if partition_leads is not None and (table is not None or engine == "spark"):
+    if (partition_leads or workers) and (table is not None or engine == "spark"):
         raise click.UsageError(
-            "--partition-leads is for the local engine scoring --data DIR (Spark partitions "
-            "the leads itself: config spark.partitions)"
+            "--partition-leads and --workers are for the local engine scoring --data DIR "
+            "(Spark partitions the leads itself: config spark.partitions)"
         )
     if out_table is not None and (table is not None or engine == "spark"):
         raise click.UsageError(

@@ -194,6 +194,10 @@ class ScoringConfig(_Section):
     #: from Parquet (a file or a directory of files), are never all in memory, and the output
     #: is the same file byte for byte (:mod:`leadml.serve.stream`). Default: the whole CRM.
     partition_leads: int | None = Field(None, ge=1)
+    #: Score that many ranges of leads at once, each in its own process with its share of the
+    #: cores (``--workers``; needs ``partition_leads``, or splits the leads evenly). Memory: one
+    #: range per worker. The output is the same file.
+    workers: int = Field(1, ge=1)
 
 
 class SparkConfig(_Section):

@@ -276,14 +276,15 @@ def run_score(
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
         )
-    size = cfg.scoring.partition_leads
-    if size is not None:
+    size, workers = cfg.scoring.partition_leads, cfg.scoring.workers
+    streamed = size is not None or workers > 1
+    if streamed:
         if out_table is not None:
             raise ScoringError(
-                "--partition-leads reads a directory of files; it cannot write --out-table "
-                "(the data is a database): score without it"
+                "--partition-leads and --workers read a directory of files; they cannot write "
+                "--out-table (the data is a database): score without them"
             )
-        data: Any = open_lead_ranges(data_dir, size, cfg.columns)
+        data: Any = open_lead_ranges(data_dir, size, cfg.columns, parts=workers)
     else:
         data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
     with stage("models"):
@@ -314,7 +315,7 @@ def run_score(
         where = f"table {out_table} in {mask_url(str(data_dir))}"
     else:
         assert path is not None and kind is not None
-        write = stream_to_file if size is not None else score_to_file
+        write = stream_to_file if streamed else score_to_file
         job = write(
             data, ts, models, path, kind, cfg, engine=engine, progress=progress, history=history
         )

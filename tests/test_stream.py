@@ -226,3 +226,61 @@ def test_the_file_does_not_depend_on_how_its_columns_are_chunked_in_memory(tmp_p
             w.commit()
         written.append(path.read_bytes())
     assert written[0] == written[1]
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_bytes_history_and_problems(
+    lead_ordered, crm_medium, bundles, tmp_path
+) -> None:
+    """``--workers 2`` (ranges scored in two fresh processes) writes the one-shot file and
+    history; a range's problems still come back, with nothing written."""
+    one = tmp_path / "one.parquet"
+    _run(lead_ordered, one, bundles, None, history=tmp_path / "h-one")
+    out = tmp_path / "w.parquet"
+    run_score(
+        lead_ordered,
+        out,
+        as_of=AS_OF,
+        model_specs=bundles,
+        config=_config(partition_leads=1200, workers=2),
+        history=tmp_path / "h-w",
+    )
+    assert out.read_bytes() == one.read_bytes()
+    [a], [b] = (list((tmp_path / h).iterdir()) for h in ("h-one", "h-w"))
+    info_a, info_b = (json.loads((x / "run.json").read_text()) for x in (a, b))
+    info_a.pop("written_at"), info_b.pop("written_at")
+    assert info_a == info_b
+
+    ev = crm_medium.events.copy()
+    ev.loc[len(ev) - 3, "occurred_at"] = pd.Timestamp("1960-01-01")
+    bad = _write(crm_medium, tmp_path / "bad", ev, [len(ev) // 2])
+    with pytest.raises(DataContractError, match="before 1970"):
+        run_score(
+            bad,
+            tmp_path / "never.parquet",
+            as_of=AS_OF,
+            model_specs=bundles,
+            config=_config(workers=2),
+        )
+    assert not (tmp_path / "never.parquet").exists()
+
+
+@pytest.mark.slow
+def test_cli_workers_as_a_user_runs_them(lead_ordered, bundles, tmp_path) -> None:
+    """``python -m leadml score --workers 2``: worker processes import the package again, never
+    the command line."""
+    import subprocess
+    import sys
+
+    models = sum((["--model", m] for m in bundles), [])
+    run = subprocess.run(
+        [sys.executable, "-m", "leadml", "score", "--data", str(lead_ordered), "--as-of", AS_OF,
+         "--out", "s.parquet", "--workers", "2", *models],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("scored ") == 1 and "Traceback" not in run.stderr
+    one = tmp_path / "one.parquet"
+    _run(lead_ordered, one, bundles, None)
+    chunked = pd.read_parquet(tmp_path / "s.parquet")
+    pd.testing.assert_frame_equal(chunked, pd.read_parquet(one))

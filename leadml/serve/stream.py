@@ -19,15 +19,24 @@ The output is byte for byte the file the one-shot run writes (tested at several 
 with a lead's events spread over several files); memory holds one range's events and features,
 plus a few numbers per lead of the whole CRM for the merge. The spill is about the size of the
 uncompressed output and is removed when the run ends, whether it succeeded or not.
+
+Workers
+    With ``scoring.workers`` above 1 (``--workers``), step 2 runs in that many worker processes
+    at once (fresh interpreters; each gets its share of the cores for LightGBM and TreeSHAP),
+    one range each at a time; without ``partition_leads`` the leads are split evenly among
+    them. Memory is then one range per worker. The file is the same. With workers, ``-v``
+    shows their time as one ``ranges`` stage.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,11 +45,12 @@ import pandas as pd
 
 from leadml._timing import stage as timed
 from leadml.config import LeadMLConfig
+from leadml.data.contracts import DataContractError, Problem
 from leadml.data.layout import EventCounts
-from leadml.data.partitions import LeadRanges
+from leadml.data.partitions import LeadRange, LeadRanges
 from leadml.funnel import to_as_of
 from leadml.model.stage import StageModel
-from leadml.serve.contract import call_order, scores_attrs
+from leadml.serve.contract import DISPLAY_COLUMNS, call_order, scores_attrs
 from leadml.serve.scoring import (
     _check_fresh,
     _check_layout,
@@ -62,9 +72,9 @@ _KEPT = ("lead_id", "stage", "score", "tier", "p_prospect", "p_opportunity")
 class _Spill:
     """One range's explained rows, pickled chunk after chunk; read back in order."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, write: bool = True):
         self.path = path
-        self._out: BinaryIO | None = path.open("wb")
+        self._out: BinaryIO | None = path.open("wb") if write else None
         self._in: BinaryIO | None = None
         self._buf: pd.DataFrame | None = None
         self._at = 0
@@ -193,6 +203,122 @@ class Streamed:
             sp.close()
 
 
+@dataclass
+class _Scored:
+    """What scoring one range leaves for the merge (its rows are in ``spill``)."""
+
+    problems: list[Problem]
+    counted: EventCounts
+    skipped: dict[str, int]
+    head: pd.DataFrame | None
+    columns: pd.DataFrame | None
+    features: dict[str, dict[str, Any]]
+    spill: Path
+
+
+def _score_range(
+    r: LeadRange,
+    ts: pd.Timestamp,
+    models: dict[str, StageModel],
+    config: LeadMLConfig,
+    engine: str | None,
+    progress: bool | None,
+    spill: Path,
+    profile: bool,
+) -> _Scored:
+    """Read, validate, score and explain one range; its explained rows, in call order, go to
+    ``spill`` (pickled chunks)."""
+    try:
+        part = r.load()
+    except DataContractError as e:
+        return _Scored(e.problems, EventCounts(0, {}), {}, None, None, {}, spill)
+    with timed("layout"):
+        counted = EventCounts.of(part, ts)
+    job = _prepare(part, ts, models, config, checked=True)
+    del part
+    features: dict[str, dict[str, Any]] = {
+        t: {} for t, m in models.items() if profile and m.metadata.get("reference") is not None
+    }
+    if features:
+        with timed("profile"):  # the drift profile's feature bins, summed over ranges
+            _add_features(features, job)
+    out = _Spill(spill)
+    for chunk in job.chunks(config, engine or config.explain.engine, progress, arrow=True):
+        with timed("spill"):
+            out.write(chunk)
+    out.done()
+    return _Scored(
+        [], counted, dict(job.skipped), job.head[list(_KEPT)], job.columns(), features, spill
+    )
+
+
+#: A worker process's run: set once by :func:`_worker_start`.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(threads: int, blob: bytes) -> None:
+    """In a fresh worker process: limit LightGBM's and numba's threads (before either library
+    loads), then unpickle the run's models and settings."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    _WORKER.update(pickle.loads(blob))
+
+
+def _worker_range(r: LeadRange, spill: Path) -> _Scored:
+    w = _WORKER
+    return _score_range(
+        r, w["ts"], w["models"], w["config"], w["engine"], False, spill, w["profile"]
+    )
+
+
+def _scored(
+    ranges: list[LeadRange],
+    ts: pd.Timestamp,
+    models: dict[str, StageModel],
+    config: LeadMLConfig,
+    engine: str | None,
+    progress: bool | None,
+    tmp: Path,
+    profile: bool,
+) -> Iterator[_Scored]:
+    """Each range scored, in lead order: in this process, or in ``scoring.workers`` processes
+    (fresh interpreters, each with its share of the cores) when more than one. After a range
+    with problems, later ranges are only checked."""
+    workers = min(config.scoring.workers, len(ranges))
+    spills = [tmp / f"range-{r.index:05d}.pickle" for r in ranges]
+    if workers <= 1:
+        failed = False
+        for r, spill in zip(ranges, spills, strict=True):
+            if failed:  # check the rest, score nothing more
+                try:
+                    r.load()
+                except DataContractError as e:
+                    yield _Scored(e.problems, EventCounts(0, {}), {}, None, None, {}, spill)
+                continue
+            done = _score_range(r, ts, models, config, engine, progress, spill, profile)
+            failed = bool(done.problems)
+            yield done
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    cfg = config.with_overrides({"explain": {"n_threads": threads}})
+    blob = pickle.dumps(
+        {"ts": ts, "models": models, "config": cfg, "engine": engine, "profile": profile}
+    )
+    with (
+        timed("ranges"),
+        ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_start,
+            initargs=(threads, blob),
+        ) as pool,
+    ):
+        yield from pool.map(_worker_range, ranges, spills)
+
+
 @contextmanager
 def prepare_ranges(
     ranges: LeadRanges,
@@ -207,7 +333,8 @@ def prepare_ranges(
 ) -> Iterator[Streamed]:
     """Score ``ranges`` range by range into a spill directory (in ``spill_dir``, default the
     system's temporary directory) and give the run, ready to write; the spill is removed when
-    the block ends. ``profile``: also sum the drift profile a score history keeps."""
+    the block ends. ``profile``: also sum the drift profile a score history keeps. Once the
+    leads' layout is checked, ``ranges`` keeps only the leads columns scoring reads."""
     ts = to_as_of(as_of)
     ms = _check_models(_given(models))
     whole = ranges.whole
@@ -215,37 +342,33 @@ def prepare_ranges(
     with timed("layout"):
         _check_fresh(whole, ts, config)
         _check_layout(whole, ts, ms, config, tables=("leads",))
+    c = ranges.columns
+    fit = [col for m in ms.values() for col in m.spec.fit_columns]
+    ranges.keep_only([c.lead_id, c.created_at, *fit, *DISPLAY_COLUMNS])
+    whole = ranges.whole
     tmp = Path(tempfile.mkdtemp(prefix=".leadml-spill-", dir=spill_dir))
     spills: list[_Spill] = []
     try:
         heads: list[pd.DataFrame] = []
         skipped: dict[str, int] = {}
         counted = EventCounts(0, {})
-        features: dict[str, dict[str, Any]] = {
-            t: {} for t, m in ms.items() if profile and m.metadata.get("reference") is not None
-        }
+        problems: list[Problem] = []
+        features: dict[str, dict[str, Any]] = {}
         columns = None
-        eng = engine or config.explain.engine
-        for i, part in enumerate(ranges.parts()):
-            with timed("layout"):
-                counted = counted + EventCounts.of(part, ts)
-            job = _prepare(part, ts, ms, config, checked=True)
-            del part
-            for k, v in job.skipped.items():
+        for done in _scored(ranges.ranges(), ts, ms, config, engine, progress, tmp, profile):
+            problems += done.problems
+            if problems:
+                continue
+            counted = counted + done.counted
+            for k, v in done.skipped.items():
                 skipped[k] = skipped.get(k, 0) + v
-            if features:
-                with timed("profile"):  # the drift profile's feature bins, summed over ranges
-                    _add_features(features, job)
-            spill = _Spill(tmp / f"range-{i:05d}.pickle")
-            spills.append(spill)
-            with timed("spill"):
-                columns = job.columns() if columns is None else columns
-            for chunk in job.chunks(config, eng, progress, arrow=True):
-                with timed("spill"):
-                    spill.write(chunk)
-            spill.done()
-            heads.append(job.head[list(_KEPT)])
-            del job
+            _sum_features(features, done.features)
+            columns = done.columns if columns is None else columns
+            assert done.head is not None
+            heads.append(done.head)
+            spills.append(_Spill(done.spill, write=False))
+        if problems:
+            raise DataContractError(problems)
         with timed("layout"):
             _check_layout(whole, ts, ms, config, events=counted, tables=("events",))
         assert columns is not None
@@ -259,15 +382,22 @@ def prepare_ranges(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _add_features(found: dict[str, dict[str, Any]], job: Any) -> None:
-    """Add a range's drift-profile feature bin counts to ``found`` (per model)."""
-    profiles = job.profiles()
+def _sum_features(total: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+    """Add one range's drift-profile bin counts (per model, per feature) to ``total``."""
     for t, per_feature in found.items():
-        for name, counts in profiles[t]["features"].items():
-            have = per_feature.get(name)
-            per_feature[name] = (
+        into = total.setdefault(t, {})
+        for name, counts in per_feature.items():
+            have = into.get(name)
+            into[name] = (
                 counts if have is None else [a + b for a, b in zip(have, counts, strict=True)]
             )
+
+
+def _add_features(found: dict[str, dict[str, Any]], job: Any) -> None:
+    """A range's drift-profile feature bin counts, per model of ``found``."""
+    profiles = job.profiles()
+    for t in found:
+        found[t] = dict(profiles[t]["features"])
 
 
 def stream_to_file(
