@@ -13,6 +13,7 @@ from benchmarks import (
     features_speed,
     real_data,
     scoring_speed,
+    streaming,
     synth_speed,
     treeshap_speed,
 )
@@ -25,6 +26,8 @@ def main() -> None:
     features_speed.main([])
     print("\n## scoring and explanations\n")
     scoring_speed.main(["--leads", "100000", "1000000"])
+    print("\n## more leads than memory: range by range, and worker processes\n")
+    streaming.main([])
     print("\n## exact TreeSHAP engines\n")
     treeshap_speed.main([])
     print("\n## rolling backtest against the single fit it replaced\n")
