@@ -821,15 +821,17 @@ def _read_database(
     return frames, problems
 
 
-def _read_directory(d: Path, c: ColumnsConfig) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """The three tables from a folder of CSV or Parquet files."""
+def _read_directory(
+    d: Path, c: ColumnsConfig, tables: Sequence[str] = TABLES
+) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """The three tables (or the ``tables`` named) from a folder of CSV or Parquet files."""
     if not d.is_dir():
         raise DataContractError(
             [Problem("data", None, f"directory {str(d)!r} does not exist", fix="Pass --data DIR.")]
         )
     problems: list[Problem] = []
     frames: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
+    for name in tables:
         path = _find_table(d, name)
         if path is None:
             if name == "events":

@@ -39,11 +39,12 @@ from leadml.data.contracts import (
     CRMData,
     DataContractError,
     Problem,
+    _empty_events,
     _find_table,
+    _read_directory,
     lead_positions,
     parquet_dataset,
     parquet_frame,
-    read_table,
     validate,
 )
 from leadml.data.sql import is_database_url
@@ -234,41 +235,11 @@ def open_lead_ranges(
             ]
         )
     d = Path(directory)
-    if not d.is_dir():
-        raise DataContractError(
-            [Problem("data", None, f"directory {str(d)!r} does not exist", fix="Pass --data DIR.")]
-        )
-    problems: list[Problem] = []
-    frames: dict[str, pd.DataFrame] = {}
-    for name in ("leads", "stage_changes"):
-        path = _find_table(d, name)
-        if path is None:
-            problems.append(
-                Problem(
-                    name,
-                    None,
-                    f"no {name}.parquet or {name}.csv in {str(d)!r}",
-                    fix="Write the table there (see `leadml synth` for the layout).",
-                )
-            )
-            continue
-        try:
-            with stage("read"):
-                frames[name] = read_table(path, text_columns=[c.lead_id])
-        except DataContractError as e:
-            problems.extend(e.problems)
-        except (OSError, ValueError) as e:
-            problems.append(Problem(name, None, f"could not read {path.name}: {e}"))
+    frames, problems = _read_directory(d, c, ("leads", "stage_changes"))
     events_path = _find_table(d, "events")
     schema = None
     if events_path is None:
-        empty = pd.DataFrame(
-            {
-                c.lead_id: pd.Series([], dtype="int64"),
-                c.event_type: pd.Series([], dtype=object),
-                c.occurred_at: pd.Series([], dtype="datetime64[ns]"),
-            }
-        )
+        empty = _empty_events(c)
     elif events_path.is_dir() or events_path.suffix.lower() in (".parquet", ".pq"):
         schema = parquet_dataset(events_path, [c.event_type]).schema
         empty = schema.empty_table().to_pandas()

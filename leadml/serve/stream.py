@@ -198,10 +198,6 @@ class Streamed:
                 chunk.index = pd.RangeIndex(s, s + len(chunk))
             yield chunk
 
-    def close(self) -> None:
-        for sp in self._spills:
-            sp.close()
-
 
 @dataclass
 class _Scored:
