@@ -159,11 +159,12 @@ def _cpu() -> float:
 
 
 def _warm_up() -> float:
-    """Load the compiled decay kernel once (numba import and on-disk cache), timed apart."""
+    """Load the compiled kernels once (numba import and on-disk cache), timed apart."""
     t0 = time.perf_counter()
-    from leadml._kernels import decay_running, lead_key_order
+    from leadml._kernels import lead_key_order, window_counts
 
-    decay_running(np.zeros(2, np.int64), np.zeros(2, np.int64), 1.0)
+    z = np.zeros(2, np.int64)
+    window_counts(z, z.astype(np.int16), 1, z, z[:1], 0, 0, 1.0)
     lead_key_order(np.zeros(2, np.int64), np.array([1, 0], np.int64))
     return time.perf_counter() - t0
 

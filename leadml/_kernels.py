@@ -9,22 +9,6 @@ from numba import njit
 
 
 @njit(cache=True)
-def decay_running(
-    lead: np.ndarray, secs: np.ndarray, rate: float
-) -> np.ndarray:  # pragma: no cover
-    """Decayed event count at each event (inclusive), restarting at every new lead."""
-    out = np.empty(lead.shape[0])
-    total = 0.0
-    for i in range(lead.shape[0]):
-        if i == 0 or lead[i] != lead[i - 1]:
-            total = 1.0
-        else:
-            total = total * math.exp(-rate * (secs[i] - secs[i - 1])) + 1.0
-        out[i] = total
-    return out
-
-
-@njit(cache=True)
 def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: no cover
     """The permutation that sorts rows stably by ``(pos, keys)``: ``np.argsort(keys,
     kind="stable")`` when ``keys`` already order ``pos`` first (``pos << 32 | seconds``), or
@@ -78,3 +62,116 @@ def latest_before(
         if b < 0 or t[i] > t[b]:
             best[p] = i
     return best
+
+
+@njit(cache=True)
+def window_counts(
+    keys: np.ndarray,
+    kind: np.ndarray,
+    n_kinds: int,
+    q_key: np.ndarray,
+    back: np.ndarray,
+    day_window: int,
+    t0: int,
+    rate: float,
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:  # pragma: no cover
+    """Per query, what its lead's rows before it add up to, in one pass over the sorted keys.
+
+    ``keys`` and ``q_key`` are sorted ``lead << 32 | seconds`` keys (seconds since ``t0``);
+    ``kind`` is each row's kind in ``0..n_kinds-1``; ``back`` holds window lengths in seconds.
+    For query ``j`` and window ``w`` the window is
+    ``[lead << 32 | max(seconds - back[w], 0), q_key[j])``: the lead's own rows strictly before
+    the query and not older than ``back[w]``.
+
+    Returns, per query:
+
+    - ``counts`` ``(queries, n_kinds, windows)``: rows of each kind in each window;
+    - ``last`` ``(queries, n_kinds)``: seconds of the last row of each kind, -1 if none;
+    - ``now``: rows before the query (``searchsorted(keys, q_key)``);
+    - ``start`` ``(queries, windows)``: ``searchsorted(keys, window start)``;
+    - ``days``: distinct UTC dates (of ``t0 + seconds``) among the rows in window
+      ``day_window``;
+    - ``decayed`` and ``at``: the running decayed count (each row adds 1, the total decays at
+      ``rate`` per second, restarting at every lead; sequential, so exact and never
+      overflowing) at the lead's last row before the query, and that row's seconds; 0 and -1
+      without one.
+
+    Queries of a lead are walked in time order, each row entering every window once and
+    leaving it once: O(rows x windows + queries x kinds x windows), integer counts, and a
+    query never reads a row at or after its own key.
+    """
+    low = (1 << 32) - 1
+    day = 86_400
+    n, nq, nw = keys.shape[0], q_key.shape[0], back.shape[0]
+    counts = np.zeros((nq, n_kinds, nw), dtype=np.int32)
+    last = np.full((nq, n_kinds), -1, dtype=np.int64)
+    now = np.empty(nq, dtype=np.int64)
+    start = np.empty((nq, nw), dtype=np.int64)
+    days = np.zeros(nq, dtype=np.int64)
+    decayed = np.zeros(nq)
+    at = np.full(nq, -1, dtype=np.int64)
+    cnt = np.zeros((n_kinds, nw), dtype=np.int32)
+    seen = np.full(n_kinds, -1, dtype=np.int64)
+    lo = np.zeros(nw, dtype=np.int64)
+    hi = 0
+    lead = -1
+    base = 0
+    new_hi = 0  # new-date rows among the lead's rows [first, hi)
+    new_lo = 0  # ... among [first, lo[day_window])
+    total = 0.0
+    prev = -1
+    for j in range(nq):
+        qk = q_key[j]
+        if qk >> 32 != lead:
+            lead = qk >> 32
+            base = lead << 32
+            while hi < n and keys[hi] < base:
+                hi += 1
+            lo[:] = hi
+            cnt[:, :] = 0
+            seen[:] = -1
+            new_hi = new_lo = 0
+            total = 0.0
+            prev = -1
+        while hi < n and keys[hi] < qk:
+            k = kind[hi]
+            for w in range(nw):
+                cnt[k, w] += 1
+            rel = keys[hi] & low
+            seen[k] = rel
+            if prev < 0 or (rel + t0) // day != (prev + t0) // day:
+                new_hi += 1
+            total = 1.0 if prev < 0 else total * math.exp(-rate * (rel - prev)) + 1.0
+            prev = rel
+            hi += 1
+        q_rel = qk & low
+        for w in range(nw):
+            lim = base | max(q_rel - back[w], 0)
+            while lo[w] < hi and keys[lo[w]] < lim:
+                cnt[kind[lo[w]], w] -= 1
+                if w == day_window and _new_date(keys, lo[w], base, t0):
+                    new_lo += 1
+                lo[w] += 1
+            start[j, w] = lo[w]
+        a = lo[day_window]
+        if hi > a:
+            # The window's first row opens a date; the others open one where the date changes.
+            days[j] = 1 + new_hi - new_lo - (1 if _new_date(keys, a, base, t0) else 0)
+        counts[j] = cnt
+        last[j] = seen
+        now[j] = hi
+        if prev >= 0:
+            decayed[j] = total
+            at[j] = prev
+    return counts, last, now, start, days, decayed, at
+
+
+@njit(cache=True)
+def _new_date(keys: np.ndarray, i: int, base: int, t0: int) -> bool:  # pragma: no cover
+    """Does row ``i`` open a new (lead, UTC date) run: the lead's first row, or a new date?"""
+    if i == 0 or keys[i - 1] < base:
+        return True
+    low = (1 << 32) - 1
+    return ((keys[i] & low) + t0) // 86_400 != ((keys[i - 1] & low) + t0) // 86_400

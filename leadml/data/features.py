@@ -993,7 +993,6 @@ def _engagement(
     back: Any,
     out: dict[str, np.ndarray],
 ) -> None:
-    n_q = len(q_key)
     vocab = {t: i for i, t in enumerate(spec.event_types)}
     if len(events):
         et = events[c.event_type]
@@ -1028,82 +1027,45 @@ def _engagement(
     value = tl.payload[1] if len(tl.payload) > 1 else np.zeros(len(tl.keys))
     keys = tl.keys
 
-    now_all = tl.before(q_key)
-    mask = np.empty(len(keys), dtype=bool)
+    # Every count, recency, active day and decayed total in one pass over the timeline.
+    from leadml._kernels import window_counts
+
+    wmax = max(spec.windows_days)
+    td = spec.trend_days * _DAY
+    spans = [w * _DAY for w in spec.windows_days] + [td, 2 * td]
+    rate = math.log(2) / (spec.half_life_days * _DAY)
+    counts, last, now_all, starts, days, running, at = window_counts(
+        keys,
+        e_type,
+        len(vocab),
+        q_key,
+        np.array(spans, dtype=np.int64),
+        spec.windows_days.index(wmax),
+        t0,
+        rate,
+    )
+    del tl
     for etype, k in vocab.items():
-        np.equal(e_type, k, out=mask)
-        sub = keys[mask]
-        now = np.searchsorted(sub, q_key, side="left")
-        for w in spec.windows_days:
-            lo = np.searchsorted(sub, back(w * _DAY), side="left")
-            out[f"n_{etype}_{w}d"] = (now - lo).astype(np.float64)
-        i = np.maximum(now - 1, 0)
-        if len(sub):
-            has = (now > 0) & ((sub[i] >> 32) == qp)
-            days = (q_rel - (sub[i] & _LOW)) / _DAY
-            out[f"days_since_last_{etype}"] = np.where(has, days, np.nan)
-        else:
-            out[f"days_since_last_{etype}"] = np.full(n_q, np.nan)
+        for j, w in enumerate(spec.windows_days):
+            out[f"n_{etype}_{w}d"] = counts[:, k, j].astype(np.float64)
+        seen = last[:, k]
+        out[f"days_since_last_{etype}"] = np.where(seen >= 0, (q_rel - seen) / _DAY, np.nan)
         vw = spec.value_window_days
         if etype in spec.value_types and vw is not None:
             # Scoring data without a value column sums to 0, like a lead without such events.
+            mask = e_type == k
+            sub = keys[mask]
             v = np.nan_to_num(value[mask], nan=0.0, posinf=0.0, neginf=0.0)
+            now = np.searchsorted(sub, q_key, side="left")
             lo = np.searchsorted(sub, back(vw * _DAY), side="left")
             out[f"sum_{etype}_value_{vw}d"] = _range_sums(v, lo, now)
-    del mask, e_type, value
-
-    # All vocabulary events together.
-    lead, rel = tl.pos, tl.rel
-    wmax = max(spec.windows_days)
-    lo = tl.before(back(wmax * _DAY))
-    # A (lead, UTC date) run starts where either changes; distinct dates among events[lo:hi]
-    # are 1 + the run starts strictly inside the slice.
-    n = len(keys)
-    start = np.ones(n, dtype=bool)
-    if n > 1:
-        np.not_equal(lead[1:], lead[:-1], out=start[1:])
-        date = rel + t0
-        date //= _DAY
-        start[1:] |= date[1:] != date[:-1]
-        del date
-    runs_before = np.zeros(n + 1, dtype=np.int32 if n < 2**31 else np.int64)
-    np.cumsum(start, out=runs_before[1:])
-    del start
-    inside = runs_before[now_all] - runs_before[np.minimum(lo + 1, n)]
-    out[f"n_active_days_{wmax}d"] = np.where(now_all > lo, 1 + inside, 0).astype(np.float64)
-    del runs_before
-
-    td = spec.trend_days * _DAY
-    mid, old = tl.before(back(td)), tl.before(back(2 * td))
+    del counts, last, e_type, value, keys
+    out[f"n_active_days_{wmax}d"] = days.astype(np.float64)
+    mid, old = starts[:, -2], starts[:, -1]
     out[f"engagement_trend_{spec.trend_days}d"] = ((now_all - mid) - (mid - old)).astype(np.float64)
-    out["engagement_decayed"] = _decayed(lead, rel, now_all, qp, q_rel, spec.half_life_days * _DAY)
-
-
-def _decayed(
-    lead: np.ndarray,
-    rel: np.ndarray,
-    n_before: np.ndarray,
-    qp: np.ndarray,
-    q_rel: np.ndarray,
-    half_life_seconds: float,
-) -> np.ndarray:
-    """Σ 2^(-(as_of - t) / half_life) over each point's events strictly before as_of.
-
-    ``lead`` and ``rel`` are the sorted events' lead positions and seconds. A running decayed
-    count is computed once along each lead's events (sequential per lead: exact, never overflows,
-    O(events), and a lead's value never depends on other leads or on its own later events); a
-    point reads the value at its last earlier event and decays it to as_of.
-    """
-    if len(lead) == 0 or len(qp) == 0:
-        return np.zeros(len(qp))
-    from leadml._kernels import decay_running
-
-    rate = math.log(2) / half_life_seconds
-    running = decay_running(lead, rel, rate)
-    last = np.maximum(n_before - 1, 0)
-    has = (n_before > 0) & (lead[last] == qp)
-    value = running[last] * np.exp(-rate * (q_rel - rel[last]))
-    return np.where(has, value, 0.0)
+    # Σ 2^(-(as_of - t) / half_life): the running total at the last event, decayed to as_of.
+    decay = running * np.exp(-rate * (q_rel - at))
+    out["engagement_decayed"] = np.where(at >= 0, decay, 0.0)
 
 
 def _lifecycle(
