@@ -175,3 +175,63 @@ def _new_date(keys: np.ndarray, i: int, base: int, t0: int) -> bool:  # pragma: 
         return True
     low = (1 << 32) - 1
     return ((keys[i] & low) + t0) // 86_400 != ((keys[i - 1] & low) + t0) // 86_400
+
+
+@njit(cache=True)
+def settle_units(
+    q: np.ndarray, rem: np.ndarray, raw: np.ndarray, idle: np.ndarray, diff: np.ndarray
+) -> None:  # pragma: no cover
+    """Hand each row's ``diff`` units (tenths of a point) to its groups, largest remainder
+    first, in place: a positive unit to the group with the largest ``rem``, a negative one to
+    the smallest (the first such group on ties). A group is blocked when ``idle`` or when the
+    unit would turn its points against the sign of its exact share ``raw``; a row whose
+    groups are all blocked keeps the rest of its ``diff``."""
+    n, g = q.shape
+    for i in range(n):
+        sign = 1 if diff[i] > 0 else -1
+        while diff[i] != 0:
+            best = -1
+            for j in range(g):
+                if idle[i, j] or (sign * raw[i, j] <= 0 and sign * (q[i, j] + sign) > 0):
+                    continue
+                if best < 0 or (sign * rem[i, j] > sign * rem[i, best]):
+                    best = j
+            if best < 0:
+                break
+            q[i, best] += sign
+            rem[i, best] -= sign
+            diff[i] -= sign
+
+
+@njit(cache=True)
+def top_groups(
+    q: np.ndarray, raw: np.ndarray, G: np.ndarray, n_positive: int, n_negative: int
+) -> np.ndarray:  # pragma: no cover
+    """Per row, the ``n_positive`` groups with the most positive points ``q`` and then the
+    ``n_negative`` with the most negative, ranked on (exact share ``raw``, contribution ``G``,
+    group order); -1 fills the slots of a row with fewer. ``(rows, n_positive + n_negative)``.
+    """
+    n, g = q.shape
+    out = np.full((n, n_positive + n_negative), -1, dtype=np.int64)
+    taken = np.zeros(g, dtype=np.bool_)
+    for i in range(n):
+        taken[:] = False
+        for slot in range(n_positive + n_negative):
+            sign = 1.0 if slot < n_positive else -1.0
+            if slot == n_positive:
+                taken[:] = False
+            best = -1
+            for j in range(g):
+                if taken[j] or sign * q[i, j] <= 0:
+                    continue
+                if best < 0:
+                    best = j
+                    continue
+                a, b = sign * raw[i, j], sign * raw[i, best]
+                if a > b or (a == b and sign * G[i, j] > sign * G[i, best]):
+                    best = j  # ties on both keep the earlier group
+            if best < 0:
+                continue
+            taken[best] = True
+            out[i, slot] = best
+    return out

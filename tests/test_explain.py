@@ -322,3 +322,44 @@ def test_global_importance_is_mean_absolute_group_shap(model, X) -> None:
     assert imp["mean_abs_shap"].is_monotonic_decreasing
     assert imp["share"].sum() == pytest.approx(1.0)
     assert imp.loc["demo_request", "label"] not in ("", "demo_request")  # words for people
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_reason_kernels_match_their_numpy_definitions(seed: int) -> None:
+    """The compiled ranking and rounding equal the plain definitions, ties included."""
+    from leadml._kernels import settle_units, top_groups
+
+    rng = np.random.default_rng(seed)
+    n, g = 400, 9
+    # Few distinct values: many ties in share, contribution and points.
+    G = rng.integers(-3, 4, (n, g)).astype(float)
+    G[:20] = 0.0  # rows where no group contributes keep their units
+    raw = G * rng.choice([0.5, 1.0, 3.0], (n, 1)) + rng.choice([0.0, 0.25], (n, g))
+    q = np.rint(raw)
+    rank = np.arange(g)[None, :].repeat(n, axis=0)
+    pos = np.lexsort((rank, -G, np.where(q > 0, -raw, np.inf)), axis=1)[:, :3]
+    neg = np.lexsort((rank, G, np.where(q < 0, raw, np.inf)), axis=1)[:, :2]
+    ok = np.hstack([np.take_along_axis(q, pos, 1) > 0, np.take_along_axis(q, neg, 1) < 0])
+    expected = np.where(ok, np.hstack([pos, neg]), -1)
+    np.testing.assert_array_equal(top_groups(q, raw, G, 3, 2), expected)
+
+    # Largest remainders take the units, one per round, never against a group's sign.
+    idle = (G == 0) | (np.arange(g) == 0)[None, :]
+    diff = rng.integers(-6, 7, n)
+    want_q, want_rem, want_diff = q.copy(), raw - q, diff.copy()
+    for _ in range(int(np.abs(diff).max())):
+        for sign, pick in ((1, np.argmax), (-1, np.argmin)):
+            blocked = idle | ((sign * raw <= 0) & (sign * (want_q + sign) > 0))
+            rows = np.flatnonzero((np.sign(want_diff) == sign) & ~blocked.all(axis=1))
+            if not len(rows):
+                continue
+            masked = np.where(blocked[rows], -np.inf if sign > 0 else np.inf, want_rem[rows])
+            k = pick(masked, axis=1)
+            want_q[rows, k] += sign
+            want_rem[rows, k] -= sign
+            want_diff[rows] -= sign
+    got_q, got_rem, got_diff = q.copy(), raw - q, diff.copy()
+    settle_units(got_q, got_rem, raw, idle, got_diff)
+    np.testing.assert_array_equal(got_q, want_q)
+    np.testing.assert_array_equal(got_diff, want_diff)
+    assert (got_diff != 0).any() and (got_diff == 0).any()  # both kinds of rows occur

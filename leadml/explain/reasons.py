@@ -371,19 +371,9 @@ def additive_points(
     # tenth of a point of its exact share, plus what the score's own rounding moved.
     # Only groups that contribute take units; a row where none does keeps its (sub-point)
     # rounding difference, which ranked_reasons reports with the other points.
-    idle = ctx[None, :] | (G == 0)
-    for _ in range(int(np.abs(diff).max(initial=0))):
-        for sign, pick in ((1, np.argmax), (-1, np.argmin)):
-            # A unit never turns a group's points against the sign of its contribution.
-            blocked = idle | ((sign * raw <= 0) & (sign * (q + sign) > 0))
-            rows = np.flatnonzero((np.sign(diff) == sign) & ~blocked.all(axis=1))
-            if not len(rows):
-                continue
-            masked = np.where(blocked[rows], -np.inf if sign > 0 else np.inf, rem[rows])
-            k = pick(masked, axis=1)
-            q[rows, k] += sign
-            rem[rows, k] -= sign
-            diff[rows] -= sign
+    from leadml._kernels import settle_units
+
+    settle_units(q, rem, raw, ctx[None, :] | (G == 0), diff)
     return q, raw, base_t / 10.0, total
 
 
@@ -404,26 +394,19 @@ def ranked_reasons(
     G = phi @ member
     q, raw, base, total = additive_points(model, contrib, G)
     # Rank on (share, φ, group order); a context group or a group worth 0.0 points is no reason.
-    rank = np.arange(len(groups))[None, :].repeat(n, axis=0)
-    pos_key = np.where(q > 0, -raw, np.inf)
-    neg_key = np.where(q < 0, raw, np.inf)
-    pos_order = np.lexsort((rank, -G, pos_key), axis=1)[:, :n_positive]
-    neg_order = np.lexsort((rank, G, neg_key), axis=1)[:, :n_negative]
-    pos_ok = np.take_along_axis(q, pos_order, axis=1) > 0
-    neg_ok = np.take_along_axis(q, neg_order, axis=1) < 0
-    order = np.hstack([pos_order, neg_order])
-    ok = np.hstack([pos_ok, neg_ok])
-    rows, slots = np.nonzero(ok)  # row-major: each row's reasons in rank order
+    from leadml._kernels import top_groups
+
+    order = top_groups(q, raw, G, n_positive, n_negative)
+    rows, slots = np.nonzero(order >= 0)  # row-major: each row's reasons in rank order
     k = order[rows, slots]
     # The group's most influential feature for this row speaks for it.
     names = list(spec.names)
-    cols = [np.flatnonzero(member[:, g]) for g in range(len(groups))]
-    feature = np.empty(len(rows), dtype=np.int64)
     absphi = np.abs(phi)
-    for g, idx in enumerate(cols):
-        at = k == g
-        if at.any():
-            feature[at] = idx[np.argmax(absphi[rows[at]][:, idx], axis=1)]
+    best = np.empty((n, len(groups)), dtype=np.int64)
+    for g in range(len(groups)):
+        idx = np.flatnonzero(member[:, g])
+        best[:, g] = idx[np.argmax(absphi[:, idx], axis=1)] if len(idx) else -1
+    feature = best[rows, k]
     values = model.features(X)
     texts = _sentences(spec, values, names, rows, feature)
     evidence = _evidence(model, values, names, rows, feature)
@@ -435,7 +418,7 @@ def ranked_reasons(
         bounds,
         np.asarray(groups, dtype=object)[k],
         texts,
-        np.where(tenths > 0, "+", "-").astype(object),
+        np.array(["-", "+"], dtype=object)[(tenths > 0).astype(np.intp)],
         np.round(tenths / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
         np.asarray(evidence, dtype=object),
         base,
@@ -504,7 +487,7 @@ def _sentences(
         codes, uniques = pd.factorize(picked, use_na_sentinel=True)
         texts = [spec.describe(name, plain(u)) for u in uniques]
         missing = spec.describe(name, float("nan")) if (codes < 0).any() else ""
-        out[at] = [texts[c] if c >= 0 else missing for c in codes]
+        out[at] = np.asarray([*texts, missing], dtype=object)[codes]  # code -1: missing
     return out
 
 
@@ -537,12 +520,17 @@ def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
     key = np.where(np.isnan(v), -1.0, n)
     key = np.where((v < 0) & (key > 0), -2.0 - key, key)
     code = pd.factorize(key)[0].astype(np.int64)
+    # Each distinct value (by its bits: -0.0 prints apart from 0.0) is formatted once.
+    bits, inverse = np.unique(
+        np.ascontiguousarray(v, dtype=np.float64).view(np.int64), return_inverse=True
+    )
+    distinct = bits.view(np.float64)
     for field, fmt in sorted(fields):
         if field in ("n", "s"):
             continue
-        x = (np.abs(v) if field == "abs" else v).tolist()
+        x = (np.abs(distinct) if field == "abs" else distinct).tolist()
         rendered = [_number(a) for a in x] if field == "num" else [format(a, fmt) for a in x]
-        part = pd.factorize(np.asarray(rendered, dtype=object))[0].astype(np.int64)
+        part = pd.factorize(np.asarray(rendered, dtype=object))[0].astype(np.int64)[inverse]
         code = pd.factorize(code * (int(part.max(initial=0)) + 1) + part)[0].astype(np.int64)
     return code
 
