@@ -48,19 +48,23 @@ def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: 
 
 @njit(cache=True)
 def latest_before(
-    pos: np.ndarray, t: np.ndarray, limit: int, n: int
+    starts: np.ndarray, pos: np.ndarray, t: np.ndarray, limit: int, n: int
 ) -> np.ndarray:  # pragma: no cover
     """Per position ``0..n-1``, the row index of its latest ``t`` strictly before ``limit`` (the
-    first such row in table order among equal times), -1 when it has none. Rows with a negative
-    ``pos`` are ignored."""
+    first such row in table order among equal times), -1 when it has none. Rows come as runs:
+    rows ``starts[r]:starts[r + 1]`` are at position ``pos[r]``; negative positions are
+    ignored."""
     best = np.full(n, -1, dtype=np.int64)
-    for i in range(pos.shape[0]):
-        p = pos[i]
-        if p < 0 or t[i] >= limit:
+    for r in range(pos.shape[0]):
+        p = pos[r]
+        if p < 0:
             continue
-        b = best[p]
-        if b < 0 or t[i] > t[b]:
-            best[p] = i
+        for i in range(starts[r], starts[r + 1]):
+            if t[i] >= limit:
+                continue
+            b = best[p]
+            if b < 0 or t[i] > t[b]:
+                best[p] = i
     return best
 
 

@@ -241,6 +241,24 @@ def _score_target(
     return None, None
 
 
+def _import_in_background(*modules: str) -> None:
+    """Import ``modules`` in a background thread, while the data is read (Arrow reads without
+    the GIL): LightGBM (with scikit-learn and SciPy) and the numba kernels take seconds to
+    import, and the job needs them only after the read. A later import finds them loaded, or
+    waits for this one; a failure here is left for that import to report."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        for m in modules:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001, S112 - the job's own import reports it
+                continue
+
+    threading.Thread(target=run, name="leadml-imports", daemon=True).start()
+
+
 def run_score(
     data_dir: str | Path,
     out: str | Path | None = None,
@@ -276,6 +294,7 @@ def run_score(
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
         )
+    _import_in_background("lightgbm", "leadml._kernels", "leadml.explain._treeshap_kernels")
     size, workers = cfg.scoring.partition_leads, cfg.scoring.workers
     streamed = size is not None or workers > 1
     if streamed:

@@ -298,17 +298,42 @@ def lead_positions(index: pd.Index, ids: pd.Series) -> np.ndarray:
     ids (the usual CRM key) are found by one array lookup per row, without hashing.
     """
     values = ids.to_numpy()
+    if len(values) > 2 * len(index):
+        starts = _run_starts(values)
+        if starts is not None:
+            return np.repeat(_positions(index, values[starts[:-1]]), np.diff(starts))
+    return _positions(index, values)
+
+
+def lead_runs(index: pd.Index, ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lead_positions` as runs: ``(starts, positions)``, rows
+    ``starts[r]:starts[r + 1]`` all at ``positions[r]`` (one row per run when ids do not run)."""
+    values = ids.to_numpy()
+    starts = _run_starts(values)
+    if starts is None:
+        return np.arange(len(values) + 1, dtype=np.int64), _positions(index, values)
+    return starts, _positions(index, values[starts[:-1]])
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray | None:
+    """Where each run of equal values starts, and ``len(values)`` last; None when the runs
+    average fewer than two rows (looking runs up would not pay)."""
+    n = len(values)
+    if n == 0:
+        return None
+    change = np.empty(n, dtype=bool)
+    change[0] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    if len(starts) >= n // 2:
+        return None
+    return np.append(starts, n)
+
+
+def _positions(index: pd.Index, values: np.ndarray) -> np.ndarray:
     n = len(values)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if n > 2 * len(index):
-        change = np.empty(n, dtype=bool)
-        change[0] = True
-        np.not_equal(values[1:], values[:-1], out=change[1:])
-        starts = np.flatnonzero(change)
-        if len(starts) < n // 2:
-            run_pos = index.get_indexer(values[starts]).astype(np.int64)
-            return np.repeat(run_pos, np.diff(np.append(starts, n)))
     if index.dtype.kind in "iu" and values.dtype.kind in "iu" and len(index):
         lo, hi = int(index.min()), int(index.max())
         if hi - lo < 4 * len(index) + 1024:

@@ -63,7 +63,7 @@ import pandas as pd
 
 from leadml._timing import stage as timed
 from leadml.config import LeadMLConfig
-from leadml.data.contracts import CRMData, lead_positions
+from leadml.data.contracts import CRMData, lead_runs
 from leadml.data.features import build_features, model_frame
 from leadml.data.flat import FlatCleaning, FlatDataError
 from leadml.data.layout import EventCounts, LayoutWarning, check_layout
@@ -483,24 +483,38 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
     out = head.copy()
     for col in DISPLAY_COLUMNS:
         if col in data.leads.columns and col not in (c.lead_id, c.created_at):
-            out[col] = data.leads[col].astype("string").to_numpy()[lead_pos]
+            # Taken, then turned into text: only the scored leads, and no Python string per
+            # value (the columns stay Arrow-backed where pandas is).
+            text = data.leads[col].take(lead_pos).astype("string").set_axis(out.index)
+            out[col] = text.astype(_TEXT)
     # The latest event per lead before as_of; among simultaneous ones the first in the table.
     # (numba compiles or loads its kernels on import: not before the data is read.)
     from leadml._kernels import latest_before
 
     ev = data.events
-    pos = lead_positions(pd.Index(ids), ev[c.lead_id])
+    starts, run_pos = lead_runs(pd.Index(ids), ev[c.lead_id])
     when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
     limit = int(as_of.as_unit("ns").value)
-    best = latest_before(pos, when.view(np.int64), limit, len(ids))
+    best = latest_before(starts, run_pos, when.view(np.int64), limit, len(ids))
     found = best >= 0
     t = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
     t[found] = when[best[found]]
-    kind = np.full(len(ids), None, dtype=object)
-    kind[found] = ev[c.event_type].iloc[best[found]].astype(str).to_numpy(dtype=object)
     out["last_activity_at"] = t
-    out["last_activity_type"] = pd.array(kind, dtype="string")
+    types = ev[c.event_type]
+    if isinstance(types.dtype, pd.CategoricalDtype):
+        codes = np.full(len(ids), -1, dtype=np.int64)
+        codes[found] = np.asarray(types.cat.codes)[best[found]]
+        kind = pd.Categorical.from_codes(codes, dtype=types.dtype)
+        out["last_activity_type"] = pd.Series(kind, index=out.index).astype("string")
+    else:
+        kind = np.full(len(ids), None, dtype=object)
+        kind[found] = types.iloc[best[found]].astype(str).to_numpy(dtype=object)
+        out["last_activity_type"] = pd.array(kind, dtype="string")
     return out
+
+
+#: The display columns' dtype: what pandas makes of a column of text (``str`` from pandas 3).
+_TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
 
 
 def score(
