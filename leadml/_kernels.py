@@ -239,3 +239,18 @@ def top_groups(
             taken[best] = True
             out[i, slot] = best
     return out
+
+
+@njit(cache=True)
+def in_lead_order(starts: np.ndarray, pos: np.ndarray, t: np.ndarray) -> bool:  # pragma: no cover
+    """Are the rows already sorted by ``(position, t)``, rows ``starts[r]:starts[r + 1]`` being
+    at position ``pos[r]``? (Then :func:`lead_key_order` is the identity, and a table need not
+    be copied into that order.)"""
+    for r in range(pos.shape[0]):
+        if r > 0 and pos[r] < pos[r - 1]:
+            return False
+        first = starts[r] if r == 0 or pos[r] != pos[r - 1] else starts[r] - 1
+        for i in range(first + 1, starts[r + 1]):
+            if t[i] < t[i - 1]:
+                return False
+    return True

@@ -276,3 +276,27 @@ def test_rows_come_out_sorted_by_lead_then_time_ties_in_input_order(ids: str) ->
     runs = data.events.groupby([keys["lead_id"], keys["occurred_at"]], sort=False)["value"]
     assert runs.apply(lambda v: v.is_monotonic_increasing).all()
     assert list(data.leads["lead_id"]) == sorted(data.leads["lead_id"])
+
+
+def test_rows_already_in_lead_time_order_stay_and_one_late_row_is_caught() -> None:
+    """An export sorted by lead and time is kept as is (no copy needed); a single row out of
+    time order inside a lead, or a lead out of order, still gets the table sorted."""
+    import numpy as np
+
+    created = pd.Timestamp("2024-01-01")
+    leads = pd.DataFrame({"lead_id": [1, 2, 3], "created_at": created})
+    stages = pd.DataFrame({"lead_id": [1, 2, 3], "stage": "lead", "changed_at": created})
+    days = pd.to_timedelta([1, 2, 3, 1, 5, 2, 2, 4], unit="D")
+    events = pd.DataFrame(
+        {
+            "lead_id": [1, 1, 1, 2, 2, 3, 3, 3],
+            "event_type": "web_visit",
+            "occurred_at": created + days,
+            "value": np.arange(8, dtype=float),
+        }
+    )
+    kept = validate(leads, events, stages).events
+    assert kept["value"].tolist() == list(range(8))
+    for order in ([0, 2, 1, 3, 4, 5, 6, 7], [3, 4, 0, 1, 2, 5, 6, 7]):
+        got = validate(leads, events.iloc[order].reset_index(drop=True), stages).events
+        assert got["value"].tolist() == list(range(8)), order

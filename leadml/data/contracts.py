@@ -216,6 +216,9 @@ def _in_range(
 ) -> pd.Series | None:
     """``ts`` as ``datetime64[ns]``, or a problem naming the rows outside its range (years
     before 1677 or after 2262: a placeholder such as 9999-12-31)."""
+    span = _span(ts)  # rows are compared one by one only when some are outside
+    if span is not None and pd.Timestamp.min <= span[0] and span[1] <= pd.Timestamp.max:
+        return ts.astype("datetime64[ns]")
     outside = ((ts < pd.Timestamp.min) | (ts > pd.Timestamp.max)).to_numpy()
     if outside.any():
         problems.append(
@@ -231,6 +234,18 @@ def _in_range(
         )
         return None
     return ts.astype("datetime64[ns]")
+
+
+def _span(ts: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """Earliest and latest of a naive datetime column, or None when it is empty or has missing
+    values (then the caller compares row by row). A numpy reduction: no mask, no copy."""
+    v = ts.to_numpy()
+    if v.dtype.kind != "M" or len(v) == 0:
+        return None
+    lo, hi = v.min(), v.max()  # NaT propagates
+    if np.isnat(lo) or np.isnat(hi):
+        return None
+    return pd.Timestamp(lo), pd.Timestamp(hi)
 
 
 def coerce_ids(s: pd.Series) -> pd.Series:
@@ -358,15 +373,21 @@ def _copy_on_write() -> bool:
     return bool(pd.get_option("mode.copy_on_write") is True)
 
 
-def _lead_time_order(df: pd.DataFrame, leads: pd.Index, lead_col: str, time_col: str) -> np.ndarray:
-    """Rows of ``df`` in (lead, time) order, ties in input order: pandas' stable
+def _in_lead_time_order(
+    df: pd.DataFrame, leads: pd.Index, lead_col: str, time_col: str
+) -> pd.DataFrame:
+    """``df`` in (lead, time) order, ties in input order: pandas' stable
     ``sort_values([lead_col, time_col])`` for ``leads`` sorted, in one pass plus a per-lead sort
-    only where a lead's rows are out of time order (a CRM export is usually in time order)."""
-    from leadml._kernels import lead_key_order
+    only where a lead's rows are out of time order (a CRM export is usually in time order), and
+    no copy at all when ``df`` is in that order already (an export sorted by lead and time)."""
+    from leadml._kernels import in_lead_order, lead_key_order
 
-    pos = lead_positions(leads, df[lead_col])
+    starts, run_pos = lead_runs(leads, df[lead_col])
     t = df[time_col].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    return np.asarray(lead_key_order(pos, t))
+    if in_lead_order(starts, run_pos, t):
+        return df.reset_index(drop=True)
+    pos = np.repeat(run_pos, np.diff(starts))
+    return df.take(np.asarray(lead_key_order(pos, t))).reset_index(drop=True)
 
 
 def validate(
@@ -536,7 +557,13 @@ def validate(
                 known_cmp = known
                 if not as_int:
                     ids = ids.astype("string")
-            orphan = ~ids.isin(known_cmp).to_numpy()
+            if known_cmp.is_unique:  # looked up by runs of ids, without hashing dense ints
+                starts, run_pos = lead_runs(known_cmp, ids)
+                orphan = np.zeros(len(ids), dtype=bool)
+                if (run_pos < 0).any():
+                    orphan = np.repeat(run_pos < 0, np.diff(starts))
+            else:
+                orphan = ~ids.isin(known_cmp).to_numpy()
             if orphan.any():
                 problems.append(
                     Problem(
@@ -581,11 +608,8 @@ def validate(
 
     leads = leads.sort_values(c.lead_id, kind="stable").reset_index(drop=True)
     known = pd.Index(leads[c.lead_id])
-    events = events.take(_lead_time_order(events, known, c.lead_id, c.occurred_at))
-    events = events.reset_index(drop=True)
-    stage_changes = stage_changes.take(
-        _lead_time_order(stage_changes, known, c.lead_id, c.changed_at)
-    ).reset_index(drop=True)
+    events = _in_lead_time_order(events, known, c.lead_id, c.occurred_at)
+    stage_changes = _in_lead_time_order(stage_changes, known, c.lead_id, c.changed_at)
     # Categorical event types: one byte per event at 50M events, and a fixed vocabulary order.
     if not isinstance(events[c.event_type].dtype, pd.CategoricalDtype):
         events[c.event_type] = events[c.event_type].astype("string").astype("category")
@@ -624,6 +648,9 @@ def _check_time_sanity(
         if t not in cols:
             continue
         ts = cols[t]
+        span = _span(ts)  # rows are compared one by one only when some are out
+        if span is not None and span[0] >= EPOCH and span[1] <= limit:
+            continue
         for mask, what, fix in (
             (
                 (ts < EPOCH).to_numpy(),
