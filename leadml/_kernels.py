@@ -126,6 +126,7 @@ def window_counts(
     new_lo = 0  # ... among [first, lo[day_window])
     total = 0.0
     prev = -1
+    next_day = 0  # seconds (since t0) where the date of row ``prev`` ends
     for j in range(nq):
         qk = q_key[j]
         if qk >> 32 != lead:
@@ -145,8 +146,9 @@ def window_counts(
                 cnt[k, w] += 1
             rel = keys[hi] & low
             seen[k] = rel
-            if prev < 0 or (rel + t0) // day != (prev + t0) // day:
+            if prev < 0 or rel >= next_day:  # a lead's rows ascend in time
                 new_hi += 1
+                next_day = ((rel + t0) // day + 1) * day - t0
             total = 1.0 if prev < 0 else total * math.exp(-rate * (rel - prev)) + 1.0
             prev = rel
             hi += 1
