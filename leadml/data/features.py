@@ -918,7 +918,7 @@ def build_features(
         return q_base | np.maximum(q_rel - seconds, 0)
 
     out: dict[str, np.ndarray] = {}
-    _engagement(events, index, c, spec, t0, q_key, q_rel, qp, back, out)
+    _engagement(events, index, c, spec, t0, q_key, q_rel, back, out)
     _lifecycle(stage_changes, index, c, t0, q_key, qp, qs, created_sec, out)
 
     frame_cols: dict[str, Any] = {
@@ -989,7 +989,6 @@ def _engagement(
     t0: int,
     q_key: np.ndarray,
     q_rel: np.ndarray,
-    qp: np.ndarray,
     back: Any,
     out: dict[str, np.ndarray],
 ) -> None:
