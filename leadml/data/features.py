@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import ColumnsConfig, FeaturesConfig
-from leadml.data.contracts import CRMData, lead_positions
+from leadml.data.contracts import CRMData, lead_positions, lead_runs
 from leadml.funnel import STAGES
 
 __all__ = [
@@ -992,43 +992,38 @@ def _engagement(
     back: Any,
     out: dict[str, np.ndarray],
 ) -> None:
+    from leadml._kernels import lead_key_order, timeline_keys, window_counts
+
     vocab = {t: i for i, t in enumerate(spec.event_types)}
-    if len(events):
-        et = events[c.event_type]
-        if not isinstance(et.dtype, pd.CategoricalDtype):
-            et = et.astype("string").astype("category")
-        # Types beyond the vocabulary cap count as OTHER_EVENTS when the spec has it, else
-        # (a type first seen after training) as nothing.
-        unknown = vocab.get(OTHER_EVENTS, -1)
-        small = len(vocab) < 2**15 - 1  # int16 codes: 50M events hold 100 MB less
-        to_spec = np.array(
-            [vocab.get(str(x), unknown) for x in et.cat.categories] + [-1],
-            dtype=np.int16 if small else np.int32,
-        )
-        e_type = to_spec[np.asarray(et.cat.codes)]
-    else:
-        e_type = np.zeros(0, dtype=np.int32)
-    payload = [e_type]
-    if c.value in events.columns and spec.value_types and spec.value_window_days is not None:
-        payload.append(events[c.value].to_numpy(dtype="float64", na_value=np.nan))
-    e_pos = lead_positions(index, events[c.lead_id])
-    if len(index) < 2**31 - 1:  # int32 positions: 50M events hold 200 MB less in this stage
-        e_pos = e_pos.astype(np.int32)
-    e_sec = _seconds(events[c.occurred_at])
-    # Unknown event types (not in the training vocabulary) and unknown leads are ignored.
-    if len(e_pos) and (int(e_type.min()) < 0 or int(e_pos.min()) < 0):
-        keep = (e_type >= 0) & (e_pos >= 0)
-        e_pos, e_sec = e_pos[keep], e_sec[keep]
-        payload = [p[keep] for p in payload]
-    tl = _Timeline(e_pos, e_sec, t0, *payload)
-    del e_pos, e_sec, payload
-    e_type = tl.payload[0]
-    value = tl.payload[1] if len(tl.payload) > 1 else np.zeros(len(tl.keys))
-    keys = tl.keys
+    et = events[c.event_type]
+    if not isinstance(et.dtype, pd.CategoricalDtype):
+        et = et.astype("string").astype("category")
+    # Types beyond the vocabulary cap count as OTHER_EVENTS when the spec has it, else
+    # (a type first seen after training) as nothing.
+    unknown = vocab.get(OTHER_EVENTS, -1)
+    small = len(vocab) < 2**15 - 1  # int16 kinds: 50M events hold 100 MB less
+    to_spec = np.array(
+        [vocab.get(str(x), unknown) for x in et.cat.categories] + [-1],
+        dtype=np.int16 if small else np.int32,
+    )
+    sums = c.value in events.columns and spec.value_types and spec.value_window_days is not None
+    values = events[c.value].to_numpy(dtype="float64", na_value=np.nan) if sums else np.zeros(0)
+    # One pass from the events' runs of leads to sorted keys: no position, seconds or mask
+    # array per event. Unknown event types and unknown leads are left out.
+    starts, run_pos = lead_runs(index, events[c.lead_id])
+    ns = events[c.occurred_at].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    codes = np.asarray(et.cat.codes)
+    keys, e_type, value, ordered = timeline_keys(starts, run_pos, ns, codes, to_spec, t0, values)
+    del starts, run_pos, ns, codes, values
+    if not ordered:
+        order = lead_key_order(keys >> 32, keys)
+        keys, e_type = keys[order], e_type[order]
+        value = value[order] if len(value) else value
+        del order
+    if not len(value):
+        value = np.zeros(len(keys))
 
     # Every count, recency, active day and decayed total in one pass over the timeline.
-    from leadml._kernels import window_counts
-
     wmax = max(spec.windows_days)
     td = spec.trend_days * _DAY
     spans = [w * _DAY for w in spec.windows_days] + [td, 2 * td]
@@ -1043,7 +1038,6 @@ def _engagement(
         t0,
         rate,
     )
-    del tl
     for etype, k in vocab.items():
         for j, w in enumerate(spec.windows_days):
             out[f"n_{etype}_{w}d"] = counts[:, k, j].astype(np.float64)
