@@ -255,6 +255,39 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
 
 
+def test_a_write_that_fails_behind_stops_the_run_and_keeps_a_good_file(
+    workdir, scores, tmp_path, monkeypatch
+) -> None:
+    """Chunks are written in a background thread: its error still ends the run, in the
+    caller, with nothing half-written."""
+    from leadml.serve.contract import ScoresWriter
+
+    out = write_scores(scores, tmp_path / "scores.parquet")
+    good = out.read_bytes()
+    real = ScoresWriter.write
+    calls = {"n": 0}
+
+    def full_disk(self, chunk):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(self, chunk)
+
+    monkeypatch.setattr(ScoresWriter, "write", full_disk)
+    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
+    with pytest.raises(OSError, match="No space left"):
+        run_score(
+            workdir / "crm",
+            out,
+            as_of=AS_OF,
+            model_specs=model_args(workdir),
+            overwrite=True,
+            config=cfg,
+        )
+    assert out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+
+
 def test_an_existing_file_is_refused_before_any_work(tmp_path) -> None:
     out = tmp_path / "scores.csv"
     out.write_text("keep me")

@@ -662,20 +662,79 @@ def _score_into(
                     row_group_size=size,
                 )
             )
+        # Files are written behind (a thread); a database connection stays in this thread.
+        behind = stack.enter_context(_WriteBehind(threaded=isinstance(w, ScoresWriter)))
         for chunk in job.chunks(config, engine, progress, arrow=True):
             if h is not None:
                 with timed("trend"):
                     chunk = add_trend(chunk, before, config.monitor.trend_points)
-                with timed("write"):
-                    h.write(chunk)
             with timed("write"):
-                w.write(chunk)
+                behind.put([x.write for x in (h, w) if x is not None], chunk)
         with timed("write"):
+            behind.close()
             w.commit()
         if h is not None:
             job.attrs["history"] = str(h.commit(job.run_info()))
     _log_summary(job, len(job.head))
     return job
+
+
+class _WriteBehind:
+    """Writes each chunk in a background thread while the next one is explained: Parquet's
+    encoding and compression run in Arrow without the GIL, so on two cores the write mostly
+    hides behind the explaining. Chunks are written in the order put, at most two wait; the
+    first error stops the writing and is raised in the caller's thread (at the next ``put``,
+    or at ``close``). The job's ``write`` stage is the time the caller waits for it.
+    Leaving the block without ``close`` (an error elsewhere) stops the thread before the
+    writers are discarded. ``threaded=False``: each chunk is written in ``put``."""
+
+    def __init__(self, *, threaded: bool = True) -> None:
+        import queue
+        import threading
+
+        self._queue: Any = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="leadml-writer", daemon=True)
+        self._threaded = threaded
+        if threaded:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            writes, chunk = item
+            if self._error is not None:
+                continue  # drain: the caller raises at its next put or at close
+            try:
+                for write in writes:
+                    write(chunk)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = e
+
+    def put(self, writes: list[Callable[[pd.DataFrame], None]], chunk: pd.DataFrame) -> None:
+        self._raise()
+        if not self._threaded:
+            for write in writes:
+                write(chunk)
+            return
+        self._queue.put((writes, chunk))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _WriteBehind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def run_info(job: Any) -> dict[str, Any]:
