@@ -45,7 +45,7 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -254,6 +254,9 @@ class Reasons:
     evidence: np.ndarray
     base_score: np.ndarray  # points, multiples of 0.1
     other_points: np.ndarray  # points of the reasons not listed, multiples of 0.1
+    #: The text fields also as ``(codes, distinct values)`` where known: ``field[i] ==
+    #: values[codes[i]]``. :meth:`arrow` then builds the column from the few distinct values.
+    coded: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, n: int) -> Reasons:
@@ -284,12 +287,21 @@ class Reasons:
         total = int(offsets[-1])
         cols = {f: np.empty(total, dtype=object) for f in REASON_FIELDS if f != "effect"}
         effect = np.zeros(total)
+        coded = {
+            f: (np.empty(total, dtype=np.int32), [])
+            for f in cols
+            if all(f in r.coded for _, r in parts)
+        }
         for at, r in parts:
             size = np.diff(r.offsets)
             row_of = np.repeat(np.arange(len(at)), size)
             dest = offsets[np.asarray(at)[row_of]] + (np.arange(len(row_of)) - r.offsets[row_of])
             for f, col in cols.items():
                 col[dest] = getattr(r, f)
+            for f, (codes, values) in coded.items():
+                part_codes, part_values = r.coded[f]
+                codes[dest] = part_codes + len(values)
+                values.extend(part_values)
             effect[dest] = r.effect
         return cls(
             offsets,
@@ -300,6 +312,7 @@ class Reasons:
             cols["evidence"],
             base,
             other,
+            coded,
         )
 
     @property
@@ -325,12 +338,20 @@ class Reasons:
         without a Python object per reason."""
         import pyarrow as pa
 
+        def text(name: str) -> Any:
+            if name not in self.coded:
+                return pa.array(getattr(self, name), type=pa.string())
+            codes, values = self.coded[name]
+            return pa.DictionaryArray.from_arrays(
+                pa.array(codes, type=pa.int32()), pa.array(values, type=pa.string())
+            ).cast(pa.string())
+
         fields = [
-            pa.array(self.group, type=pa.string()),
-            pa.array(self.text, type=pa.string()),
-            pa.array(self.direction, type=pa.string()),
+            text("group"),
+            text("text"),
+            text("direction"),
             pa.array(self.effect, type=pa.float64()),
-            pa.array(self.evidence, type=pa.string()),
+            text("evidence"),
         ]
         values = pa.StructArray.from_arrays(fields, names=list(REASON_FIELDS))
         return pa.ListArray.from_arrays(pa.array(self.offsets, type=pa.int32()), values)
@@ -408,21 +429,27 @@ def ranked_reasons(
         best[:, g] = idx[np.argmax(absphi[:, idx], axis=1)] if len(idx) else -1
     feature = best[rows, k]
     values = model.features(X)
-    texts = _sentences(spec, values, names, rows, feature)
-    evidence = _evidence(model, values, names, rows, feature)
     tenths = q[rows, k]
+    coded = {
+        "group": (k.astype(np.int32), list(groups)),
+        "text": _sentences(spec, values, names, rows, feature),
+        "direction": ((tenths > 0).astype(np.int32), ["-", "+"]),
+        "evidence": _evidence(model, values, names, rows, feature),
+    }
+    text = {f: np.asarray(v, dtype=object)[c] for f, (c, v) in coded.items()}
     bounds = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
     shown = np.bincount(rows, weights=tenths, minlength=n)[:n]
     other = (total - shown) / 10.0
     return Reasons(
         bounds,
-        np.asarray(groups, dtype=object)[k],
-        texts,
-        np.array(["-", "+"], dtype=object)[(tenths > 0).astype(np.intp)],
+        text["group"],
+        text["text"],
+        text["direction"],
         np.round(tenths / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
-        np.asarray(evidence, dtype=object),
+        text["evidence"],
         base,
         other + 0.0,
+        coded,
     )
 
 
@@ -467,10 +494,12 @@ def _sentences(
     names: list[str],
     rows: np.ndarray,
     feature: np.ndarray,
-) -> np.ndarray:
-    """``spec.describe(feature, value)`` for each (row, feature) pair, each distinct sentence
-    rendered once (:func:`_render_codes`; per distinct value when that does not apply)."""
-    out = np.empty(len(rows), dtype=object)
+) -> tuple[np.ndarray, list[str]]:
+    """``spec.describe(feature, value)`` for each (row, feature) pair, as ``(codes, sentences)``
+    (row ``i``'s sentence is ``sentences[codes[i]]``), each distinct sentence rendered once
+    (:func:`_render_codes`; per distinct value when that does not apply)."""
+    out = np.zeros(len(rows), dtype=np.int32)
+    sentences: list[str] = []
     for f in np.unique(feature):
         at = np.flatnonzero(feature == f)
         name = names[f]
@@ -481,14 +510,15 @@ def _sentences(
             codes = _render_codes(spec.templates[name], v)
         if codes is not None:
             _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
-            texts = [spec.describe(name, float(v[i])) for i in first]
-            out[at] = np.asarray(texts, dtype=object)[inverse.ravel()]
+            out[at] = len(sentences) + inverse.ravel()
+            sentences += [spec.describe(name, float(v[i])) for i in first]
             continue
         codes, uniques = pd.factorize(picked, use_na_sentinel=True)
         texts = [spec.describe(name, plain(u)) for u in uniques]
         missing = spec.describe(name, float("nan")) if (codes < 0).any() else ""
-        out[at] = np.asarray([*texts, missing], dtype=object)[codes]  # code -1: missing
-    return out
+        out[at] = len(sentences) + np.where(codes < 0, len(texts), codes)
+        sentences += [*texts, missing]
+    return out, sentences
 
 
 def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
@@ -510,12 +540,12 @@ def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
         return None
     fields: set[tuple[str, str]] = set()
     for text in templates.values():
-        for _, field, fmt, conv in string.Formatter().parse(str(text)):
-            if field is None:
+        for _, part_name, fmt, conv in string.Formatter().parse(str(text)):
+            if part_name is None:
                 continue
-            if conv or field not in ("n", "s", "value", "abs", "num"):
+            if conv or part_name not in ("n", "s", "value", "abs", "num"):
                 return None
-            fields.add((field, fmt or ""))
+            fields.add((part_name, fmt or ""))
     n = np.floor(np.abs(v) + 0.5)
     key = np.where(np.isnan(v), -1.0, n)
     key = np.where((v < 0) & (key > 0), -2.0 - key, key)
@@ -525,11 +555,11 @@ def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
         np.ascontiguousarray(v, dtype=np.float64).view(np.int64), return_inverse=True
     )
     distinct = bits.view(np.float64)
-    for field, fmt in sorted(fields):
-        if field in ("n", "s"):
+    for part_name, fmt in sorted(fields):
+        if part_name in ("n", "s"):
             continue
-        x = (np.abs(distinct) if field == "abs" else distinct).tolist()
-        rendered = [_number(a) for a in x] if field == "num" else [format(a, fmt) for a in x]
+        x = (np.abs(distinct) if part_name == "abs" else distinct).tolist()
+        rendered = [_number(a) for a in x] if part_name == "num" else [format(a, fmt) for a in x]
         part = pd.factorize(np.asarray(rendered, dtype=object))[0].astype(np.int64)[inverse]
         code = pd.factorize(code * (int(part.max(initial=0)) + 1) + part)[0].astype(np.int64)
     return code
@@ -541,19 +571,23 @@ _OUTCOMES = {"prospect": "became prospects", "opportunity": "became opportunitie
 
 def _evidence(
     model: StageModel, values: pd.DataFrame, names: list[str], rows: np.ndarray, feature: np.ndarray
-) -> list[str]:
-    """The evidence sentence (:mod:`leadml.model.evidence`) of each (row, speaking feature)."""
-    from leadml.model.evidence import evidence_texts
+) -> tuple[np.ndarray, list[str]]:
+    """The evidence sentence (:mod:`leadml.model.evidence`) of each (row, speaking feature), as
+    ``(codes, sentences)`` like :func:`_sentences`."""
+    from leadml.model.evidence import evidence_codes
 
     stats = model.metadata.get("evidence")
-    out = np.full(len(rows), "", dtype=object)
+    out = np.zeros(len(rows), dtype=np.int32)
+    sentences = [""]
     if not stats:
-        return out.tolist()
+        return out, sentences
     outcome = _OUTCOMES.get(model.transition, "converted")
     for f in np.unique(feature):
         at = np.flatnonzero(feature == f)
-        out[at] = evidence_texts(stats, names[f], values[names[f]].iloc[rows[at]], outcome)
-    return out.tolist()
+        codes, texts = evidence_codes(stats, names[f], values[names[f]].iloc[rows[at]], outcome)
+        out[at] = len(sentences) + codes
+        sentences += texts
+    return out, sentences
 
 
 def plain(v: Any) -> Any:

@@ -130,9 +130,19 @@ def evidence_texts(
     >>> evidence_texts(stats, "industry", pd.Series(["Software", "Retail"]), "became prospects")
     ['Past leads in Software: 14% became prospects, against 6.0% overall.', '']
     """
+    codes, texts = evidence_codes(stats, feature, values, outcome)
+    return np.asarray(texts, dtype=object)[codes].tolist()
+
+
+def evidence_codes(
+    stats: dict[str, Any] | None, feature: str, values: pd.Series, outcome: str
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`evidence_texts` as ``(codes, sentences)``: value ``i``'s sentence is
+    ``sentences[codes[i]]``; each distinct sentence is built once (this runs for every scored
+    lead)."""
     entry = (stats or {}).get("features", {}).get(feature)
     if entry is None:
-        return [""] * len(values)
+        return np.zeros(len(values), dtype=np.int32), [""]
     overall = float(stats["overall"])  # type: ignore[index]
 
     def sentence(who: str, rate: float) -> str:
@@ -141,15 +151,12 @@ def evidence_texts(
     missing = entry.get("missing")
     none = sentence("without a value here", missing[1]) if missing else ""
     if entry["kind"] == "categorical":
-        # One sentence per distinct level, not per row (this runs for every scored lead).
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         levels = entry["levels"]
         texts = [
             sentence(f"in {u}", levels[str(u)][1]) if str(u) in levels else "" for u in uniques
         ]
-        return np.array([*texts, none], dtype=object)[
-            np.where(codes < 0, len(texts), codes)
-        ].tolist()
+        return np.where(codes < 0, len(texts), codes).astype(np.int32), [*texts, none]
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="left")
     bins = []
@@ -161,4 +168,4 @@ def evidence_texts(
                 f"a value of {_num(lo)}" if lo == hi else f"a value from {_num(lo)} to {_num(hi)}"
             )
             bins.append(sentence(f"with {span} here", r))
-    return np.array([*bins, none], dtype=object)[np.where(np.isnan(x), len(bins), b)].tolist()
+    return np.where(np.isnan(x), len(bins), b).astype(np.int32), [*bins, none]
