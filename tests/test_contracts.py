@@ -300,3 +300,48 @@ def test_rows_already_in_lead_time_order_stay_and_one_late_row_is_caught() -> No
     for order in ([0, 2, 1, 3, 4, 5, 6, 7], [3, 4, 0, 1, 2, 5, 6, 7]):
         got = validate(leads, events.iloc[order].reset_index(drop=True), stages).events
         assert got["value"].tolist() == list(range(8)), order
+
+
+def test_number_tables_read_by_batches_equal_arrow_to_pandas(tmp_path) -> None:
+    """The batch-by-batch Parquet reader gives exactly ``to_table().to_pandas()``: integers
+    with missing values as floats, dictionaries that differ between row groups and files as
+    one categorical (values in order of first appearance), missing timestamps and indices."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from leadml.data.contracts import _numbers_only, parquet_dataset, parquet_frame
+
+    d = tmp_path / "events"
+    d.mkdir()
+    parts = [
+        {"lead_id": [3, 1, 2], "event_type": ["b", "a", None], "n": [1, 2, 3]},
+        {"lead_id": [7, 8, 9], "event_type": ["c", "c", "b"], "n": [None, 5, 6]},
+        {"lead_id": [4, 5, 6], "event_type": ["a", "d", "a"], "n": [7, 8, 9]},
+    ]
+    for i, p in enumerate(parts):
+        t = pa.table(
+            {
+                "lead_id": pa.array(p["lead_id"], pa.int64()),
+                "event_type": pa.array(p["event_type"]).dictionary_encode(),
+                "occurred_at": pa.array(
+                    [np.datetime64("2024-01-01", "ns"), None, np.datetime64("2024-02-01", "ns")],
+                    pa.timestamp("ns"),
+                ),
+                "value": pa.array([0.5, None, 2.0]),
+                "n": pa.array(p["n"], pa.int64()),
+            }
+        )
+        pq.write_table(t, d / f"part-{i}.parquet", row_group_size=2)
+    ds = parquet_dataset(d, ["event_type"])
+    assert _numbers_only(ds.schema)
+    got = parquet_frame(ds)
+    pd.testing.assert_frame_equal(got, ds.to_table().to_pandas(), check_exact=True)
+    assert got["n"].dtype == "float64" and got["n"].isna().sum() == 1
+    assert list(got["event_type"].cat.categories) == ["b", "a", "c", "d"]
+    # Empty, and a text column: the table path.
+    pq.write_table(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "empty.parquet")
+    empty = parquet_dataset(tmp_path / "empty.parquet")
+    pd.testing.assert_frame_equal(parquet_frame(empty), empty.to_table().to_pandas())
+    pq.write_table(pa.table({"x": ["a"]}), tmp_path / "text.parquet")
+    assert not _numbers_only(parquet_dataset(tmp_path / "text.parquet").schema)
