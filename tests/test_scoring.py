@@ -238,21 +238,25 @@ def test_a_run_that_dies_midway_leaves_no_output_and_keeps_a_good_file(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(leadml.serve.scoring, "explain_ranked", dies_in_the_second_chunk)
-    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
     for target in (out, tmp_path / "new.csv"):
         calls["n"] = 0
-        with pytest.raises(failure, match="disk on fire"):
-            run_score(
-                workdir / "crm",
-                target,
-                as_of=AS_OF,
-                model_specs=model_args(workdir),
-                overwrite=True,
-                config=cfg,
-            )
+        _fails_in_chunks_of_500(workdir, target, failure, "disk on fire")
         assert calls["n"] == 3
     assert out.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+
+
+def _fails_in_chunks_of_500(workdir, target, error: type, match: str) -> None:
+    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
+    with pytest.raises(error, match=match):
+        run_score(
+            workdir / "crm",
+            target,
+            as_of=AS_OF,
+            model_specs=model_args(workdir),
+            overwrite=True,
+            config=cfg,
+        )
 
 
 def test_a_write_that_fails_behind_stops_the_run_and_keeps_a_good_file(
@@ -274,16 +278,8 @@ def test_a_write_that_fails_behind_stops_the_run_and_keeps_a_good_file(
         return real(self, chunk)
 
     monkeypatch.setattr(ScoresWriter, "write", full_disk)
-    cfg = LeadMLConfig().with_overrides({"scoring": {"chunk_size": 500}})
-    with pytest.raises(OSError, match="No space left"):
-        run_score(
-            workdir / "crm",
-            out,
-            as_of=AS_OF,
-            model_specs=model_args(workdir),
-            overwrite=True,
-            config=cfg,
-        )
+    _fails_in_chunks_of_500(workdir, out, OSError, "No space left")
+    assert calls["n"] == 2
     assert out.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
 
