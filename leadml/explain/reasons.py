@@ -287,7 +287,7 @@ class Reasons:
         total = int(offsets[-1])
         cols = {f: np.empty(total, dtype=object) for f in REASON_FIELDS if f != "effect"}
         effect = np.zeros(total)
-        coded = {
+        coded: dict[str, tuple[np.ndarray, list[str]]] = {
             f: (np.empty(total, dtype=np.int32), [])
             for f in cols
             if all(f in r.coded for _, r in parts)
