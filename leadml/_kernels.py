@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: no cover
     """The permutation that sorts rows stably by ``(pos, keys)``: ``np.argsort(keys,
     kind="stable")`` when ``keys`` already order ``pos`` first (``pos << 32 | seconds``), or
@@ -46,7 +46,7 @@ def lead_key_order(pos: np.ndarray, keys: np.ndarray) -> np.ndarray:  # pragma: 
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def latest_before(
     starts: np.ndarray, pos: np.ndarray, t: np.ndarray, limit: int, n: int
 ) -> np.ndarray:  # pragma: no cover
@@ -68,7 +68,7 @@ def latest_before(
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def window_counts(
     keys: np.ndarray,
     kind: np.ndarray,
@@ -174,7 +174,7 @@ def window_counts(
     return counts, last, now, start, days, decayed, at
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _new_date(keys: np.ndarray, i: int, base: int, t0: int) -> bool:  # pragma: no cover
     """Does row ``i`` open a new (lead, UTC date) run: the lead's first row, or a new date?"""
     if i == 0 or keys[i - 1] < base:
@@ -183,7 +183,7 @@ def _new_date(keys: np.ndarray, i: int, base: int, t0: int) -> bool:  # pragma: 
     return ((keys[i] & low) + t0) // 86_400 != ((keys[i - 1] & low) + t0) // 86_400
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def settle_units(
     q: np.ndarray, rem: np.ndarray, raw: np.ndarray, idle: np.ndarray, diff: np.ndarray
 ) -> None:  # pragma: no cover
@@ -209,7 +209,7 @@ def settle_units(
             diff[i] -= sign
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def top_groups(
     q: np.ndarray, raw: np.ndarray, G: np.ndarray, n_positive: int, n_negative: int
 ) -> np.ndarray:  # pragma: no cover
@@ -243,7 +243,7 @@ def top_groups(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def in_lead_order(starts: np.ndarray, pos: np.ndarray, t: np.ndarray) -> bool:  # pragma: no cover
     """Are the rows already sorted by ``(position, t)``, rows ``starts[r]:starts[r + 1]`` being
     at position ``pos[r]``? (Then :func:`lead_key_order` is the identity, and a table need not
@@ -258,7 +258,7 @@ def in_lead_order(starts: np.ndarray, pos: np.ndarray, t: np.ndarray) -> bool:  
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def timeline_keys(
     starts: np.ndarray,
     pos: np.ndarray,

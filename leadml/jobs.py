@@ -294,7 +294,6 @@ def run_score(
             prefix=cfg.tracking.model_name_prefix,
             tracking_uri=cfg.tracking.tracking_uri,
         )
-    _import_in_background("lightgbm", "leadml._kernels", "leadml.explain._treeshap_kernels")
     size, workers = cfg.scoring.partition_leads, cfg.scoring.workers
     streamed = size is not None or workers > 1
     if streamed:
@@ -303,9 +302,20 @@ def run_score(
                 "--partition-leads and --workers read a directory of files; they cannot write "
                 "--out-table (the data is a database): score without them"
             )
+        _import_in_background("leadml._kernels", "lightgbm", "leadml.explain._treeshap_kernels")
         data: Any = open_lead_ranges(data_dir, size, cfg.columns, parts=workers)
     else:
-        data = load_crm(data_dir, columns=cfg.columns, database=cfg.database)
+        # The kernels validate the data; LightGBM (with scikit-learn and SciPy, ~2 s of one
+        # core) waits for the read to end, which uses both cores, and loads beside validation.
+        _import_in_background("leadml._kernels")
+        data = load_crm(
+            data_dir,
+            columns=cfg.columns,
+            database=cfg.database,
+            after_read=lambda: _import_in_background(
+                "lightgbm", "leadml.explain._treeshap_kernels"
+            ),
+        )
     with stage("models"):
         models = load_resolved(resolved)
     history = history or cfg.monitor.history_dir

@@ -237,6 +237,21 @@ def test_load_crm_reads_csv_and_parquet(tmp_path) -> None:
     assert len(data.events) == 3
 
 
+def test_after_read_runs_once_between_the_read_and_the_validation(tmp_path) -> None:
+    leads, events, stages = _tables()
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    stages.assign(stage="nonsense").to_csv(tmp_path / "stage_changes.csv", index=False)
+    calls: list[str] = []
+    with pytest.raises(DataContractError, match="nonsense"):  # read, then refused
+        load_crm(tmp_path, after_read=lambda: calls.append("read"))
+    assert calls == ["read"]
+    (tmp_path / "leads.csv").unlink()
+    with pytest.raises(DataContractError, match="no leads"):  # never read: never called
+        load_crm(tmp_path, after_read=lambda: calls.append("again"))
+    assert calls == ["read"]
+
+
 def test_load_crm_missing_tables(tmp_path) -> None:
     with pytest.raises(DataContractError, match=r"leads: no leads\.parquet or leads\.csv") as err:
         load_crm(tmp_path)

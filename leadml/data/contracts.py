@@ -23,7 +23,7 @@ leadml.data.contracts.DataContractError: 2 problems in the input data:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -980,9 +980,11 @@ def load_crm(
     now: str | pd.Timestamp | None = None,
     strict_future: bool = False,
     database: DatabaseConfig | None = None,
+    after_read: Callable[[], None] | None = None,
 ) -> CRMData:
     """Read ``leads``, ``events`` and ``stage_changes`` and validate them (``now`` and
-    ``strict_future``: see :func:`validate`).
+    ``strict_future``: see :func:`validate`). ``after_read`` is called once the tables are
+    read, before they are validated (a job starts work there that would slow the read).
 
     ``directory`` is a folder of CSV or Parquet files, or a database URL
     (``duckdb:///crm.duckdb``, ``postgresql://user@host/db``; :mod:`leadml.data.sql`) whose
@@ -997,6 +999,8 @@ def load_crm(
         frames, problems = _read_directory(Path(directory), c)
     if problems:
         raise DataContractError(problems)
+    if after_read is not None:
+        after_read()
     with stage("validate"):
         return validate(
             frames["leads"],

@@ -16,7 +16,7 @@ from numba import njit, prange
 ROWS_PER_BLOCK = 64
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _category_goes_left(
     x: float, cat_words: np.ndarray, cat_off: int, cat_n: int
 ) -> bool:  # pragma: no cover - compiled
@@ -31,7 +31,7 @@ def _category_goes_left(
     return ((cat_words[cat_off + w] >> np.uint32(c & 31)) & np.uint32(1)) != 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _path_phi(
     z: np.ndarray,
     o: np.ndarray,
@@ -65,7 +65,7 @@ def _path_phi(
         phi[j] = v * (o[j] - z[j]) * acc[j]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def build_tables(
     blocks: np.ndarray,
     st_ds: np.ndarray,
@@ -135,7 +135,7 @@ def build_tables(
                     tables[row + elem_u[eo + j]] += leaf_table[m * d + j]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def shap_rows(
     X: np.ndarray,
     out: np.ndarray,
