@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadml.explain._treeshap import TreeShapError, TreeShapModel, explain_margin
+from leadml.model.matrix import _lightgbm_frame_to_numpy, prediction_matrix
 
 ATOL = 1e-9
 
@@ -148,6 +149,21 @@ def test_matches_pred_contrib_and_is_additive(data, rounds, table) -> None:
     phi = model.explain_margin(Xe, n_threads=1)
     assert phi.shape == (len(Xe), X.shape[1] + 1)
     _check(booster, Xe, phi)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=frames(), rounds=st.integers(1, 4))
+def test_prediction_matrix_is_what_lightgbm_predicts_from(data, rounds) -> None:
+    """Scoring hands LightGBM this matrix instead of the frame: same numbers as LightGBM's
+    own conversion (unseen and missing categories, tiny, huge and infinite values), so the
+    same predictions to the bit."""
+    X, y, Xe, params = data
+    booster = _train(X, y, rounds, **params)
+    M = prediction_matrix(Xe, booster.pandas_categorical)
+    assert M.dtype == np.float64 and M.flags["C_CONTIGUOUS"] and M.shape == Xe.shape
+    theirs = prediction_matrix(_lightgbm_frame_to_numpy(Xe, booster.pandas_categorical), None)
+    np.testing.assert_array_equal(M, theirs)
+    assert np.array_equal(booster.predict(M, raw_score=True), booster.predict(Xe, raw_score=True))
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -57,6 +57,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from leadml.model.matrix import prediction_matrix
+
 __all__ = [
     "DEFAULT_MAX_TABLE_BITS",
     "DEFAULT_MAX_TABLE_BYTES",
@@ -73,8 +75,6 @@ DEFAULT_MAX_TABLE_BYTES = 128 * 2**20
 
 _TABLE_BITS_LIMIT = 24  # beyond this one table would not fit any sensible cap
 _MAX_MASK_BITS = 62  # path elements past this never get a table, so their mask bit is unused
-# LightGBM's kZeroThreshold is the float literal 1e-35f, compared after promotion to double.
-_ZERO_THRESHOLD = float(np.float32(1e-35))
 
 
 class TreeShapError(ValueError):
@@ -221,7 +221,7 @@ class TreeShapModel:
         return out
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        data = _as_prediction_matrix(X, self._pandas_categorical)
+        data = prediction_matrix(X, self._pandas_categorical)
         if data.ndim != 2 or data.shape[1] != self.n_features:
             shape = "x".join(str(s) for s in data.shape)
             raise TreeShapError(
@@ -710,67 +710,6 @@ def _n_iterations(booster: lgb.Booster) -> int:
     # Booster.predict uses best_iteration when early stopping set one, else every iteration.
     best = booster.best_iteration
     return int(best) if best and best > 0 else booster.current_iteration()
-
-
-def _as_prediction_matrix(
-    X: pd.DataFrame | np.ndarray, pandas_categorical: list[list[Any]] | None
-) -> np.ndarray:
-    """``X`` as the float64 matrix LightGBM's C++ predictor sees."""
-    if isinstance(X, pd.DataFrame):
-        if X.shape[0] == 0:
-            return np.empty((0, X.shape[1]))
-        data = _lightgbm_frame_to_numpy(X, pandas_categorical)
-    else:
-        data = np.asarray(X)
-    if data.dtype not in (np.float32, np.float64):
-        # LightGBM hands any other dtype to C++ as float32.
-        data = data.astype(np.float32)
-    data = np.array(data, dtype=np.float64, order="C", copy=True)
-    if data.ndim == 2:
-        # LightGBM's dense-row reader drops |x| <= kZeroThreshold, which then reads as 0.
-        data[np.abs(data) <= _ZERO_THRESHOLD] = 0.0
-        # ... and its decisions see values beyond +-1e300 (infinities too) as +-1e300, which
-        # matters for a split whose threshold is 1e300 ("every present value goes left").
-        np.clip(data, -1e300, 1e300, out=data)  # NaN stays NaN
-    return data
-
-
-def _lightgbm_frame_to_numpy(
-    X: pd.DataFrame, pandas_categorical: list[list[Any]] | None
-) -> np.ndarray:
-    try:
-        from lightgbm.basic import _data_from_pandas
-    except ImportError:  # pragma: no cover - private helper renamed in a future LightGBM
-        return _frame_to_numpy(X, pandas_categorical)
-    return np.asarray(
-        _data_from_pandas(
-            data=X,
-            feature_name="auto",
-            categorical_feature="auto",
-            pandas_categorical=pandas_categorical,
-        )[0]
-    )
-
-
-def _frame_to_numpy(X: pd.DataFrame, pandas_categorical: list[list[Any]] | None) -> np.ndarray:
-    """What ``lightgbm.basic._data_from_pandas`` does, for LightGBM versions without it."""
-    X = X.copy(deep=False)
-    cat_cols = [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype)]
-    if pandas_categorical is not None:
-        if len(cat_cols) != len(pandas_categorical):
-            raise TreeShapError(
-                f"X has {len(cat_cols)} category columns; the model was trained with "
-                f"{len(pandas_categorical)}; convert the same columns to pandas 'category'"
-            )
-        for col, cats in zip(cat_cols, pandas_categorical, strict=True):
-            if list(X[col].cat.categories) != list(cats):
-                X[col] = X[col].cat.set_categories(cats)
-    for col in cat_cols:
-        codes = X[col].cat.codes.to_numpy(dtype=np.float64)
-        codes[codes == -1] = np.nan
-        X[col] = codes
-    dtype = np.result_type(*[d.type for d in X.dtypes], np.float32)
-    return X.to_numpy(dtype=dtype, na_value=np.nan)
 
 
 _CACHE: weakref.WeakKeyDictionary[lgb.Booster, tuple[tuple[int, int], TreeShapModel]]

@@ -23,6 +23,7 @@ import pandas as pd
 from leadml.data.features import FeatureSpec
 from leadml.funnel import TIERS
 from leadml.model.linear import LinearBase
+from leadml.model.matrix import prediction_matrix
 
 if TYPE_CHECKING:  # LightGBM takes a second to import (scikit-learn, SciPy): not until used
     import lightgbm as lgb
@@ -106,7 +107,8 @@ class StageModel:
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         """Raw log-odds: the booster's, plus the linear part's when there is one."""
         F = self.features(X)
-        m = np.asarray(self.booster.predict(F, raw_score=True), dtype=float)
+        M = prediction_matrix(F, self.booster.pandas_categorical)  # not converted again inside
+        m = np.asarray(self.booster.predict(M, raw_score=True), dtype=float)
         return m if self.linear is None else m + self.linear.margin(F)
 
     def probability(self, X: pd.DataFrame) -> np.ndarray:
