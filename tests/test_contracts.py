@@ -323,6 +323,7 @@ def test_number_tables_read_by_batches_equal_arrow_to_pandas(tmp_path) -> None:
     one categorical (values in order of first appearance), missing timestamps and indices."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.dataset as pads
     import pyarrow.parquet as pq
 
     from leadml.data.contracts import _numbers_only, parquet_dataset, parquet_frame
@@ -354,6 +355,11 @@ def test_number_tables_read_by_batches_equal_arrow_to_pandas(tmp_path) -> None:
     pd.testing.assert_frame_equal(got, ds.to_table().to_pandas(), check_exact=True)
     assert got["n"].dtype == "float64" and got["n"].isna().sum() == 1
     assert list(got["event_type"].cat.categories) == ["b", "a", "c", "d"]
+    # Filtered, as one range of leads is read (the first range also takes null ids).
+    lead = pads.field("lead_id")
+    for where in (lead > 3, (lead <= 2) | lead.is_null(), (lead > 2) & (lead <= 7), lead > 99):
+        expected = ds.to_table(filter=where).to_pandas()
+        pd.testing.assert_frame_equal(parquet_frame(ds, where), expected, check_exact=True)
     # Empty, and a text column: the table path.
     pq.write_table(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "empty.parquet")
     empty = parquet_dataset(tmp_path / "empty.parquet")

@@ -486,8 +486,10 @@ def validate(
         if occurred is not None:
             events[c.occurred_at] = occurred
         if c.value in events.columns:
-            num = pd.to_numeric(events[c.value], errors="coerce")
-            bad = events[c.value].notna() & num.isna()
+            raw = events[c.value]
+            floats = raw.dtype == np.float64  # Parquet's doubles: nothing to convert or refuse
+            num = raw if floats else pd.to_numeric(raw, errors="coerce")
+            bad = None if floats else raw.notna() & num.isna()
             infinite = np.isinf(num.to_numpy(dtype="float64", na_value=np.nan))
             if infinite.any():
                 problems.append(
@@ -501,7 +503,7 @@ def validate(
                         "Expected finite numbers (e.g. seconds on page) or empty.",
                     )
                 )
-            if bool(bad.any()):
+            if bad is not None and bool(bad.any()):
                 problems.append(
                     Problem(
                         "events",
@@ -761,8 +763,8 @@ def parquet_dataset(path: str | Path, category_columns: Sequence[str] = ()) -> A
 def parquet_frame(dataset: Any, where: Any = None) -> pd.DataFrame:
     """The rows of a :func:`parquet_dataset` (those matching the ``where`` expression) as a
     DataFrame, in file order."""
-    if where is None and _numbers_only(dataset.schema):
-        return _frame_by_batches(dataset)
+    if _numbers_only(dataset.schema):
+        return _frame_by_batches(dataset, where)
     table = dataset.to_table(filter=where)
     if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
         return table.to_pandas(self_destruct=True, split_blocks=True)
@@ -786,16 +788,17 @@ def _numbers_only(schema: Any) -> bool:
     return len(schema) > 0 and all(plain(f.type) for f in schema)
 
 
-def _frame_by_batches(dataset: Any) -> pd.DataFrame:
+def _frame_by_batches(dataset: Any, where: Any = None) -> pd.DataFrame:
     """:func:`parquet_frame` of a table of numbers (:func:`_numbers_only`), without holding it
-    twice: each batch is copied into arrays sized from the file metadata, and its Arrow memory
-    is reused by the next one (a 50M-row events table is 1.3 GB once, not twice). The result
-    equals ``to_table().to_pandas()``: integer columns with missing values become float64 with
-    NaN, dictionary columns categoricals with their values in order of first appearance."""
+    twice: each batch is copied into arrays sized by counting the rows first (from the file
+    metadata; with ``where``, by reading the filter's columns), and its Arrow memory is reused
+    by the next one (a 50M-row events table is 1.3 GB once, not twice). The result equals
+    ``to_table(filter=where).to_pandas()``: integer columns with missing values become float64
+    with NaN, dictionary columns categoricals with their values in order of first appearance."""
     import pyarrow as pa
 
     schema = dataset.schema
-    n = dataset.count_rows()
+    n = dataset.count_rows(filter=where)
     out: dict[str, np.ndarray] = {}
     levels: dict[str, dict[str, int]] = {}
     for f in schema:
@@ -804,8 +807,11 @@ def _frame_by_batches(dataset: Any) -> pd.DataFrame:
         else:
             out[f.name] = np.empty(n, dtype=f.type.to_pandas_dtype())
     at = 0
-    for batch in dataset.to_batches(batch_readahead=4, fragment_readahead=1):
+    for batch in dataset.to_batches(filter=where, batch_readahead=4, fragment_readahead=1):
         k = batch.num_rows
+        if at + k > n:  # the files changed while being read: reported below
+            at = n + 1
+            break
         for i, f in enumerate(schema):
             col, dest = batch.column(i), out[f.name]
             if f.name in levels:
@@ -821,7 +827,8 @@ def _frame_by_batches(dataset: Any) -> pd.DataFrame:
                 dest[at : at + k] = col.to_numpy(zero_copy_only=False)
         at += k
     if at != n:  # the files changed while being read
-        raise OSError(f"read {at:,} rows where the metadata said {n:,}; read the data again")
+        got = "more" if at > n else f"{at:,}"
+        raise OSError(f"{n:,} rows were counted, then {got} read: the files changed; read again")
     frame: dict[str, Any] = {}
     for f in schema:
         if f.name in levels:
