@@ -719,10 +719,14 @@ class _WriteBehind:
         self._queue.put((writes, chunk))
 
     def close(self) -> None:
+        """Wait for every chunk put to be written; raise the writer's error if any."""
+        self._stop()
+        self._raise()
+
+    def _stop(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
-        self._raise()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -732,9 +736,7 @@ class _WriteBehind:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        self._stop()
 
 
 def run_info(job: Any) -> dict[str, Any]:
