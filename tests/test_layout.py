@@ -105,3 +105,25 @@ def test_cli_exits_2_lists_differences_and_writes_nothing(crm_medium, trained, t
     for s in ("models", "read", "validate", "features", "predict", "explain", "reasons", "write"):
         assert s in stages, r.output
     assert pd.read_parquet(verbose).equals(pd.read_parquet(out))
+
+
+def test_event_counts_before_as_of_are_exact_and_add_up(crm_medium) -> None:
+    """The layout check's event counts: per type, the events strictly before ``as_of`` (all of
+    them without one), and a CRM counted in parts adds up to the whole."""
+    from leadml.data.contracts import CRMData
+    from leadml.data.layout import EventCounts
+
+    ev = crm_medium.events
+    when = ev["occurred_at"]
+    for as_of in (None, AS_OF, when.min(), when.max() + pd.Timedelta(1, "ns")):
+        kept = ev if as_of is None else ev[when < pd.Timestamp(as_of)]
+        expected = kept["event_type"].astype(str).value_counts().to_dict()
+        got = EventCounts.of(crm_medium, as_of)
+        assert got.rows == len(ev) and got.types == expected
+        half = len(ev) // 2
+        parts = [
+            CRMData(crm_medium.leads, part, crm_medium.stage_changes, crm_medium.columns)
+            for part in (ev.iloc[:half], ev.iloc[half:])
+        ]
+        total = EventCounts.of(parts[0], as_of) + EventCounts.of(parts[1], as_of)
+        assert total.rows == got.rows and total.types == got.types

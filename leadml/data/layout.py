@@ -68,10 +68,14 @@ class EventCounts:
         if not isinstance(et.dtype, pd.CategoricalDtype):
             et = et.astype("string").astype("category")
         codes = et.cat.codes.to_numpy()
-        if as_of is not None:
-            when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
-            codes = codes[when < np.datetime64(pd.Timestamp(as_of).as_unit("ns").to_datetime64())]
-        counts = np.bincount(codes[codes >= 0], minlength=len(et.cat.categories))
+        if as_of is None:
+            counts = np.bincount(codes[codes >= 0], minlength=len(et.cat.categories))
+        else:
+            from leadml._kernels import count_before
+
+            ns = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]").view(np.int64)
+            limit = pd.Timestamp(as_of).as_unit("ns").value
+            counts = count_before(codes, ns, limit, len(et.cat.categories))
         names = et.cat.categories.astype(str)
         types: dict[str, int] = {}
         for name, n in zip(names, counts.tolist(), strict=True):

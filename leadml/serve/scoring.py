@@ -139,7 +139,8 @@ def _head(
     base = next(iter(frames.values()))
     n = len(base)
     stage = base["stage"].to_numpy(dtype=object)
-    next_t = np.array([NEXT_TRANSITION.get(s, "") for s in stage], dtype=object)
+    codes, stages = pd.factorize(stage)  # a handful of stages: looked up once each
+    next_t = np.array([*(NEXT_TRANSITION.get(s, "") for s in stages), ""], dtype=object)[codes]
     p: dict[str, np.ndarray] = {}
     for t, m in models.items():
         # Prospects are past the prospect model's question; leads need both answers.
