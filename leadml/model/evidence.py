@@ -21,6 +21,7 @@ question the model answers ("promoted within the horizon after this point?").
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -144,28 +145,37 @@ def evidence_codes(
     if entry is None:
         return np.zeros(len(values), dtype=np.int32), [""]
     overall = float(stats["overall"])  # type: ignore[index]
-
-    def sentence(who: str, rate: float) -> str:
-        return f"Past leads {who}: {_pct(rate)} {outcome}, against {_pct(overall)} overall."
-
     missing = entry.get("missing")
-    none = sentence("without a value here", missing[1]) if missing else ""
+    none = _sentence("without a value here", missing[1], outcome, overall) if missing else ""
     if entry["kind"] == "categorical":
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         levels = entry["levels"]
         texts = [
-            sentence(f"in {u}", levels[str(u)][1]) if str(u) in levels else "" for u in uniques
+            _sentence(f"in {u}", levels[str(u)][1], outcome, overall) if str(u) in levels else ""
+            for u in uniques
         ]
         return np.where(codes < 0, len(texts), codes).astype(np.int32), [*texts, none]
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="left")
-    bins = []
-    for n, r, lo, hi in entry["bins"]:
-        if n < MIN_ROWS:
-            bins.append("")
-        else:
-            span = (
-                f"a value of {_num(lo)}" if lo == hi else f"a value from {_num(lo)} to {_num(hi)}"
-            )
-            bins.append(sentence(f"with {span} here", r))
+    bins = _bin_sentences(tuple(map(tuple, entry["bins"])), overall, outcome)
     return np.where(np.isnan(x), len(bins), b).astype(np.int32), [*bins, none]
+
+
+@functools.lru_cache(maxsize=4096)
+def _bin_sentences(
+    bins: tuple[tuple[float, float, float, float], ...], overall: float, outcome: str
+) -> tuple[str, ...]:
+    """The sentence of each bin ``(rows, rate, lo, hi)`` of a numeric feature: the same for
+    every chunk of every run of a model, so built once (keyed by the numbers themselves)."""
+    out = []
+    for n, r, lo, hi in bins:
+        if n < MIN_ROWS:
+            out.append("")
+            continue
+        span = f"a value of {_num(lo)}" if lo == hi else f"a value from {_num(lo)} to {_num(hi)}"
+        out.append(_sentence(f"with {span} here", r, outcome, overall))
+    return tuple(out)
+
+
+def _sentence(who: str, rate: float, outcome: str, overall: float) -> str:
+    return f"Past leads {who}: {_pct(rate)} {outcome}, against {_pct(overall)} overall."
