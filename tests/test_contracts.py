@@ -360,6 +360,15 @@ def test_number_tables_read_by_batches_equal_arrow_to_pandas(tmp_path) -> None:
     for where in (lead > 3, (lead <= 2) | lead.is_null(), (lead > 2) & (lead <= 7), lead > 99):
         expected = ds.to_table(filter=where).to_pandas()
         pd.testing.assert_frame_equal(parquet_frame(ds, where), expected, check_exact=True)
+    # More levels than int16 codes hold, over several row groups.
+    many = [f"type-{i}" for i in range(40_000)]
+    pq.write_table(
+        pa.table({"event_type": pa.array(many + many[:5]).dictionary_encode()}),
+        tmp_path / "many.parquet",
+        row_group_size=30_000,
+    )
+    wide = parquet_dataset(tmp_path / "many.parquet", ["event_type"])
+    pd.testing.assert_frame_equal(parquet_frame(wide), wide.to_table().to_pandas())
     # Empty, and a text column: the table path.
     pq.write_table(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "empty.parquet")
     empty = parquet_dataset(tmp_path / "empty.parquet")

@@ -802,8 +802,8 @@ def _frame_by_batches(dataset: Any, where: Any = None) -> pd.DataFrame:
     out: dict[str, np.ndarray] = {}
     levels: dict[str, dict[str, int]] = {}
     for f in schema:
-        if pa.types.is_dictionary(f.type):
-            out[f.name], levels[f.name] = np.empty(n, dtype=np.int32), {}
+        if pa.types.is_dictionary(f.type):  # codes: int16 until more levels than that holds
+            out[f.name], levels[f.name] = np.empty(n, dtype=np.int16), {}
         else:
             out[f.name] = np.empty(n, dtype=f.type.to_pandas_dtype())
     at = 0
@@ -818,8 +818,13 @@ def _frame_by_batches(dataset: Any, where: Any = None) -> pd.DataFrame:
                 seen = levels[f.name]
                 values = col.dictionary.to_pylist()
                 lookup = np.array([seen.setdefault(v, len(seen)) for v in values] + [-1])
-                idx = col.indices.fill_null(-1).to_numpy()
-                dest[at : at + k] = lookup[idx]  # a missing index (-1) reads the last: -1
+                if len(seen) > np.iinfo(dest.dtype).max:
+                    out[f.name] = dest = dest.astype(np.int32)
+                idx = col.indices.fill_null(-1) if col.null_count else col.indices
+                if np.array_equal(lookup[:-1], np.arange(len(values))):
+                    dest[at : at + k] = idx.to_numpy()  # the levels so far, in their order
+                else:
+                    dest[at : at + k] = lookup[idx.to_numpy()]  # a missing index (-1): -1
             elif col.null_count and dest.dtype.kind in "iu":
                 out[f.name] = dest = dest.astype(np.float64)  # as to_pandas: NaN needs floats
                 dest[at : at + k] = col.to_numpy(zero_copy_only=False)
