@@ -34,6 +34,7 @@ from leadml._io import atomic_path, check_target
 from leadml._timing import stage
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData, load_crm, read_table
+from leadml.data.features import FeatureSpec
 from leadml.data.flat import FlatDataError
 from leadml.data.partitions import open_lead_ranges
 from leadml.data.sql import check_table_target, is_database_url, mask_url
@@ -186,6 +187,12 @@ def resolve_models(
     return models
 
 
+def _sums_values(m: CheckedBundle | StageModel) -> bool:
+    """Does this model sum the events' values (``features.value_window_days``)?"""
+    spec = m.spec if isinstance(m, StageModel) else FeatureSpec.from_dict(m.meta["spec"])
+    return bool(spec.value_types) and spec.value_window_days is not None
+
+
 def load_resolved(models: dict[str, CheckedBundle | StageModel]) -> dict[str, StageModel]:
     """The stage models :func:`resolve_models` checked, loaded."""
     return {t: _loaded(m) for t, m in models.items()}
@@ -296,6 +303,7 @@ def run_score(
         )
     size, workers = cfg.scoring.partition_leads, cfg.scoring.workers
     streamed = size is not None or workers > 1
+    values = any(_sums_values(m) for m in resolved.values())  # else the column is not read
     if streamed:
         if out_table is not None:
             raise ScoringError(
@@ -303,7 +311,9 @@ def run_score(
                 "--out-table (the data is a database): score without them"
             )
         _import_in_background("leadml._kernels", "lightgbm", "leadml.explain._treeshap_kernels")
-        data: Any = open_lead_ranges(data_dir, size, cfg.columns, parts=workers)
+        data: Any = open_lead_ranges(
+            data_dir, size, cfg.columns, parts=workers, event_values=values
+        )
     else:
         # The kernels validate the data; LightGBM (with scikit-learn and SciPy, ~2 s of one
         # core) waits for the read to end, which uses both cores, and loads beside validation.
@@ -315,6 +325,7 @@ def run_score(
             after_read=lambda: _import_in_background(
                 "lightgbm", "leadml.explain._treeshap_kernels"
             ),
+            event_values=values,
         )
     with stage("models"):
         models = load_resolved(resolved)

@@ -252,6 +252,24 @@ def test_after_read_runs_once_between_the_read_and_the_validation(tmp_path) -> N
     assert calls == ["read"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_event_values_can_be_left_unread(tmp_path, fmt) -> None:
+    """``event_values=False`` (a scoring job whose models sum no values): the column is not
+    read, so neither held nor checked; read, the same text values are refused."""
+    leads, events, stages = _tables()
+    leads.to_csv(tmp_path / "leads.csv", index=False)
+    stages.to_csv(tmp_path / "stage_changes.csv", index=False)
+    junk = events.assign(value=["12", "abc", None])
+    if fmt == "csv":
+        junk.to_csv(tmp_path / "events.csv", index=False)
+    else:
+        junk.to_parquet(tmp_path / "events.parquet")
+    data = load_crm(tmp_path, event_values=False)
+    assert "value" not in data.events.columns and len(data.events) == 3
+    with pytest.raises(DataContractError, match=r"1 value not numeric"):
+        load_crm(tmp_path)
+
+
 def test_load_crm_missing_tables(tmp_path) -> None:
     with pytest.raises(DataContractError, match=r"leads: no leads\.parquet or leads\.csv") as err:
         load_crm(tmp_path)

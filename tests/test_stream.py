@@ -284,3 +284,37 @@ def test_cli_workers_as_a_user_runs_them(lead_ordered, bundles, tmp_path) -> Non
     _run(lead_ordered, one, bundles, None)
     chunked = pd.read_parquet(tmp_path / "s.parquet")
     pd.testing.assert_frame_equal(chunked, pd.read_parquet(one))
+
+
+@pytest.mark.slow
+def test_event_values_are_read_when_a_model_sums_them_and_only_then(
+    crm_medium, lead_ordered, bundles, fast_config, tmp_path
+) -> None:
+    """The job reads the events' ``value`` column only when a model sums values (50M values are
+    400 MB): such a model scores, one shot and range by range, exactly as in process on the
+    whole CRM; models without value features never read the column, whatever it holds."""
+    from leadml.model.training import train
+    from leadml.serve.scoring import score
+
+    cfg = fast_config.with_overrides({"features": {"value_window_days": 30}})
+    model = train(crm_medium, "prospect", cfg).model
+    assert model.spec.value_types and model.spec.value_window_days == 30
+    values = [str(save_bundle(model, tmp_path / "bundle-values"))]
+    want = score(load_crm(lead_ordered), AS_OF, {"prospect": model}, config=_config())
+    for size in (None, 1777):
+        out = tmp_path / f"v-{size}.parquet"
+        _run(lead_ordered, out, values, size)
+        got = pd.read_parquet(out)
+        assert list(got["lead_id"]) == list(want["lead_id"]), size
+        np.testing.assert_array_equal(got["p_prospect"], want["p_prospect"])
+    # The same events with a value column of text: read, it is refused; not read, unseen.
+    junk = tmp_path / "junk"
+    shutil.copytree(lead_ordered, junk)
+    for part in sorted((junk / "events").iterdir()):
+        ev = pd.read_parquet(part)
+        ev.assign(value="n/a").to_parquet(part, row_group_size=4000)
+    _run(junk, tmp_path / "junk-ok.parquet", bundles, 1777)
+    _run(junk, tmp_path / "junk-ok-one.parquet", bundles, None)
+    for size in (None, 1777):
+        with pytest.raises(DataContractError, match=r"events\.value|value.*not numeric"):
+            _run(junk, tmp_path / "junk-values.parquet", values, size)

@@ -705,12 +705,13 @@ def read_table(
     *,
     text_columns: Sequence[str] = (),
     category_columns: Sequence[str] = (),
+    skip_columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read one CSV or Parquet file (by extension), or a directory of Parquet files (a
     partitioned dataset); in a CSV, ``text_columns`` (those present) are read as text, exactly
     as written (ids such as ``00000524`` keep their zeros). Parquet string ``category_columns``
     (those present) come as pandas categoricals straight from the file's dictionary: 50M event
-    types are then one byte each, never 50M strings."""
+    types are then one byte each, never 50M strings. ``skip_columns`` are not read."""
     p = Path(path)
     suffix = "".join(p.suffixes[-2:]).lower() if p.suffix.lower() == ".gz" else p.suffix.lower()
     table = p.name.split(".")[0]
@@ -726,13 +727,16 @@ def read_table(
             ]
         )
     if p.is_dir() or suffix in {".parquet", ".pq"}:
-        return parquet_frame(parquet_dataset(p, category_columns))
+        dataset = parquet_dataset(p, category_columns)
+        kept = [f.name for f in dataset.schema if f.name not in skip_columns]
+        return parquet_frame(dataset, columns=None if len(kept) == len(dataset.schema) else kept)
     if suffix in {".csv", ".csv.gz"}:
         sep = _separator(p)
         try:
             header = pd.read_csv(p, nrows=0, sep=sep).columns
             text = {col: str for col in text_columns if col in header}
-            return pd.read_csv(p, low_memory=False, dtype=text or None, sep=sep)
+            use = [col for col in header if col not in skip_columns]
+            return pd.read_csv(p, low_memory=False, dtype=text or None, sep=sep, usecols=use)
         except UnicodeDecodeError:
             raise DataContractError([_not_utf8(p, table)]) from None
     raise DataContractError(
@@ -760,12 +764,19 @@ def parquet_dataset(path: str | Path, category_columns: Sequence[str] = ()) -> A
     return ds.dataset(p, format=fmt, partitioning="hive")
 
 
-def parquet_frame(dataset: Any, where: Any = None) -> pd.DataFrame:
+def parquet_frame(
+    dataset: Any, where: Any = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The rows of a :func:`parquet_dataset` (those matching the ``where`` expression) as a
-    DataFrame, in file order."""
-    if _numbers_only(dataset.schema):
-        return _frame_by_batches(dataset, where)
-    table = dataset.to_table(filter=where)
+    DataFrame, in file order; only ``columns``, when given."""
+    import pyarrow as pa
+
+    schema = dataset.schema
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
+    if _numbers_only(schema):
+        return _frame_by_batches(dataset, where, schema)
+    table = dataset.to_table(columns=None if columns is None else list(columns), filter=where)
     if _copy_on_write():  # pandas >= 3: Arrow buffers freed column by column as converted
         return table.to_pandas(self_destruct=True, split_blocks=True)
     return table.to_pandas()
@@ -788,16 +799,17 @@ def _numbers_only(schema: Any) -> bool:
     return len(schema) > 0 and all(plain(f.type) for f in schema)
 
 
-def _frame_by_batches(dataset: Any, where: Any = None) -> pd.DataFrame:
+def _frame_by_batches(dataset: Any, where: Any = None, schema: Any = None) -> pd.DataFrame:
     """:func:`parquet_frame` of a table of numbers (:func:`_numbers_only`), without holding it
     twice: each batch is copied into arrays sized by counting the rows first (from the file
     metadata; with ``where``, by reading the filter's columns), and its Arrow memory is reused
     by the next one (a 50M-row events table is 1.3 GB once, not twice). The result equals
     ``to_table(filter=where).to_pandas()``: integer columns with missing values become float64
-    with NaN, dictionary columns categoricals with their values in order of first appearance."""
+    with NaN, dictionary columns categoricals with their values in order of first appearance.
+    ``schema``: the columns to read (default: all)."""
     import pyarrow as pa
 
-    schema = dataset.schema
+    schema = dataset.schema if schema is None else schema
     n = dataset.count_rows(filter=where)
     out: dict[str, np.ndarray] = {}
     levels: dict[str, dict[str, int]] = {}
@@ -807,7 +819,11 @@ def _frame_by_batches(dataset: Any, where: Any = None) -> pd.DataFrame:
         else:
             out[f.name] = np.empty(n, dtype=f.type.to_pandas_dtype())
     at = 0
-    for batch in dataset.to_batches(filter=where, batch_readahead=4, fragment_readahead=1):
+    names = [f.name for f in schema]
+    batches = dataset.to_batches(
+        columns=names, filter=where, batch_readahead=4, fragment_readahead=1
+    )
+    for batch in batches:
         k = batch.num_rows
         if at + k > n:  # the files changed while being read: reported below
             at = n + 1
@@ -950,9 +966,10 @@ def _read_database(
 
 
 def _read_directory(
-    d: Path, c: ColumnsConfig, tables: Sequence[str] = TABLES
+    d: Path, c: ColumnsConfig, tables: Sequence[str] = TABLES, *, event_values: bool = True
 ) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """The three tables (or the ``tables`` named) from a folder of CSV or Parquet files."""
+    """The three tables (or the ``tables`` named) from a folder of CSV or Parquet files
+    (``event_values=False``: without the events' value column)."""
     if not d.is_dir():
         raise DataContractError(
             [Problem("data", None, f"directory {str(d)!r} does not exist", fix="Pass --data DIR.")]
@@ -976,8 +993,13 @@ def _read_directory(
             continue
         try:
             with stage("read"):
-                cats = [c.event_type] if name == "events" else []
-                frames[name] = read_table(path, text_columns=[c.lead_id], category_columns=cats)
+                events = name == "events"
+                frames[name] = read_table(
+                    path,
+                    text_columns=[c.lead_id],
+                    category_columns=[c.event_type] if events else [],
+                    skip_columns=[c.value] if events and not event_values else [],
+                )
         except DataContractError as e:
             problems.extend(e.problems)
         except (OSError, ValueError) as e:
@@ -993,10 +1015,13 @@ def load_crm(
     strict_future: bool = False,
     database: DatabaseConfig | None = None,
     after_read: Callable[[], None] | None = None,
+    event_values: bool = True,
 ) -> CRMData:
     """Read ``leads``, ``events`` and ``stage_changes`` and validate them (``now`` and
     ``strict_future``: see :func:`validate`). ``after_read`` is called once the tables are
     read, before they are validated (a job starts work there that would slow the read).
+    ``event_values=False``: the events' ``value`` column is neither read nor checked (the
+    scoring job, when no model sums values: 50M values are 400 MB).
 
     ``directory`` is a folder of CSV or Parquet files, or a database URL
     (``duckdb:///crm.duckdb``, ``postgresql://user@host/db``; :mod:`leadml.data.sql`) whose
@@ -1007,8 +1032,10 @@ def load_crm(
     if is_database_url(directory):
         with stage("read"):
             frames, problems = _read_database(str(directory), database or DatabaseConfig(), c)
+        if not event_values and "events" in frames:
+            frames["events"] = frames["events"].drop(columns=[c.value], errors="ignore")
     else:
-        frames, problems = _read_directory(Path(directory), c)
+        frames, problems = _read_directory(Path(directory), c, event_values=event_values)
     if problems:
         raise DataContractError(problems)
     if after_read is not None:

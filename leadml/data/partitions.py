@@ -66,6 +66,7 @@ class LeadRange:
     after: Any = None  # events with ids above this one (None: open below, null ids too)
     upto: Any = None  # ... up to and including this one (None: open above)
     now: str | pd.Timestamp | None = None
+    event_values: bool = True  # False: the events' value column is not read
 
     def _where(self) -> Any:
         """Every event row falls in exactly one range: the first is open below (and takes the
@@ -96,7 +97,10 @@ class LeadRange:
                 events = self.empty_events
             else:
                 dataset = parquet_dataset(self.events_path, [c.event_type])
-                events = parquet_frame(dataset, self._where())
+                names = [f.name for f in dataset.schema]
+                if not self.event_values:
+                    names = [n for n in names if n != c.value]
+                events = parquet_frame(dataset, self._where(), names)
         try:
             with stage("validate"):
                 return validate(
@@ -125,6 +129,7 @@ class LeadRanges:
     empty_events: pd.DataFrame
     size: int
     now: str | pd.Timestamp | None = None
+    event_values: bool = True
 
     @property
     def whole(self) -> CRMData:
@@ -162,6 +167,7 @@ class LeadRanges:
                     after=_scalar(ids.iloc[a - 1]) if i > 0 else None,
                     upto=_scalar(ids.iloc[b - 1]) if i < len(self) - 1 else None,
                     now=self.now,
+                    event_values=self.event_values,
                 )
             )
         return out
@@ -207,10 +213,12 @@ def open_lead_ranges(
     *,
     now: str | pd.Timestamp | None = None,
     parts: int = 1,
+    event_values: bool = True,
 ) -> LeadRanges:
     """Read and validate the leads and stage changes of ``directory`` and open its events
     (module docs) to be read ``size`` leads at a time (``None``: the leads split evenly into
-    ``parts`` ranges).
+    ``parts`` ranges; ``event_values=False``: without their value column, as
+    :func:`~leadml.data.contracts.load_crm`).
 
     Raises
     ------
@@ -243,6 +251,8 @@ def open_lead_ranges(
     elif events_path.is_dir() or events_path.suffix.lower() in (".parquet", ".pq"):
         schema = parquet_dataset(events_path, [c.event_type]).schema
         empty = schema.empty_table().to_pandas()
+        if not event_values:
+            empty = empty.drop(columns=[c.value], errors="ignore")
     else:
         problems.append(
             Problem(
@@ -268,6 +278,7 @@ def open_lead_ranges(
         whole.events,
         size or max(1, -(-len(whole.leads) // parts)),
         now=now,
+        event_values=event_values,
     )
 
 
