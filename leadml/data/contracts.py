@@ -736,7 +736,13 @@ def read_table(
             header = pd.read_csv(p, nrows=0, sep=sep).columns
             text = {col: str for col in text_columns if col in header}
             use = [col for col in header if col not in skip_columns]
-            return pd.read_csv(p, low_memory=False, dtype=text or None, sep=sep, usecols=use)
+            return pd.read_csv(
+                p,
+                low_memory=False,
+                dtype=text or None,
+                sep=sep,
+                usecols=use if len(use) < len(header) else None,
+            )
         except UnicodeDecodeError:
             raise DataContractError([_not_utf8(p, table)]) from None
     raise DataContractError(
