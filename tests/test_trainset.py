@@ -9,6 +9,7 @@ import pytest
 
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import FUNNEL, validate
+from leadml.data.features import build_features, make_feature_spec
 from leadml.data.trainset import build_scoring_set, build_training_set, default_window
 
 SOURCE = {"prospect": ("lead",), "opportunity": ("lead", "prospect")}
@@ -153,3 +154,25 @@ def test_scoring_set_includes_leads_without_events_and_uses_the_training_spec(cr
     assert (rows[[f"n_{t}_7d" for t in spec.event_types]] == 0).all().all()
     assert rows[[f"days_since_last_{t}" for t in spec.event_types]].isna().all().all()
     assert list(frame.columns[2:]) == list(spec.names)
+
+
+def test_scoring_set_is_build_features_of_its_points_to_the_bit(crm) -> None:
+    # The scoring set builds the events' timeline in a thread before its points are known; it
+    # must key it exactly as build_features keys those points, including events more than 68
+    # years before as_of (keys then start 2**31 seconds before it).
+    events = crm.events.copy()
+    old = events["lead_id"].isin(events["lead_id"].unique()[:3])
+    events.loc[old, "occurred_at"] = pd.Timestamp("1971-01-01")
+    data = validate(crm.leads, events, crm.stage_changes)
+    spec = make_feature_spec(data)
+    as_of = pd.Timestamp("2040-01-15")
+    frame = build_scoring_set(data, as_of, spec=spec)
+    assert len(frame) > 100
+    again = build_features(
+        data.leads, data.events, data.stage_changes, frame[["lead_id", "as_of"]], spec=spec
+    )
+    pd.testing.assert_frame_equal(frame.drop(columns="stage"), again, check_exact=True)
+    recency = [c for c in frame.columns if c.startswith("days_since_last_")]
+    since = frame.loc[frame["lead_id"].isin(events.loc[old, "lead_id"]), recency].to_numpy()
+    since = since[~np.isnan(since)]
+    assert len(since) and (since == 2**31 / 86_400).all()  # clipped to the keys' second 0

@@ -48,7 +48,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -874,6 +877,41 @@ def build_features(
         spec = make_feature_spec(
             CRMData(leads=leads, events=events, stage_changes=stage_changes, columns=c), config
         )
+    return _features(leads, events, stage_changes, points, c, spec)
+
+
+class _EventsAhead:
+    """The events' timeline for points all at one ``as_of``, started in a thread of ``pool``
+    before the points are known (a scoring set's points wait for every lead's stage), for
+    :func:`_features`. It is handed over once, then no longer held here."""
+
+    def __init__(
+        self, pool: ThreadPoolExecutor, data: CRMData, as_of: pd.Timestamp, spec: FeatureSpec
+    ):
+        c = data.columns
+        q_sec = _seconds(np.array([as_of.to_datetime64()]))
+        self.t0 = _origin(q_sec, data.events[c.occurred_at], data.stage_changes[c.changed_at])
+        index = pd.Index(data.leads[c.lead_id])
+        self._future: Any = pool.submit(_event_timeline, data.events, index, c, spec, self.t0)
+
+    def __call__(self) -> _Events:
+        future, self._future = self._future, None
+        if future is None:
+            raise RuntimeError("the event timeline was handed over already")
+        return future.result()
+
+
+def _features(
+    leads: pd.DataFrame,
+    events: pd.DataFrame,
+    stage_changes: pd.DataFrame,
+    points: pd.DataFrame,
+    c: ColumnsConfig,
+    spec: FeatureSpec,
+    ahead: _EventsAhead | None = None,
+) -> pd.DataFrame:
+    """:func:`build_features` with its spec; ``ahead``: the events' timeline, started earlier
+    for points all at one instant."""
     missing = [col for col in (c.lead_id, "as_of") if col not in points.columns]
     if missing:
         raise FeatureInputError(
@@ -900,7 +938,13 @@ def build_features(
             f"{bad[:5].tolist()}); a lead does not exist before it is created, drop those points"
         )
 
-    t0 = _origin(q_sec, events[c.occurred_at], stage_changes[c.changed_at])
+    if ahead is None:
+        t0 = _origin(q_sec, events[c.occurred_at], stage_changes[c.changed_at])
+        timeline: Callable[[], _Events] = partial(_event_timeline, events, index, c, spec, t0)
+    else:
+        t0, timeline = ahead.t0, ahead
+        if len(q_sec) and (int(q_sec.min()) < t0 or int(q_sec.max()) - t0 >= _LOW):
+            raise RuntimeError(f"points outside the event timeline's key range (second 0: {t0})")
 
     # Work on queries sorted by key: searchsorted is many times faster on sorted needles.
     q_rel = q_sec - t0
@@ -918,16 +962,27 @@ def build_features(
         return q_base | np.maximum(q_rel - seconds, 0)
 
     out: dict[str, np.ndarray] = {}
-    _engagement(events, index, c, spec, t0, q_key, q_rel, back, out)
-    _lifecycle(stage_changes, index, c, t0, q_key, qp, qs, created_sec, out)
+    engaged: dict[str, np.ndarray] = {}
+    # The events' pass runs in a thread (its kernels release the GIL) beside the stage changes
+    # and the fit columns: two cores, one features stage.
+    with ThreadPoolExecutor(1, thread_name_prefix="leadml-events") as pool:
+        events_done = pool.submit(_engagement, timeline, spec, t0, q_key, q_rel, back, engaged)
+        _lifecycle(stage_changes, index, c, t0, q_key, qp, qs, created_sec, out)
+        fit = {
+            name: _fit_column(leads, name, spec, p_pos)
+            for name in spec.names
+            if name in spec.fit_columns
+        }
+        events_done.result()
+    out.update(engaged)
 
     frame_cols: dict[str, Any] = {
         c.lead_id: points[c.lead_id].to_numpy(),
         "as_of": as_of,
     }
     for name in spec.names:
-        if name in spec.fit_columns:
-            frame_cols[name] = _fit_column(leads, name, spec, p_pos)
+        if name in fit:
+            frame_cols[name] = fit[name]
         elif name == "current_stage":
             codes = _unsort(out[name], order)
             frame_cols[name] = pd.Categorical.from_codes(codes, categories=list(spec.levels[name]))
@@ -981,18 +1036,23 @@ def _fit_column(leads: pd.DataFrame, col: str, spec: FeatureSpec, p_pos: np.ndar
     return values[p_pos]
 
 
-def _engagement(
-    events: pd.DataFrame,
-    index: pd.Index,
-    c: ColumnsConfig,
-    spec: FeatureSpec,
-    t0: int,
-    q_key: np.ndarray,
-    q_rel: np.ndarray,
-    back: Any,
-    out: dict[str, np.ndarray],
-) -> None:
-    from leadml._kernels import lead_key_order, timeline_keys, window_counts
+@dataclass
+class _Events:
+    """The events as one timeline (module docs): sorted keys, the spec's event-type code of
+    each (-1: none of the spec's types) and its value (empty when no value is summed)."""
+
+    keys: np.ndarray
+    e_type: np.ndarray
+    value: np.ndarray
+    t0: int
+
+
+def _event_timeline(
+    events: pd.DataFrame, index: pd.Index, c: ColumnsConfig, spec: FeatureSpec, t0: int
+) -> _Events:
+    """The events of the leads in ``index`` as a timeline with second 0 at ``t0``: what every
+    observation point's engagement features are read from (it does not depend on the points)."""
+    from leadml._kernels import lead_key_order, timeline_keys
 
     vocab = {t: i for i, t in enumerate(spec.event_types)}
     et = events[c.event_type]
@@ -1020,8 +1080,28 @@ def _engagement(
         keys, e_type = keys[order], e_type[order]
         value = value[order] if len(value) else value
         del order
+    return _Events(keys, e_type, value, t0)
+
+
+def _engagement(
+    timeline: Callable[[], _Events],
+    spec: FeatureSpec,
+    t0: int,
+    q_key: np.ndarray,
+    q_rel: np.ndarray,
+    back: Any,
+    out: dict[str, np.ndarray],
+) -> None:
+    from leadml._kernels import window_counts
+
+    ev = timeline()
+    if ev.t0 != t0:
+        raise RuntimeError(f"event timeline starts at second {ev.t0}, the points' keys at {t0}")
+    keys, e_type, value = ev.keys, ev.e_type, ev.value
+    del ev
     if not len(value):
         value = np.zeros(len(keys))
+    vocab = {t: i for i, t in enumerate(spec.event_types)}
 
     # Every count, recency, active day and decayed total in one pass over the timeline.
     wmax = max(spec.windows_days)

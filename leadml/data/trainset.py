@@ -7,6 +7,7 @@ identical frames (and byte-identical Parquet files).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,13 @@ import pandas as pd
 
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import CRMData
-from leadml.data.features import FeatureSpec, build_features, make_feature_spec
+from leadml.data.features import (
+    FeatureSpec,
+    _EventsAhead,
+    _features,
+    build_features,
+    make_feature_spec,
+)
 from leadml.data.timeline import (
     SOURCE_STAGES,
     build_labels,
@@ -195,24 +202,26 @@ def build_scoring_set(
     cfg = config or LeadMLConfig()
     c = data.columns
     ts = to_as_of(as_of, what="as_of")
-    alive = data.leads.loc[(data.leads[c.created_at] < ts).to_numpy(), c.lead_id].to_numpy()
-    if not pd.Index(alive).is_monotonic_increasing:
-        alive = np.sort(alive, kind="stable")
-    stage = stage_at(data, alive, ts).to_numpy()
-    eligible = np.isin(stage, SCORABLE_STAGES)
-    points = pd.DataFrame(
-        {
-            c.lead_id: pd.Series(alive[eligible]).astype(data.leads[c.lead_id].dtype),
-            "as_of": pd.Series(np.full(int(eligible.sum()), ts.to_datetime64())).astype(
-                "datetime64[ns]"
-            ),
-        }
-    )
     if spec is None:
         spec = make_feature_spec(data, cfg.features)
-    feats = build_features(
-        data.leads, data.events, data.stage_changes, points, columns=c, spec=spec
-    )
+    # The events' timeline does not depend on who is eligible: a thread builds it while the
+    # stage of every lead is looked up.
+    with ThreadPoolExecutor(1, thread_name_prefix="leadml-events") as pool:
+        ahead = _EventsAhead(pool, data, ts, spec)
+        alive = data.leads.loc[(data.leads[c.created_at] < ts).to_numpy(), c.lead_id].to_numpy()
+        if not pd.Index(alive).is_monotonic_increasing:
+            alive = np.sort(alive, kind="stable")
+        stage = stage_at(data, alive, ts).to_numpy()
+        eligible = np.isin(stage, SCORABLE_STAGES)
+        points = pd.DataFrame(
+            {
+                c.lead_id: pd.Series(alive[eligible]).astype(data.leads[c.lead_id].dtype),
+                "as_of": pd.Series(np.full(int(eligible.sum()), ts.to_datetime64())).astype(
+                    "datetime64[ns]"
+                ),
+            }
+        )
+        feats = _features(data.leads, data.events, data.stage_changes, points, c, spec, ahead=ahead)
     feats.insert(2, "stage", stage[eligible].astype(object))
     feats.attrs["stage_counts"] = {
         str(k): int(v) for k, v in pd.Series(stage, dtype=object).value_counts().items()
