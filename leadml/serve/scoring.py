@@ -220,7 +220,7 @@ def _with_reasons(head: pd.DataFrame, why: Reasons, *, arrow: bool = False) -> p
     """``head`` with ``reasons``, ``base_score`` and ``other_points`` after ``tier``.
     ``arrow``: ``reasons`` as an Arrow-backed column (each cell still reads as a list of
     dicts), which a writer takes over without a Python object per reason."""
-    out = head.copy()
+    out = head.copy(deep=False)  # columns are added, none changed
     at = list(out.columns).index("tier") + 1
     if arrow:
         col = pd.Series(pd.arrays.ArrowExtensionArray(why.arrow()), index=out.index)
@@ -481,13 +481,17 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
     c = data.columns
     ids = head["lead_id"].to_numpy()
     lead_pos = pd.Index(data.leads[c.lead_id]).get_indexer(ids)
-    out = head.copy()
+    out = head.copy(deep=False)  # columns are added, none changed
     for col in DISPLAY_COLUMNS:
         if col in data.leads.columns and col not in (c.lead_id, c.created_at):
             # Taken, then turned into text: only the scored leads, and no Python string per
             # value (the columns stay Arrow-backed where pandas is).
-            text = data.leads[col].take(lead_pos).astype("string").set_axis(out.index)
-            out[col] = text.astype(_TEXT)
+            values = data.leads[col]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                text = _category_text(values.cat.codes.to_numpy()[lead_pos], values.dtype)
+            else:
+                text = values.take(lead_pos).astype("string").astype(_TEXT)
+            out[col] = text.set_axis(out.index)
     # The latest event per lead before as_of; among simultaneous ones the first in the table.
     # (numba compiles or loads its kernels on import: not before the data is read.)
     from leadml._kernels import latest_before
@@ -505,8 +509,8 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
     if isinstance(types.dtype, pd.CategoricalDtype):
         codes = np.full(len(ids), -1, dtype=np.int64)
         codes[found] = np.asarray(types.cat.codes)[best[found]]
-        kind = pd.Categorical.from_codes(codes, dtype=types.dtype)
-        out["last_activity_type"] = pd.Series(kind, index=out.index).astype("string")
+        kind = _category_text(codes, types.dtype, "string")
+        out["last_activity_type"] = kind.set_axis(out.index)
     else:
         kind = np.full(len(ids), None, dtype=object)
         kind[found] = types.iloc[best[found]].astype(str).to_numpy(dtype=object)
@@ -516,6 +520,14 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
 
 #: The display columns' dtype: what pandas makes of a column of text (``str`` from pandas 3).
 _TEXT = "str" if int(pd.__version__.split(".")[0]) >= 3 else object
+
+
+def _category_text(codes: np.ndarray, dtype: pd.CategoricalDtype, to: Any = _TEXT) -> pd.Series:
+    """``pd.Categorical.from_codes(codes, dtype=dtype).astype("string").astype(to)``: the
+    categories are turned into text once, then taken (a Python string per row costs seconds
+    at a million rows)."""
+    levels = pd.Series(dtype.categories).astype("string").array
+    return pd.Series(levels.take(codes, allow_fill=True)).astype(to)
 
 
 def score(
