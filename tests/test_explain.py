@@ -13,6 +13,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadml.data.features import FeatureSpec
 from leadml.explain.reasons import (
@@ -363,3 +365,122 @@ def test_reason_kernels_match_their_numpy_definitions(seed: int) -> None:
     np.testing.assert_array_equal(got_q, want_q)
     np.testing.assert_array_equal(got_diff, want_diff)
     assert (got_diff != 0).any() and (got_diff == 0).any()  # both kinds of rows occur
+
+
+_AWKWARD = [
+    *(0.0, -0.0, 0.05, 0.15, 0.25, 0.125, 2.5, 99.95, 99.949999, 999.5, 999.4999, 1000.5),
+    *(1e-4, 9.995e-5, 1.2345e-7, 1e15, 1e15 + 0.5, 123456789.5, 0.1 + 0.2, 1 / 3),
+    *(float("nan"), float("inf"), -float("inf"), 5e-324, 1.7e308),
+    # Just below a power of ten: log10 may round up to the next exponent.
+    *(float(np.nextafter(10.0**k, 0)) for k in range(-6, 5)),
+]
+
+
+def _groups_print_alike(values: list[float], fmt: str) -> None:
+    from leadml.data.features import _number
+    from leadml.explain.reasons import _format_codes
+
+    x = np.array(values, dtype=np.float64)
+    codes = _format_codes(x, fmt)
+    prints: dict[int, set[str]] = {}
+    for c, v in zip(codes.tolist(), x.tolist(), strict=True):
+        prints.setdefault(c, set()).add(_number(v) if fmt == "num" else format(v, fmt))
+    assert all(len(p) == 1 for p in prints.values()), {
+        c: p for c, p in prints.items() if len(p) > 1
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(-2000, 2000),
+            st.floats(-1, 1),
+            # Near rounding ties: k/2 of a unit of the last printed digit, nudged by a few ulps.
+            st.builds(
+                lambda k, p, ulps: (
+                    np.nextafter(k / 2 * 10.0**p, np.inf * ulps) if ulps else k / 2 * 10.0**p
+                ),
+                st.integers(-3000, 3000),
+                st.integers(-8, 3),
+                st.integers(-1, 1),
+            ),
+            st.sampled_from(_AWKWARD),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    st.sampled_from(["num", ".1f", ".0f", ".2f", ".3f", "g", ",.0f"]),
+)
+def test_reason_numbers_share_a_code_only_when_they_print_alike(values, fmt) -> None:
+    """Sentences are rendered once per code: two values with one code must print the same, to
+    the character, ties of the decimal rounding and signed zeros included."""
+    _groups_print_alike(values, fmt)
+
+
+def test_reason_numbers_are_grouped_by_what_they_print() -> None:
+    """A chunk's continuous values (revenue, decayed engagement) are formatted per printed
+    number, not per value: a million distinct values make a few thousand codes."""
+    from leadml.explain.reasons import _format_codes
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.lognormal(2, 2, 100_000), -rng.uniform(0, 50, 1000)])
+    _groups_print_alike(x[:20_000].tolist(), "num")
+    _groups_print_alike(x[:20_000].tolist(), ".1f")
+    assert len(np.unique(_format_codes(x, "num"))) < 12_000
+    assert len(np.unique(_format_codes(x[x < 100], ".1f"))) <= 2 * 1000 + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(-1e6, 1e6),
+            st.sampled_from([*_AWKWARD, -0.3, 0.3, -0.6, 0.4999999, 0.5, 1.5]),
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_reason_sentences_are_describe_row_by_row(values) -> None:
+    """The vectorised sentences (codes per print, sentences kept across chunks) equal
+    FeatureSpec.describe of every row's value, for each kind of template: counts, days,
+    formatted and plain numbers, a "negative" text without a "zero" one, and a template that
+    reads something else (rendered per value)."""
+    import dataclasses
+
+    from leadml.explain.reasons import _sentences
+
+    templates = {
+        "count": {"value": "Did it {n} time{s}", "zero": "Never did it", "missing": "Unknown"},
+        "signed": {"value": "{n} more", "negative": "{n} fewer ({abs:.1f})"},
+        "decayed": {"value": "Engagement {value:.1f}", "zero": "Little or none"},
+        "revenue": "fit:revenue",
+        "plain": {"value": "Value {value}"},
+        "other": {"value": "Value {value!r}"},
+    }
+    names = tuple(templates)
+    spec = FeatureSpec(
+        names=names,
+        kinds=dict.fromkeys(names, "numeric"),
+        levels={},
+        groups={n: n for n in names},
+        templates=templates,
+        event_types=(),
+        fit_columns=("revenue",),
+        excluded_columns=(),
+        windows_days=(7,),
+        half_life_days=14.0,
+        trend_days=14,
+    )
+    spec = dataclasses.replace(spec)
+    x = np.array(values, dtype=float)
+    frame = pd.DataFrame(dict.fromkeys(names, x))
+    rows = np.repeat(np.arange(len(x)), len(names))
+    feature = np.tile(np.arange(len(names)), len(x))
+    for _ in range(2):  # the second time from the kept sentences
+        codes, sentences = _sentences(spec, frame, list(names), rows, feature)
+        got = [sentences[c] for c in codes]
+        want = [spec.describe(names[f], x[r]) for r, f in zip(rows, feature, strict=True)]
+        assert got == want

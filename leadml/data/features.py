@@ -390,7 +390,8 @@ class FeatureSpec:
                 return t[f"={value}"]
             return t["value"].format(value=value, num=str(value), n=value, s="s", abs=value)
         v = float(value)
-        n = int(math.floor(abs(v) + 0.5))
+        # An infinite value (a lead attribute nobody checked) prints as inf, never crashes.
+        n: Any = int(math.floor(abs(v) + 0.5)) if math.isfinite(v) else abs(v)
         key = "value"
         if n == 0 and "zero" in t:
             key = "zero"

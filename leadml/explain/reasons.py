@@ -40,6 +40,7 @@ pricing page 3 times in the last 7 days*.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -504,14 +505,17 @@ def _sentences(
         at = np.flatnonzero(feature == f)
         name = names[f]
         picked = values[name].iloc[rows[at]]
-        codes = None
         if spec.kinds.get(name) != "categorical":
             v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
             codes = _render_codes(spec.templates[name], v)
-        if codes is not None:
+            if codes is None:  # per distinct value, by its bits: -0.0 prints apart from 0.0
+                codes = v.view(np.int64)
             _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
             out[at] = len(sentences) + inverse.ravel()
-            sentences += [spec.describe(name, float(v[i])) for i in first]
+            if _template_fields(_items(spec.templates[name])) is None:
+                sentences += [spec.describe(name, float(v[i])) for i in first]
+            else:
+                sentences += _describe_numbers(spec, name, v[first])
             continue
         codes, uniques = pd.factorize(picked, use_na_sentinel=True)
         texts = [spec.describe(name, plain(u)) for u in uniques]
@@ -532,23 +536,12 @@ def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
     other field's own rendering (``format`` per row: far cheaper than a sentence per row, and
     exact, since it is the very call describe makes). A count like "Last visited the website 3
     days ago" thus renders once per day count, not once per fractional day."""
-    import string
-
-    from leadml.data.features import _number
-
-    if not isinstance(templates, Mapping):
+    fields = _template_fields(_items(templates))
+    if fields is None:
         return None
-    fields: set[tuple[str, str]] = set()
-    for text in templates.values():
-        for _, part_name, fmt, conv in string.Formatter().parse(str(text)):
-            if part_name is None:
-                continue
-            if conv or part_name not in ("n", "s", "value", "abs", "num"):
-                return None
-            fields.add((part_name, fmt or ""))
     n = np.floor(np.abs(v) + 0.5)
     key = np.where(np.isnan(v), -1.0, n)
-    key = np.where((v < 0) & (key > 0), -2.0 - key, key)
+    key = np.where(v < 0, -2.0 - key, key)  # -0.3 may take the "negative" text, 0.3 not
     code = pd.factorize(key)[0].astype(np.int64)
     # Each distinct value (by its bits: -0.0 prints apart from 0.0) is formatted once.
     bits, inverse = np.unique(
@@ -558,11 +551,137 @@ def _render_codes(templates: Any, v: np.ndarray) -> np.ndarray | None:
     for part_name, fmt in sorted(fields):
         if part_name in ("n", "s"):
             continue
-        x = (np.abs(distinct) if part_name == "abs" else distinct).tolist()
-        rendered = [_number(a) for a in x] if part_name == "num" else [format(a, fmt) for a in x]
-        part = pd.factorize(np.asarray(rendered, dtype=object))[0].astype(np.int64)[inverse]
+        x = np.abs(distinct) if part_name == "abs" else distinct
+        part = _format_codes(x, "num" if part_name == "num" else fmt)[inverse]
         code = pd.factorize(code * (int(part.max(initial=0)) + 1) + part)[0].astype(np.int64)
     return code
+
+
+def _items(templates: Any) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(templates, Mapping):
+        return None
+    return tuple(sorted((str(k), str(t)) for k, t in templates.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _template_fields(
+    items: tuple[tuple[str, str], ...] | None,
+) -> tuple[tuple[str, str], ...] | None:
+    """The ``(field, format spec)`` pairs a feature's templates read, sorted; None when one
+    reads anything but ``n``, ``s``, ``value``, ``abs`` and ``num`` (or has a conversion)."""
+    import string
+
+    if items is None:
+        return None
+    fields: set[tuple[str, str]] = set()
+    for _, text in items:
+        for _, part_name, fmt, conv in string.Formatter().parse(text):
+            if part_name is None:
+                continue
+            if conv or part_name not in ("n", "s", "value", "abs", "num"):
+                return None
+            fields.add((part_name, fmt or ""))
+    return tuple(sorted(fields))
+
+
+#: Sentences of numeric features by what they print, per (feature, templates): a nightly job
+#: explains chunk after chunk with the same few thousand prints.
+_PRINTED: dict[tuple[str, Any], dict[tuple[Any, ...], str]] = {}
+_PRINTED_MAX = 100_000  # prints kept per feature
+
+
+def _describe_numbers(spec: FeatureSpec, name: str, v: np.ndarray) -> list[str]:
+    """``[spec.describe(name, x) for x in v]`` for a numeric feature whose templates
+    :func:`_template_fields` reads: a sentence is fixed by the template describe picks
+    (missing, ``n``, the sign) and the fields it prints, so each is rendered once per job."""
+    from leadml.data.features import _number
+
+    items = _items(spec.templates[name])
+    fields = _template_fields(items)
+    if fields is None:
+        raise ValueError(f"{name}: its templates read more than n, s, value, abs and num")
+    cache = _PRINTED.setdefault((name, items), {})
+    if len(cache) > _PRINTED_MAX:
+        cache.clear()
+    x = v.tolist()
+    parts = [
+        [
+            _number(a) if f == "num" else format(a, fmt)
+            for a in (np.abs(v).tolist() if f == "abs" else x)
+        ]
+        for f, fmt in fields
+        if f not in ("n", "s")
+    ]
+    n = np.floor(np.abs(v) + 0.5).tolist()
+    keys = zip(np.isnan(v).tolist(), n, (v < 0).tolist(), *parts, strict=True)
+    out: list[str] = []
+    for key, a in zip(keys, x, strict=True):
+        text = cache.get(key)
+        if text is None:
+            text = cache[key] = spec.describe(name, a)
+        out.append(text)
+    return out
+
+
+_FIXED = re.compile(r"^\.(\d{1,2})f$")
+#: 10**k for k = 0..22, each exact (``float(int)`` rounds correctly; ``pow`` need not).
+_POW10 = np.array([float(10**k) for k in range(23)])
+
+
+def _format_codes(x: np.ndarray, fmt: str) -> np.ndarray:
+    """Integer codes of ``x`` such that equal codes format the same: ``_number(v)`` for
+    ``fmt="num"``, else ``format(v, fmt)``.
+
+    Python formats a float from its exact binary value, correctly rounded half to even. Where
+    that rounding is settled by arithmetic here (``num``: integers, ``,.0f`` beyond 1000 and 3
+    significant digits below; ``.Nf``), a value's code is the rounded number it prints; a value
+    within a few ulps of a rounding tie, or out of those ranges, is formatted itself. Codes
+    stand for distinct prints, not always one per print (harmless: they pick what is rendered)."""
+    from leadml.data.features import _number
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    kind = np.zeros(len(x), dtype=np.int64)  # 0: formatted as is
+    key = np.zeros(len(x), dtype=np.float64)
+    a = np.abs(x)
+    finite = np.isfinite(x)
+    with np.errstate(all="ignore"):
+        if fmt == "num":
+            whole = finite & (x == np.trunc(x)) & (a < 1e15)
+            kind[whole], key[whole] = 1, x[whole] + 0.0  # f"{int(v):,}": -0.0 prints as 0
+            big = finite & ~whole & (a >= 1000)
+            kind[big], key[big] = 2, np.rint(x[big])  # f"{v:,.0f}"
+            small = finite & ~whole & ~big & (a > 0)  # f"{v:.3g}"
+            e = np.floor(np.log10(np.where(small, a, 1.0)))
+            scale = 2 - e  # in 2..326
+            ok = small & (scale >= 0) & (scale <= 22)
+            m = a * _POW10[np.where(ok, scale, 0).astype(np.int64)]
+            ok &= (m >= 100) & (m < 1000) & _clear_of_ties(m)
+            kind[ok] = np.where(x[ok] < 0, 4, 3)
+            key[ok] = np.rint(m[ok]) + 1000 * (e[ok] + 400)  # the 3 digits and the exponent
+        elif (fixed := _FIXED.match(fmt)) is not None and int(fixed[1]) <= 15:
+            y = x * _POW10[int(fixed[1])]
+            ok = finite & (np.abs(y) < 2.0**52) & _clear_of_ties(np.abs(y))
+            kind[ok] = np.where(np.signbit(x[ok]), 6, 5)  # "-0.0" is not "0.0"
+            key[ok] = np.abs(np.rint(y[ok]))
+    rest = np.flatnonzero(kind == 0)
+    if len(rest):
+        text = [_number(v) if fmt == "num" else format(v, fmt) for v in x[rest].tolist()]
+        key[rest] = pd.factorize(np.asarray(text, dtype=object))[0]
+    codes = np.empty(len(x), dtype=np.int64)
+    start = 0
+    for k in np.unique(kind):  # (kind, key) pairs numbered kind by kind
+        at = np.flatnonzero(kind == k)
+        found, uniques = pd.factorize(key[at])
+        codes[at] = start + found
+        start += len(uniques)
+    return codes
+
+
+def _clear_of_ties(y: np.ndarray) -> np.ndarray:
+    """Where ``y`` (non-negative, a product with a rounding error of at most half an ulp) is far
+    enough from a half-integer that ``rint`` of it rounds the exact product the same way."""
+    frac = y - np.floor(y)
+    return np.abs(frac - 0.5) > 4 * np.spacing(np.maximum(y, 1.0))
 
 
 #: What the probability is about, in the evidence sentences, per transition.
