@@ -146,9 +146,10 @@ def _head(
         # Prospects are past the prospect model's question; leads need both answers.
         rows = np.flatnonzero(stage == "lead") if t == "prospect" else np.arange(n)
         values = np.full(n, np.nan)
+        X = m.features(frames[t])  # the rows are taken without the frame's other columns
         for s in range(0, len(rows), chunk_size):
             part = rows[s : s + chunk_size]
-            values[part] = m.probability(frames[t].iloc[part])
+            values[part] = m.probability(_rows(X, part))
         p[t] = values
     keep = np.flatnonzero(np.isin(next_t, list(models)))
     nan = np.full(n, np.nan)
@@ -175,6 +176,14 @@ def _head(
     )
     head["lead_id"] = head["lead_id"].astype(base["lead_id"].dtype)
     return head, keep, next_t[keep]
+
+
+def _rows(X: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+    """``X.iloc[at]`` for increasing positions ``at``; a run of consecutive rows is a slice,
+    not a copy."""
+    if len(at) and int(at[-1]) - int(at[0]) + 1 == len(at):
+        return X.iloc[int(at[0]) : int(at[-1]) + 1]
+    return X.iloc[at]
 
 
 def _call_order(
@@ -204,7 +213,7 @@ def _explain_rows(
             continue
         found = explain_ranked(
             m,
-            frames[t].iloc[pos[at]],
+            m.features(frames[t]).iloc[pos[at]],
             engine=engine,
             n_positive=ex.n_positive,
             n_negative=ex.n_negative,
@@ -365,6 +374,7 @@ def _prepare(
             _check_layout(data, ts, ms, config)
     frames: dict[str, pd.DataFrame] = {}
     built: list[tuple[Any, pd.DataFrame]] = []
+    stages: dict[str, int] = {}  # the stage of every lead at ts, counted once
     for t, m in ms.items():
         same = next((f for spec, f in built if spec == m.spec), None)
         if same is None:
@@ -372,6 +382,10 @@ def _prepare(
                 same = build_scoring_set(data, ts, config, spec=m.spec)
             if c.lead_id != "lead_id":
                 same = same.rename(columns={c.lead_id: "lead_id"})
+            stages = stages or same.attrs["stage_counts"]
+            # pandas deep-copies attrs into every frame and column taken from a frame: a
+            # thousand copies per chunk.
+            same.attrs = {}
             built.append((m.spec, same))
         frames[t] = same
     with timed("predict"):
@@ -380,7 +394,6 @@ def _prepare(
         head = _add_display(head, data, ts)
 
     created = data.leads[c.created_at]
-    stages = built[0][1].attrs["stage_counts"]  # the stage of every lead at ts, counted once
     skipped = {"not created yet": int((created >= ts).sum())}
     for s, label in SKIP_LABELS.items():
         skipped[label] = int(stages.get(s, 0))
