@@ -244,6 +244,32 @@ def top_groups(
 
 
 @njit(cache=True, nogil=True)
+def speaking_features(
+    phi: np.ndarray, rows: np.ndarray, groups: np.ndarray, members: np.ndarray, first: np.ndarray
+) -> np.ndarray:  # pragma: no cover
+    """For each reason (row ``rows[p]``, group ``groups[p]``), the group's feature with the
+    largest ``|phi|`` in that row (the first on ties, a NaN before any number, as
+    ``np.argmax``); -1 for a group without features. Group ``g``'s features are
+    ``members[first[g]:first[g + 1]]``, in spec order."""
+    out = np.empty(rows.shape[0], dtype=np.int64)
+    for p in range(rows.shape[0]):
+        i, g = rows[p], groups[p]
+        best = -1
+        top = 0.0
+        for m in range(first[g], first[g + 1]):
+            j = members[m]
+            v = abs(phi[i, j])
+            if (
+                best < 0
+                or (v > top and not math.isnan(top))
+                or (math.isnan(v) and not math.isnan(top))
+            ):
+                best, top = j, v
+        out[p] = best
+    return out
+
+
+@njit(cache=True, nogil=True)
 def in_lead_order(starts: np.ndarray, pos: np.ndarray, t: np.ndarray) -> bool:  # pragma: no cover
     """Are the rows already sorted by ``(position, t)``, rows ``starts[r]:starts[r + 1]`` being
     at position ``pos[r]``? (Then :func:`lead_key_order` is the identity, and a table need not

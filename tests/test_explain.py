@@ -484,3 +484,28 @@ def test_reason_sentences_are_describe_row_by_row(values) -> None:
         got = [sentences[c] for c in codes]
         want = [spec.describe(names[f], x[r]) for r, f in zip(rows, feature, strict=True)]
         assert got == want
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_speaking_feature_kernel_is_argmax_of_abs_phi_within_the_group(seed: int) -> None:
+    """Each reason's speaking feature is its group's np.argmax of |φ| in that row: the first
+    on ties (φ of either sign), a NaN before any number, -1 for a group without features."""
+    from leadml._kernels import speaking_features
+    from leadml.explain.reasons import _members
+
+    rng = np.random.default_rng(seed)
+    n, f, g = 300, 12, 5
+    phi = rng.integers(-2, 3, (n, f)).astype(float)  # few values: many ties, signs differ
+    phi[rng.random((n, f)) < 0.02] = np.nan
+    member = np.zeros((f, g))
+    member[np.arange(f), rng.integers(0, g - 1, f)] = 1.0  # the last group has no features
+    rows = np.repeat(np.arange(n), g)
+    groups = np.tile(np.arange(g), n)
+    members, first = _members(member)
+    got = speaking_features(phi, rows, groups, members, first)
+    want = []
+    for i, k in zip(rows, groups, strict=True):
+        idx = np.flatnonzero(member[:, k])
+        want.append(idx[np.argmax(np.abs(phi[i, idx]))] if len(idx) else -1)
+    np.testing.assert_array_equal(got, want)
+    assert (got == -1).sum() == n

@@ -198,6 +198,14 @@ def _membership(spec: FeatureSpec) -> tuple[list[str], np.ndarray]:
     return groups, member
 
 
+def _members(member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The features of each group as one array and each group's first position in it (group
+    ``g``'s are ``members[first[g]:first[g + 1]]``, in spec order)."""
+    features, groups = np.nonzero(member.T)[::-1]  # group by group, features in order
+    first = np.searchsorted(groups, np.arange(member.shape[1] + 1)).astype(np.int64)
+    return features.astype(np.int64), first
+
+
 def group_contributions(model: StageModel, contrib: np.ndarray) -> pd.DataFrame:
     """Per-row contribution (log-odds of the raw margin) of each reason group, in spec order."""
     groups, member = _membership(model.spec)
@@ -422,13 +430,11 @@ def ranked_reasons(
     rows, slots = np.nonzero(order >= 0)  # row-major: each row's reasons in rank order
     k = order[rows, slots]
     # The group's most influential feature for this row speaks for it.
+    from leadml._kernels import speaking_features
+
     names = list(spec.names)
-    absphi = np.abs(phi)
-    best = np.empty((n, len(groups)), dtype=np.int64)
-    for g in range(len(groups)):
-        idx = np.flatnonzero(member[:, g])
-        best[:, g] = idx[np.argmax(absphi[:, idx], axis=1)] if len(idx) else -1
-    feature = best[rows, k]
+    members, first = _members(member)
+    feature = speaking_features(phi, rows, k, members, first)
     values = model.features(X)
     tenths = q[rows, k]
     coded = {
@@ -499,14 +505,16 @@ def _sentences(
     """``spec.describe(feature, value)`` for each (row, feature) pair, as ``(codes, sentences)``
     (row ``i``'s sentence is ``sentences[codes[i]]``), each distinct sentence rendered once
     (:func:`_render_codes`; per distinct value when that does not apply)."""
+    from leadml.model.evidence import floats
+
     out = np.zeros(len(rows), dtype=np.int32)
     sentences: list[str] = []
     for f in np.unique(feature):
         at = np.flatnonzero(feature == f)
         name = names[f]
-        picked = values[name].iloc[rows[at]]
+        picked = values[name].array.take(rows[at])  # an array: a Series costs far more
         if spec.kinds.get(name) != "categorical":
-            v = pd.to_numeric(picked, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            v = floats(picked)
             codes = _render_codes(spec.templates[name], v)
             if codes is None:  # per distinct value, by its bits: -0.0 prints apart from 0.0
                 codes = v.view(np.int64)
@@ -703,7 +711,8 @@ def _evidence(
     outcome = _OUTCOMES.get(model.transition, "converted")
     for f in np.unique(feature):
         at = np.flatnonzero(feature == f)
-        codes, texts = evidence_codes(stats, names[f], values[names[f]].iloc[rows[at]], outcome)
+        picked = values[names[f]].array.take(rows[at])
+        codes, texts = evidence_codes(stats, names[f], picked, outcome)
         out[at] = len(sentences) + codes
         sentences += texts
     return out, sentences

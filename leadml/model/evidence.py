@@ -108,6 +108,17 @@ def evidence_stats(
             "features": features}  # fmt: skip
 
 
+def floats(values: Any) -> np.ndarray:
+    """``values`` (a Series or an array of any dtype) as float64, NaN where missing or not a
+    number."""
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return values
+    num = pd.to_numeric(values, errors="coerce")
+    if isinstance(num, np.ndarray):
+        return num.astype(np.float64, copy=False)
+    return np.asarray(num.to_numpy(dtype="float64", na_value=np.nan))
+
+
 def _pct(p: float) -> str:
     return f"{100 * p:.1f}%" if p < 0.095 else f"{100 * p:.0f}%"
 
@@ -136,11 +147,11 @@ def evidence_texts(
 
 
 def evidence_codes(
-    stats: dict[str, Any] | None, feature: str, values: pd.Series, outcome: str
+    stats: dict[str, Any] | None, feature: str, values: Any, outcome: str
 ) -> tuple[np.ndarray, list[str]]:
     """:func:`evidence_texts` as ``(codes, sentences)``: value ``i``'s sentence is
     ``sentences[codes[i]]``; each distinct sentence is built once (this runs for every scored
-    lead)."""
+    lead). ``values``: a Series or an array (a ``Categorical`` for a categorical feature)."""
     entry = (stats or {}).get("features", {}).get(feature)
     if entry is None:
         return np.zeros(len(values), dtype=np.int32), [""]
@@ -155,7 +166,7 @@ def evidence_codes(
             for u in uniques
         ]
         return np.where(codes < 0, len(texts), codes).astype(np.int32), [*texts, none]
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    x = floats(values)
     b = np.searchsorted(np.asarray(entry["edges"], dtype=float), x, side="left")
     bins = _bin_sentences(tuple(map(tuple, entry["bins"])), overall, outcome)
     return np.where(np.isnan(x), len(bins), b).astype(np.int32), [*bins, none]
