@@ -76,7 +76,7 @@ from leadml.explain.reasons import (
     explain_ranked,
     plain,
 )
-from leadml.funnel import NEXT_TRANSITION, TRANSITIONS, to_as_of
+from leadml.funnel import NEXT_TRANSITION, TIERS, TRANSITIONS, to_as_of
 from leadml.model.stage import StageModel
 from leadml.serve.contract import (
     DISPLAY_COLUMNS,
@@ -132,19 +132,20 @@ def _head(
     frames: Mapping[str, pd.DataFrame],
     models: Mapping[str, StageModel],
     chunk_size: int,
+    *,
+    by_score: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Probabilities, score, tier and model version of the rows that have a next-stage model,
-    in input order. Returns the frame and, per row, its position in ``frames`` and its
-    next-stage transition."""
+    in input order (``by_score``: in the file's order, :func:`call_order`). Returns the frame
+    and, per row, its position in ``frames`` and its next-stage transition."""
     base = next(iter(frames.values()))
     n = len(base)
-    stage = base["stage"].to_numpy(dtype=object)
-    codes, stages = pd.factorize(stage)  # a handful of stages: looked up once each
+    codes, stages = pd.factorize(base["stage"])  # a handful of stages: looked up once each
     next_t = np.array([*(NEXT_TRANSITION.get(s, "") for s in stages), ""], dtype=object)[codes]
     p: dict[str, np.ndarray] = {}
     for t, m in models.items():
         # Prospects are past the prospect model's question; leads need both answers.
-        rows = np.flatnonzero(stage == "lead") if t == "prospect" else np.arange(n)
+        rows = np.flatnonzero(next_t == "prospect") if t == "prospect" else np.arange(n)
         values = np.full(n, np.nan)
         X = m.features(frames[t])  # the rows are taken without the frame's other columns
         for s in range(0, len(rows), chunk_size):
@@ -155,23 +156,28 @@ def _head(
     nan = np.full(n, np.nan)
     p_next = np.where(next_t == "prospect", p.get("prospect", nan), p.get("opportunity", nan))
     score = np.zeros(n, dtype=np.int64)
-    tier = np.full(n, "", dtype=object)
-    version = np.full(n, "", dtype=object)
-    for t, m in models.items():
+    tier = np.full(n, -1, dtype=np.int64)
+    version = np.full(n, -1, dtype=np.int64)
+    in_version, versions = pd.factorize(pd.Index([model_version(m) for m in models.values()]))
+    for i, (t, m) in enumerate(models.items()):
         at = keep[next_t[keep] == t]
         score[at] = m.to_score(p_next[at])
-        tier[at] = m.tier(p_next[at])
-        version[at] = model_version(m)
+        tier[at] = pd.Index(TIERS).get_indexer(m.tier(p_next[at]))
+        version[at] = in_version[i]
+    ids = base["lead_id"].to_numpy()
+    if by_score:
+        keep = keep[call_order(pd.DataFrame({"score": score[keep], "lead_id": ids[keep]}))]
     head = pd.DataFrame(
         {
-            "lead_id": base["lead_id"].to_numpy()[keep],
+            "lead_id": ids[keep],
             "as_of": base["as_of"].to_numpy()[keep],
-            "stage": stage[keep],
+            "stage": pd.Series(base["stage"].array.take(keep)).astype(_TEXT),
             "p_prospect": p.get("prospect", nan)[keep],
             "p_opportunity": p.get("opportunity", nan)[keep],
             "score": score[keep],
-            "tier": tier[keep],
-            "model_version": version[keep],
+            # A few distinct texts each: turned into text once, then taken.
+            "tier": _category_text(tier[keep], pd.CategoricalDtype(TIERS)),
+            "model_version": _category_text(version[keep], pd.CategoricalDtype(versions)),
         }
     )
     head["lead_id"] = head["lead_id"].astype(base["lead_id"].dtype)
@@ -184,14 +190,6 @@ def _rows(X: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
     if len(at) and int(at[-1]) - int(at[0]) + 1 == len(at):
         return X.iloc[int(at[0]) : int(at[-1]) + 1]
     return X.iloc[at]
-
-
-def _call_order(
-    head: pd.DataFrame, pos: np.ndarray, next_t: np.ndarray
-) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Sorted by score (highest first), then lead_id: the order of the output file."""
-    order = call_order(head)
-    return head.iloc[order].reset_index(drop=True), pos[order], next_t[order]
 
 
 def _explain_rows(
@@ -389,7 +387,7 @@ def _prepare(
             built.append((m.spec, same))
         frames[t] = same
     with timed("predict"):
-        head, pos, next_t = _call_order(*_head(frames, ms, config.scoring.chunk_size))
+        head, pos, next_t = _head(frames, ms, config.scoring.chunk_size, by_score=True)
     with timed("display"):  # the CRM's display columns and each lead's last activity
         head = _add_display(head, data, ts)
 
