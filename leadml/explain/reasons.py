@@ -256,16 +256,45 @@ class Reasons:
     """
 
     offsets: np.ndarray  # (rows + 1,) int64
-    group: np.ndarray  # object (str), one per reason
-    text: np.ndarray
-    direction: np.ndarray
+    _group: np.ndarray | None  # object (str), one per reason; None: from ``coded``
+    _text: np.ndarray | None
+    _direction: np.ndarray | None
     effect: np.ndarray  # float64
-    evidence: np.ndarray
+    _evidence: np.ndarray | None
     base_score: np.ndarray  # points, multiples of 0.1
     other_points: np.ndarray  # points of the reasons not listed, multiples of 0.1
     #: The text fields also as ``(codes, distinct values)`` where known: ``field[i] ==
-    #: values[codes[i]]``. :meth:`arrow` then builds the column from the few distinct values.
+    #: values[codes[i]]``. :meth:`arrow` then builds the column from the few distinct values,
+    #: and a field given as None is built from them only when read.
     coded: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
+
+    def _field(self, name: str) -> np.ndarray:
+        held = getattr(self, f"_{name}")
+        if held is None:
+            codes, values = self.coded[name]
+            held = np.asarray(values, dtype=object)[codes]
+            object.__setattr__(self, f"_{name}", held)  # built once
+        return held
+
+    @property
+    def group(self) -> np.ndarray:
+        """Each reason's group (object array of str)."""
+        return self._field("group")
+
+    @property
+    def text(self) -> np.ndarray:
+        """Each reason's sentence."""
+        return self._field("text")
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Each reason's ``"+"`` or ``"-"``."""
+        return self._field("direction")
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """Each reason's evidence sentence (``""`` where there is none)."""
+        return self._field("evidence")
 
     @classmethod
     def empty(cls, n: int) -> Reasons:
@@ -294,19 +323,20 @@ class Reasons:
         offsets = np.zeros(n + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         total = int(offsets[-1])
-        cols = {f: np.empty(total, dtype=object) for f in REASON_FIELDS if f != "effect"}
-        effect = np.zeros(total)
+        texts = [f for f in REASON_FIELDS if f != "effect"]
         coded: dict[str, tuple[np.ndarray, list[str]]] = {
             f: (np.empty(total, dtype=np.int32), [])
-            for f in cols
+            for f in texts
             if all(f in r.coded for _, r in parts)
         }
+        cols = {f: np.empty(total, dtype=object) for f in texts if f not in coded}
+        effect = np.zeros(total)
         for at, r in parts:
             size = np.diff(r.offsets)
             row_of = np.repeat(np.arange(len(at)), size)
             dest = offsets[np.asarray(at)[row_of]] + (np.arange(len(row_of)) - r.offsets[row_of])
             for f, col in cols.items():
-                col[dest] = getattr(r, f)
+                col[dest] = r._field(f)
             for f, (codes, values) in coded.items():
                 part_codes, part_values = r.coded[f]
                 codes[dest] = part_codes + len(values)
@@ -314,11 +344,11 @@ class Reasons:
             effect[dest] = r.effect
         return cls(
             offsets,
-            cols["group"],
-            cols["text"],
-            cols["direction"],
+            cols.get("group"),
+            cols.get("text"),
+            cols.get("direction"),
             effect,
-            cols["evidence"],
+            cols.get("evidence"),
             base,
             other,
             coded,
@@ -349,7 +379,7 @@ class Reasons:
 
         def text(name: str) -> Any:
             if name not in self.coded:
-                return pa.array(getattr(self, name), type=pa.string())
+                return pa.array(self._field(name), type=pa.string())
             codes, values = self.coded[name]
             return pa.DictionaryArray.from_arrays(
                 pa.array(codes, type=pa.int32()), pa.array(values, type=pa.string())
@@ -443,17 +473,16 @@ def ranked_reasons(
         "direction": ((tenths > 0).astype(np.int32), ["-", "+"]),
         "evidence": _evidence(model, values, names, rows, feature),
     }
-    text = {f: np.asarray(v, dtype=object)[c] for f, (c, v) in coded.items()}
     bounds = np.searchsorted(rows, np.arange(n + 1)).astype(np.int64)
     shown = np.bincount(rows, weights=tenths, minlength=n)[:n]
     other = (total - shown) / 10.0
     return Reasons(
         bounds,
-        text["group"],
-        text["text"],
-        text["direction"],
+        None,  # the text fields are built from ``coded`` only when read
+        None,
+        None,
         np.round(tenths / 1000.0, 4) + 0.0,  # + 0.0 turns -0.0 into 0.0
-        text["evidence"],
+        None,
         base,
         other + 0.0,
         coded,
