@@ -179,7 +179,10 @@ def contributions(
     F = model.features(X)
     contrib = explain_contributions(model.booster, F, engine, n_threads=n_threads)
     if model.linear is not None:
-        contrib = contrib + model.linear.contributions(F, model.spec.names)
+        # In place: the engines return a fresh array (a copy if it was read-only or shared).
+        if not contrib.flags.writeable or not contrib.flags.owndata:
+            contrib = contrib.copy()
+        contrib = model.linear.contributions(F, model.spec.names, add_to=contrib)
     return contrib
 
 

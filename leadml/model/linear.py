@@ -99,16 +99,22 @@ class LinearBase:
         # One fixed order (JSON sorts the keys): the same sums to the last bit after a reload.
         return sorted({*self.numeric, *self.categorical})
 
-    def contributions(self, X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    def contributions(
+        self, X: pd.DataFrame, names: Sequence[str], add_to: np.ndarray | None = None
+    ) -> np.ndarray:
         """Exact Shapley values, laid out like TreeSHAP: ``(rows, len(names) + 1)``, the last
-        column the expected value; each row sums to :meth:`margin`."""
+        column the expected value; each row sums to :meth:`margin`. ``add_to``: an array of
+        that shape the values are added to, in place (the trees' own), and returned."""
         t = self.terms(X, names)
         centre = np.array([self.expected.get(n, 0.0) for n in names])
+        expected = self.intercept + float(np.sum([self.expected[k] for k in sorted(self.expected)]))
+        if add_to is not None:
+            add_to[:, :-1] += t - centre
+            add_to[:, -1] += expected
+            return add_to
         out = np.empty((len(X), len(names) + 1))
         out[:, :-1] = t - centre
-        out[:, -1] = self.intercept + float(
-            np.sum([self.expected[k] for k in sorted(self.expected)])
-        )
+        out[:, -1] = expected
         return out
 
     def scaled(self, weight: float) -> LinearBase:
