@@ -318,3 +318,22 @@ def test_event_values_are_read_when_a_model_sums_them_and_only_then(
     for size in (None, 1777):
         with pytest.raises(DataContractError, match=r"events\.value|value.*not numeric"):
             _run(junk, tmp_path / "junk-values.parquet", values, size)
+
+
+def test_events_that_change_under_a_running_job_are_a_clear_error(
+    lead_ordered, bundles, tmp_path
+) -> None:
+    """Files rewritten after the job opened them (here: data pages zeroed, footer intact, so
+    the ranges still open and count) are named range by range as a data problem: no
+    traceback, nothing written."""
+    data = tmp_path / "crm"
+    shutil.copytree(lead_ordered, data)
+    part = data / "events" / "part-1.parquet"
+    raw = bytearray(part.read_bytes())
+    footer = int.from_bytes(raw[-8:-4], "little")
+    raw[100 : len(raw) - footer - 108] = bytes(len(raw) - footer - 208)
+    part.write_bytes(bytes(raw))
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(DataContractError, match=r"could not read events for leads \d+ to \d+"):
+        _run(data, out, bundles, 1500)
+    assert not out.exists()

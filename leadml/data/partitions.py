@@ -92,15 +92,30 @@ class LeadRange:
             not the file's).
         """
         c = self.columns
+        ids = self.leads[c.lead_id]
         with stage("read"):
             if self.events_path is None:
                 events = self.empty_events
             else:
-                dataset = parquet_dataset(self.events_path, [c.event_type])
-                names = [f.name for f in dataset.schema]
-                if not self.event_values:
-                    names = [n for n in names if n != c.value]
-                events = parquet_frame(dataset, self._where(), names)
+                try:
+                    dataset = parquet_dataset(self.events_path, [c.event_type])
+                    names = [f.name for f in dataset.schema]
+                    if not self.event_values:
+                        names = [n for n in names if n != c.value]
+                    events = parquet_frame(dataset, self._where(), names)
+                except (OSError, ValueError) as e:  # the files changed (or went) since opened
+                    raise DataContractError(
+                        [
+                            Problem(
+                                "events",
+                                None,
+                                f"could not read {self.events_path.name} for leads "
+                                f"{ids.iloc[0]} to {ids.iloc[-1]}: {e}",
+                                fix="Leave the files as they are while a job reads them, "
+                                "then run it again",
+                            )
+                        ]
+                    ) from None
         try:
             with stage("validate"):
                 return validate(
@@ -112,7 +127,6 @@ class LeadRange:
                     part=True,
                 )
         except DataContractError as e:
-            ids = self.leads[c.lead_id]
             lo, hi = ids.iloc[0], ids.iloc[-1]
             raise DataContractError([_in_range(p, lo, hi) for p in e.problems]) from None
 
