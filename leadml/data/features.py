@@ -978,8 +978,8 @@ def _features(
     out.update(engaged)
 
     frame_cols: dict[str, Any] = {
-        c.lead_id: points[c.lead_id].to_numpy(),
-        "as_of": as_of,
+        c.lead_id: points[c.lead_id].to_numpy(copy=True),
+        "as_of": as_of.copy(),
     }
     for name in spec.names:
         if name in fit:
@@ -989,7 +989,9 @@ def _features(
             frame_cols[name] = pd.Categorical.from_codes(codes, categories=list(spec.levels[name]))
         else:
             frame_cols[name] = _unsort(out[name], order)
-    frame = pd.DataFrame(frame_cols)
+    # Each column stays its own array: stacking sixty columns into one block copied them all
+    # (0.5 s at a million leads) for nothing a reader of the frame needs.
+    frame = pd.DataFrame(frame_cols, copy=False)
     frame[c.lead_id] = frame[c.lead_id].astype(leads[c.lead_id].dtype)
     return frame
 
