@@ -176,3 +176,29 @@ def test_scoring_set_is_build_features_of_its_points_to_the_bit(crm) -> None:
     since = frame.loc[frame["lead_id"].isin(events.loc[old, "lead_id"]), recency].to_numpy()
     since = since[~np.isnan(since)]
     assert len(since) and (since == 2**31 / 86_400).all()  # clipped to the keys' second 0
+
+
+def test_scoring_set_stages_are_stage_at_ties_bounds_and_table_order_included(crm) -> None:
+    """The scoring set looks stages up with one sort instead of stage_at's as-of join: the
+    same stage for every lead, with changes at as_of itself (they count), simultaneous
+    changes (the later row wins) and the table in no particular order."""
+    from leadml.data.timeline import stage_at
+    from leadml.data.trainset import _stages_at
+
+    as_of = pd.Timestamp("2025-01-15")
+    sc = crm.stage_changes.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    some = crm.leads["lead_id"].iloc[:40].to_numpy()
+    extra = pd.DataFrame(
+        {
+            "lead_id": np.concatenate([some[:20], some[:20], some[20:]]),
+            "stage": ["prospect"] * 20 + ["disqualified"] * 20 + ["prospect"] * 20,
+            "changed_at": [as_of] * 40 + [as_of + pd.Timedelta(seconds=1)] * 20,
+        }
+    )
+    data = validate(crm.leads, crm.events, pd.concat([sc, extra], ignore_index=True))
+    alive = np.sort(data.leads.loc[data.leads["created_at"] < as_of, "lead_id"].to_numpy())
+    got = _stages_at(data, alive, as_of)
+    want = stage_at(data, alive, as_of).to_numpy()
+    assert (got == want).all()
+    at_as_of = np.isin(alive, some[:20])
+    assert at_as_of.any() and (got[at_as_of] == "disqualified").all()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from leadml.config import LeadMLConfig
-from leadml.data.contracts import CRMData
+from leadml.data.contracts import CRMData, lead_positions
 from leadml.data.features import (
     FeatureSpec,
     _EventsAhead,
@@ -28,7 +28,6 @@ from leadml.data.timeline import (
     build_labels,
     build_observation_points,
     label_name,
-    stage_at,
 )
 from leadml.funnel import to_as_of
 
@@ -184,6 +183,27 @@ def build_training_set(
     return TrainingSet(frame=feats, spec=spec, label=name, transition=transition, summary=summary)
 
 
+def _stages_at(data: CRMData, alive: np.ndarray, ts: pd.Timestamp) -> np.ndarray:
+    """``stage_at(data, alive, ts)`` for leads ``alive`` (sorted ids, all created before
+    ``ts``), as an object array: the stage of each one's last change at or before ``ts`` (the
+    later in the table among simultaneous ones), ``"lead"`` before any. One compiled stable
+    sort of the changes by (lead, time) instead of an as-of join."""
+    from leadml._kernels import lead_key_order
+
+    c = data.columns
+    sc = data.stage_changes
+    pos = lead_positions(pd.Index(alive), sc[c.lead_id])
+    at = sc[c.changed_at].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    rows = np.flatnonzero((pos >= 0) & (at <= ts.as_unit("ns").value))
+    rows = rows[lead_key_order(pos[rows], at[rows])]  # by lead, then time, then table order
+    p = pos[rows]
+    last = np.ones(len(rows), dtype=bool)
+    last[:-1] = p[1:] != p[:-1]
+    stage = np.full(len(alive), "lead", dtype=object)
+    stage[p[last]] = sc[c.stage].to_numpy(dtype=object)[rows[last]]
+    return stage
+
+
 def build_scoring_set(
     data: CRMData,
     as_of: pd.Timestamp | str,
@@ -211,7 +231,7 @@ def build_scoring_set(
         alive = data.leads.loc[(data.leads[c.created_at] < ts).to_numpy(), c.lead_id].to_numpy()
         if not pd.Index(alive).is_monotonic_increasing:
             alive = np.sort(alive, kind="stable")
-        stage = stage_at(data, alive, ts).to_numpy()
+        stage = _stages_at(data, alive, ts)
         eligible = np.isin(stage, SCORABLE_STAGES)
         points = pd.DataFrame(
             {
