@@ -202,3 +202,19 @@ def test_scoring_set_stages_are_stage_at_ties_bounds_and_table_order_included(cr
     assert (got == want).all()
     at_as_of = np.isin(alive, some[:20])
     assert at_as_of.any() and (got[at_as_of] == "disqualified").all()
+
+
+def test_a_wide_feature_spec_builds_without_pandas_fragmentation_warnings(crm) -> None:
+    """Features frames keep their columns as separate arrays, but a wide spec (here 100+
+    features) must not leave pandas warning about a fragmented frame on every insert."""
+    import warnings
+
+    from leadml.config import FeaturesConfig
+
+    spec = make_feature_spec(crm, FeaturesConfig(windows_days=tuple(range(1, 13))))
+    assert len(spec.names) > 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        frame = build_scoring_set(crm, pd.Timestamp("2025-01-15"), spec=spec)
+        build_training_set(crm, "prospect", config=LeadMLConfig(), spec=spec)
+    assert list(frame.columns[3:]) == list(spec.names)

@@ -77,6 +77,9 @@ __all__ = [
 ]
 
 _DAY = 86_400
+#: Columns of a features frame kept as separate arrays at most (pandas warns past 100 blocks;
+#: this leaves room for the columns callers add, such as ``stage`` and the labels).
+_MAX_BLOCKS = 80
 _LOW = (1 << 32) - 1  # the seconds part of a key
 
 # How an event type reads in a sentence: (did it, did not, group label).
@@ -990,8 +993,10 @@ def _features(
         else:
             frame_cols[name] = _unsort(out[name], order)
     # Each column stays its own array: stacking sixty columns into one block copied them all
-    # (0.5 s at a million leads) for nothing a reader of the frame needs.
-    frame = pd.DataFrame(frame_cols, copy=False)
+    # (0.5 s at a million leads) for nothing a reader of the frame needs. pandas warns about
+    # (and slows down on) frames of more than 100 blocks, so a wide spec's are stacked.
+    apart = len(frame_cols) <= _MAX_BLOCKS
+    frame = pd.DataFrame(frame_cols, copy=False if apart else None)
     frame[c.lead_id] = frame[c.lead_id].astype(leads[c.lead_id].dtype)
     return frame
 

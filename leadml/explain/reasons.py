@@ -627,7 +627,7 @@ def _template_fields(
 #: Sentences of numeric features by what they print, per (feature, templates): a nightly job
 #: explains chunk after chunk with the same few thousand prints.
 _PRINTED: dict[tuple[str, Any], dict[tuple[Any, ...], str]] = {}
-_PRINTED_MAX = 100_000  # prints kept per feature
+_PRINTED_MAX = 20_000  # prints kept per feature (a job sees a few thousand)
 
 
 def _describe_numbers(spec: FeatureSpec, name: str, v: np.ndarray) -> list[str]:
