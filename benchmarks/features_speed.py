@@ -161,10 +161,11 @@ def _cpu() -> float:
 def _warm_up() -> float:
     """Load the compiled kernels once (numba import and on-disk cache), timed apart."""
     t0 = time.perf_counter()
-    from leadml._kernels import lead_key_order, window_counts
+    from leadml._kernels import lead_key_order, window_features
 
-    z = np.zeros(2, np.int64)
-    window_counts(z, z.astype(np.int16), 1, z, z[:1], 0, 0, 1.0)
+    z, f = np.zeros(2, np.int64), np.zeros(2)
+    window_features(z, z.astype(np.int16), z, 0, 2, z, 0, 0, 1.0, np.zeros((1, 0, 2)),
+                    np.zeros((1, 2)), f, f.copy(), f.copy(), z.copy())  # fmt: skip
     lead_key_order(np.zeros(2, np.int64), np.array([1, 0], np.int64))
     return time.perf_counter() - t0
 

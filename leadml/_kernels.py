@@ -69,57 +69,61 @@ def latest_before(
 
 
 @njit(cache=True, nogil=True)
-def window_counts(
+def window_features(
     keys: np.ndarray,
     kind: np.ndarray,
-    n_kinds: int,
     q_key: np.ndarray,
+    q_lo: int,
+    q_hi: int,
     back: np.ndarray,
     day_window: int,
     t0: int,
     rate: float,
-) -> tuple[
-    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
-]:  # pragma: no cover
-    """Per query, what its lead's rows before it add up to, in one pass over the sorted keys.
+    counts: np.ndarray,
+    recency: np.ndarray,
+    days: np.ndarray,
+    trend: np.ndarray,
+    decayed: np.ndarray,
+    at: np.ndarray,
+) -> None:  # pragma: no cover
+    """Per query ``q_lo <= j < q_hi``, what its lead's rows before it add up to, in one pass
+    over the sorted keys, written into the output arrays' column ``j``.
 
     ``keys`` and ``q_key`` are sorted ``lead << 32 | seconds`` keys (seconds since ``t0``);
-    ``kind`` is each row's kind in ``0..n_kinds-1``; ``back`` holds window lengths in seconds.
-    For query ``j`` and window ``w`` the window is
-    ``[lead << 32 | max(seconds - back[w], 0), q_key[j])``: the lead's own rows strictly before
-    the query and not older than ``back[w]``.
+    ``kind`` is each row's kind in ``0..kinds-1``; ``back`` holds window lengths in seconds,
+    the last two the trend's halves (``back[-1] == 2 * back[-2]``). For query ``j`` and window
+    ``w`` the window is ``[lead << 32 | max(seconds - back[w], 0), q_key[j])``: the lead's own
+    rows strictly before the query and not older than ``back[w]``.
 
-    Returns, per query:
+    Outputs (float64 unless said), one column per query:
 
-    - ``counts`` ``(queries, n_kinds, windows)``: rows of each kind in each window;
-    - ``last`` ``(queries, n_kinds)``: seconds of the last row of each kind, -1 if none;
-    - ``now``: rows before the query (``searchsorted(keys, q_key)``);
-    - ``start`` ``(queries, windows)``: ``searchsorted(keys, window start)``;
+    - ``counts`` ``(kinds, windows - 2, queries)``: rows of each kind in each window but the
+      trend's (a feature per row of the first two axes, contiguous);
+    - ``recency`` ``(kinds, queries)``: days since the last row of each kind, NaN if none;
     - ``days``: distinct UTC dates (of ``t0 + seconds``) among the rows in window
       ``day_window``;
-    - ``decayed`` and ``at``: the running decayed count (each row adds 1, the total decays at
-      ``rate`` per second, restarting at every lead; sequential, so exact and never
+    - ``trend``: rows in the trend's last half minus rows in the half before;
+    - ``decayed`` and ``at`` (int64): the running decayed count (each row adds 1, the total
+      decays at ``rate`` per second, restarting at every lead; sequential, so exact and never
       overflowing) at the lead's last row before the query, and that row's seconds; 0 and -1
       without one.
 
     Queries of a lead are walked in time order, each row entering every window once and
     leaving it once: O(rows x windows + queries x kinds x windows), integer counts, and a
-    query never reads a row at or after its own key.
+    query never reads a row at or after its own key. Any range of queries gives its columns
+    exactly as the whole does (a range's first lead is walked from its first row), so ranges
+    can run in threads side by side.
     """
     low = (1 << 32) - 1
     day = 86_400
-    n, nq, nw = keys.shape[0], q_key.shape[0], back.shape[0]
-    counts = np.zeros((nq, n_kinds, nw), dtype=np.int32)
-    last = np.full((nq, n_kinds), -1, dtype=np.int64)
-    now = np.empty(nq, dtype=np.int64)
-    start = np.empty((nq, nw), dtype=np.int64)
-    days = np.zeros(nq, dtype=np.int64)
-    decayed = np.zeros(nq)
-    at = np.full(nq, -1, dtype=np.int64)
-    cnt = np.zeros((n_kinds, nw), dtype=np.int32)
+    n, nw = keys.shape[0], back.shape[0]
+    n_kinds, nc = counts.shape[0], counts.shape[1]
+    cnt = np.zeros((n_kinds, nw), dtype=np.int64)
     seen = np.full(n_kinds, -1, dtype=np.int64)
     lo = np.zeros(nw, dtype=np.int64)
     hi = 0
+    if q_hi > q_lo:  # the first row of the range's first lead
+        hi = np.searchsorted(keys, (q_key[q_lo] >> 32) << 32)
     lead = -1
     base = 0
     new_hi = 0  # new-date rows among the lead's rows [first, hi)
@@ -127,7 +131,7 @@ def window_counts(
     total = 0.0
     prev = -1
     next_day = 0  # seconds (since t0) where the date of row ``prev`` ends
-    for j in range(nq):
+    for j in range(q_lo, q_hi):
         qk = q_key[j]
         if qk >> 32 != lead:
             lead = qk >> 32
@@ -160,18 +164,21 @@ def window_counts(
                 if w == day_window and _new_date(keys, lo[w], base, t0):
                     new_lo += 1
                 lo[w] += 1
-            start[j, w] = lo[w]
         a = lo[day_window]
+        d = 0
         if hi > a:
             # The window's first row opens a date; the others open one where the date changes.
-            days[j] = 1 + new_hi - new_lo - (1 if _new_date(keys, a, base, t0) else 0)
-        counts[j] = cnt
-        last[j] = seen
-        now[j] = hi
-        if prev >= 0:
-            decayed[j] = total
-            at[j] = prev
-    return counts, last, now, start, days, decayed, at
+            d = 1 + new_hi - new_lo - (1 if _new_date(keys, a, base, t0) else 0)
+        days[j] = d
+        mid, old = lo[nw - 2], lo[nw - 1]
+        trend[j] = (hi - mid) - (mid - old)
+        for k in range(n_kinds):
+            for w in range(nc):
+                counts[k, w, j] = cnt[k, w]
+            recency[k, j] = (q_rel - seen[k]) / day if seen[k] >= 0 else np.nan
+        decayed[j] = total if prev >= 0 else 0.0
+        at[j] = prev
+    return None
 
 
 @njit(cache=True, nogil=True)

@@ -443,6 +443,50 @@ def test_lead_key_order_is_a_stable_argsort(seed: int) -> None:
     np.testing.assert_array_equal(lead_key_order(pos, keys), np.argsort(keys, kind="stable"))
 
 
+def _window_pass(keys, kind, q_key, cuts, n_kinds=3):
+    from leadml._kernels import window_features
+
+    nq = len(q_key)
+    spans = np.array([3 * 86400, 30 * 86400, 5 * 86400, 10 * 86400], dtype=np.int64)
+    # Sentinels no output can hold: -7.5 (floats), -7 (the int64 seconds of the last row).
+    out = (
+        np.full((n_kinds, 2, nq), -7.5),
+        np.full((n_kinds, nq), -7.5),
+        *(np.full(nq, -7.5) for _ in range(3)),
+        np.full(nq, -7, dtype=np.int64),
+    )
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        window_features(keys, kind, q_key, int(lo), int(hi), spans, 1, 1_700_000_000, 1e-6, *out)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_pass_in_ranges_equals_one_pass(seed: int) -> None:
+    """The window pass runs ranges of queries in threads side by side: any split, even inside
+    one lead's queries or at a lead without rows, gives every column to the bit."""
+    from leadml.data.features import _balanced_cuts
+
+    rng = np.random.default_rng(seed)
+    pos = np.sort(rng.integers(0, 40, 4000))
+    keys = np.sort((pos << 32) | rng.integers(0, 60 * 86400, 4000))
+    kind = rng.integers(0, 3, 4000).astype(np.int16)
+    q_key = np.sort((rng.integers(0, 45, 300) << 32) | rng.integers(0, 70 * 86400, 300))
+    whole = _window_pass(keys, kind, q_key, [0, 300])
+    assert not any((a == (-7 if a.dtype.kind == "i" else -7.5)).any() for a in whole)  # all set
+    for cuts in (
+        [0, 1, 300],
+        [0, 150, 151, 300],
+        np.unique(np.r_[0, rng.integers(0, 300, 9), 300]),
+    ):
+        for a, b in zip(whole, _window_pass(keys, kind, q_key, cuts), strict=True):
+            np.testing.assert_array_equal(a, b)
+    for parts in (1, 2, 3, 7):
+        cuts = _balanced_cuts(keys, q_key, parts, 6)
+        assert cuts[0] == 0 and cuts[-1] == len(q_key) and np.all(np.diff(cuts) > 0)
+        for a, b in zip(whole, _window_pass(keys, kind, q_key, cuts), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 # --- the spec --------------------------------------------------------------------------------------
 
 

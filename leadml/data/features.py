@@ -46,6 +46,7 @@ just before ``as_of``, distinct active days are differences of a cumulative coun
 from __future__ import annotations
 
 import math
+import os
 import re
 import warnings
 from collections.abc import Callable
@@ -1100,7 +1101,7 @@ def _engagement(
     back: Any,
     out: dict[str, np.ndarray],
 ) -> None:
-    from leadml._kernels import window_counts
+    from leadml._kernels import window_features
 
     ev = timeline()
     if ev.t0 != t0:
@@ -1111,26 +1112,36 @@ def _engagement(
         value = np.zeros(len(keys))
     vocab = {t: i for i, t in enumerate(spec.event_types)}
 
-    # Every count, recency, active day and decayed total in one pass over the timeline.
+    # Every count, recency, active day and decayed total in one pass over the timeline; the
+    # kernel writes each feature's column as float64 in place. Ranges of queries run in
+    # threads side by side (the kernel releases the GIL); every range's columns are exactly
+    # what one pass gives.
     wmax = max(spec.windows_days)
     td = spec.trend_days * _DAY
-    spans = [w * _DAY for w in spec.windows_days] + [td, 2 * td]
+    spans = np.array([w * _DAY for w in spec.windows_days] + [td, 2 * td], dtype=np.int64)
+    nq, nk, nw = len(q_key), len(vocab), len(spec.windows_days)
+    counts = np.empty((nk, nw, nq))
+    recency = np.empty((nk, nq))
+    days, trend, running = np.empty(nq), np.empty(nq), np.empty(nq)
+    at = np.empty(nq, dtype=np.int64)
     rate = math.log(2) / (spec.half_life_days * _DAY)
-    counts, last, now_all, starts, days, running, at = window_counts(
-        keys,
-        e_type,
-        len(vocab),
-        q_key,
-        np.array(spans, dtype=np.int64),
-        spec.windows_days.index(wmax),
-        t0,
-        rate,
-    )
+
+    outputs = (counts, recency, days, trend, running, at)
+    window = spec.windows_days.index(wmax)
+    ranges = _balanced_cuts(keys, q_key, _threads(nq), nk * nw)
+    with ThreadPoolExecutor(len(ranges) - 1, thread_name_prefix="leadml-windows") as pool:
+        done = [
+            pool.submit(
+                window_features, keys, e_type, q_key, lo, hi, spans, window, t0, rate, *outputs
+            )
+            for lo, hi in zip(ranges[:-1].tolist(), ranges[1:].tolist(), strict=True)
+        ]
+        for f in done:
+            f.result()
     for etype, k in vocab.items():
         for j, w in enumerate(spec.windows_days):
-            out[f"n_{etype}_{w}d"] = counts[:, k, j].astype(np.float64)
-        seen = last[:, k]
-        out[f"days_since_last_{etype}"] = np.where(seen >= 0, (q_rel - seen) / _DAY, np.nan)
+            out[f"n_{etype}_{w}d"] = counts[k, j]
+        out[f"days_since_last_{etype}"] = recency[k]
         vw = spec.value_window_days
         if etype in spec.value_types and vw is not None:
             # Scoring data without a value column sums to 0, like a lead without such events.
@@ -1140,13 +1151,32 @@ def _engagement(
             now = np.searchsorted(sub, q_key, side="left")
             lo = np.searchsorted(sub, back(vw * _DAY), side="left")
             out[f"sum_{etype}_value_{vw}d"] = _range_sums(v, lo, now)
-    del counts, last, e_type, value, keys
-    out[f"n_active_days_{wmax}d"] = days.astype(np.float64)
-    mid, old = starts[:, -2], starts[:, -1]
-    out[f"engagement_trend_{spec.trend_days}d"] = ((now_all - mid) - (mid - old)).astype(np.float64)
+    del e_type, value, keys
+    out[f"n_active_days_{wmax}d"] = days
+    out[f"engagement_trend_{spec.trend_days}d"] = trend
     # Σ 2^(-(as_of - t) / half_life): the running total at the last event, decayed to as_of.
     decay = running * np.exp(-rate * (q_rel - at))
     out["engagement_decayed"] = np.where(at >= 0, decay, 0.0)
+
+
+def _balanced_cuts(keys: np.ndarray, q_key: np.ndarray, parts: int, per_query: int) -> np.ndarray:
+    """``parts + 1`` query positions from 0 to ``len(q_key)`` that split the window pass into
+    ranges of about equal work: the rows walked (up to each query) plus ``per_query`` outputs
+    per query, read off about a thousand queries."""
+    nq = len(q_key)
+    if parts <= 1 or nq == 0:
+        return np.array([0, nq], dtype=np.int64)
+    at = np.arange(0, nq, max(1, nq // 1000))
+    work = np.append(np.searchsorted(keys, q_key[at]) + at * per_query, len(keys) + nq * per_query)
+    at = np.append(at, nq)
+    inner = at[np.searchsorted(work, work[-1] * np.arange(1, parts) / parts)]
+    return np.unique(np.concatenate([[0], inner, [nq]])).astype(np.int64)
+
+
+def _threads(n_queries: int) -> int:
+    """Threads for the events' window pass: one per core (at most 4), a range of at least
+    100,000 queries each."""
+    return max(1, min(os.cpu_count() or 1, 4, n_queries // 100_000))
 
 
 def _lifecycle(
