@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -351,3 +351,56 @@ def count_before(
         if codes[i] >= 0 and nat < t[i] < limit:
             out[codes[i]] += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def category_goes_left(
+    x: float, cat_words: np.ndarray, cat_off: int, cat_n: int
+) -> bool:  # pragma: no cover - compiled
+    """LightGBM's categorical decision: is the integer part of ``x`` in the node's bit set."""
+    # NaN, negative codes (int cast below 0) and codes beyond int32 go right, as in LightGBM.
+    if np.isnan(x) or x <= -1.0 or x >= 2147483648.0:
+        return False
+    c = int(x)
+    w = c >> 5
+    if w >= cat_n:
+        return False
+    return ((cat_words[cat_off + w] >> np.uint32(c & 31)) & np.uint32(1)) != 0
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def tree_margins(
+    X: np.ndarray,
+    out: np.ndarray,
+    roots: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    is_cat: np.ndarray,
+    nan_left: np.ndarray,
+    zero_left: np.ndarray,
+    cat_off: np.ndarray,
+    cat_n: np.ndarray,
+    cat_words: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    leaf_value: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Each row's sum of its leaf values, tree by tree from 0.0, into ``out``: the raw margin
+    of :class:`leadml.model.trees.CompiledTrees` (its docs: the layout and the decisions)."""
+    for r in prange(X.shape[0]):
+        total = 0.0
+        for t in range(roots.shape[0]):
+            g = roots[t]
+            while g >= 0:
+                x = X[r, feature[g]]
+                if is_cat[g]:
+                    go_left = category_goes_left(x, cat_words, cat_off[g], cat_n[g])
+                elif np.isnan(x):
+                    go_left = nan_left[g] != 0
+                elif x == 0.0:
+                    go_left = zero_left[g] != 0
+                else:
+                    go_left = x <= threshold[g]
+                g = left[g] if go_left else right[g]
+            total += leaf_value[~g]
+        out[r] = total

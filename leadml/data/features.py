@@ -1126,7 +1126,7 @@ def _engagement(
     at = np.empty(nq, dtype=np.int64)
     rate = math.log(2) / (spec.half_life_days * _DAY)
 
-    outputs = (counts, recency, days, trend, running, at)
+    outputs: tuple[Any, ...] = (counts, recency, days, trend, running, at)
     window = spec.windows_days.index(wmax)
     ranges = _balanced_cuts(keys, q_key, _threads(nq), nk * nw)
     with ThreadPoolExecutor(len(ranges) - 1, thread_name_prefix="leadml-windows") as pool:

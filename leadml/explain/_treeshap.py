@@ -58,6 +58,12 @@ import numpy as np
 import pandas as pd
 
 from leadml.model.matrix import prediction_matrix
+from leadml.model.trees import (
+    UnsupportedTrees,
+    category_words,
+    n_iterations,
+    node_decision,
+)
 
 __all__ = [
     "DEFAULT_MAX_TABLE_BITS",
@@ -157,7 +163,7 @@ class TreeShapModel:
             )
         if max_table_bytes < 0:
             raise TreeShapError(f"max_table_bytes={max_table_bytes}; expected >= 0")
-        dump = booster.dump_model(num_iteration=_n_iterations(booster))
+        dump = booster.dump_model(num_iteration=n_iterations(booster))
         if dump.get("num_tree_per_iteration", 1) != 1:
             raise TreeShapError(
                 f"model has {dump['num_tree_per_iteration']} trees per iteration (multiclass); "
@@ -448,50 +454,11 @@ def _parse_tree(info: dict[str, Any]) -> _Tree:
 
 
 def _decision(node: dict[str, Any], tree_index: int) -> dict[str, Any]:
-    """A node's rule in the form the kernel evaluates.
-
-    A numerical node is LightGBM's ``NumericalDecision`` reduced to three cases: NaN goes
-    ``nan_left``, zero goes ``zero_left``, anything else ``x <= threshold``. With missing type
-    None NaN reads as 0; with Zero both NaN and 0 take the default direction; with NaN only NaN
-    does.
-    """
-    decision = node["decision_type"]
-    if decision == "==":
-        cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
-        return {
-            "is_cat": 1,
-            "threshold": 0.0,
-            "nan_left": 0,
-            "zero_left": 0,
-            "cats": [c for c in cats if c >= 0],
-        }
-    if decision != "<=":
-        raise TreeShapError(
-            f"tree {tree_index} node {node['split_index']}: decision_type {decision!r}; "
-            "expected '<=' (numerical) or '==' (categorical)"
-        )
-    missing = node.get("missing_type", "None")
-    threshold = float(node["threshold"])
-    default_left = int(bool(node.get("default_left", False)))
-    zero_goes_left = int(0.0 <= threshold)
-    if missing == "None":
-        nan_left, zero_left = zero_goes_left, zero_goes_left
-    elif missing == "Zero":
-        nan_left, zero_left = default_left, default_left
-    elif missing == "NaN":
-        nan_left, zero_left = default_left, zero_goes_left
-    else:
-        raise TreeShapError(
-            f"tree {tree_index} node {node['split_index']}: missing_type {missing!r}; "
-            "expected None, Zero or NaN"
-        )
-    return {
-        "is_cat": 0,
-        "threshold": threshold,
-        "nan_left": nan_left,
-        "zero_left": zero_left,
-        "cats": [],
-    }
+    """A node's rule in the form the kernel evaluates (:func:`leadml.model.trees.node_decision`)."""
+    try:
+        return node_decision(node, tree_index)
+    except UnsupportedTrees as e:
+        raise TreeShapError(str(e)) from None
 
 
 def _block(tree: _Tree, ref: int) -> _Block:
@@ -596,9 +563,7 @@ class _Flat:
             a["node_is_cat"].append(node.is_cat)
             a["node_nan_left"].append(node.nan_left)
             a["node_zero_left"].append(node.zero_left)
-            words = [0] * ((max(node.cats) // 32 + 1) if node.cats else 0)
-            for c in node.cats:
-                words[c // 32] |= 1 << (c % 32)
+            words = category_words(node.cats)
             a["node_cat_off"].append(len(a["cat_words"]))
             a["node_cat_n"].append(len(words))
             a["cat_words"].extend(words)
@@ -704,12 +669,6 @@ def _gauss_legendre_01(max_nodes: int) -> tuple[np.ndarray, np.ndarray]:
         gx[q, :q] = (x + 1.0) / 2.0
         gw[q, :q] = w / 2.0
     return gx, gw
-
-
-def _n_iterations(booster: lgb.Booster) -> int:
-    # Booster.predict uses best_iteration when early stopping set one, else every iteration.
-    best = booster.best_iteration
-    return int(best) if best and best > 0 else booster.current_iteration()
 
 
 _CACHE: weakref.WeakKeyDictionary[lgb.Booster, tuple[tuple[int, int], TreeShapModel]]

@@ -13,22 +13,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from leadml._kernels import category_goes_left
+
 ROWS_PER_BLOCK = 64
-
-
-@njit(cache=True, nogil=True)
-def _category_goes_left(
-    x: float, cat_words: np.ndarray, cat_off: int, cat_n: int
-) -> bool:  # pragma: no cover - compiled
-    """LightGBM's categorical decision: is the integer part of ``x`` in the node's bit set."""
-    # NaN, negative codes (int cast below 0) and codes beyond int32 go right, as in LightGBM.
-    if np.isnan(x) or x <= -1.0 or x >= 2147483648.0:
-        return False
-    c = int(x)
-    w = c >> 5
-    if w >= cat_n:
-        return False
-    return ((cat_words[cat_off + w] >> np.uint32(c & 31)) & np.uint32(1)) != 0
 
 
 @njit(cache=True, nogil=True)
@@ -217,7 +204,7 @@ def shap_rows(
                 f = node_feature[g]
                 if node_is_cat[g]:
                     for r in range(bn):
-                        dec[k, r] = _category_goes_left(
+                        dec[k, r] = category_goes_left(
                             xt[f, r], cat_words, node_cat_off[g], node_cat_n[g]
                         )
                 else:

@@ -24,6 +24,7 @@ from leadml.data.features import FeatureSpec
 from leadml.funnel import TIERS
 from leadml.model.linear import LinearBase
 from leadml.model.matrix import prediction_matrix
+from leadml.model.trees import raw_margin
 
 if TYPE_CHECKING:  # LightGBM takes a second to import (scikit-learn, SciPy): not until used
     import lightgbm as lgb
@@ -108,7 +109,7 @@ class StageModel:
         """Raw log-odds: the booster's, plus the linear part's when there is one."""
         F = self.features(X)
         M = prediction_matrix(F, self.booster.pandas_categorical)  # not converted again inside
-        m = np.asarray(self.booster.predict(M, raw_score=True), dtype=float)
+        m = raw_margin(self.booster, M)  # LightGBM's predict, compiled (to the bit)
         return m if self.linear is None else m + self.linear.margin(F)
 
     def probability(self, X: pd.DataFrame) -> np.ndarray:
