@@ -404,3 +404,52 @@ def tree_margins(
                 g = left[g] if go_left else right[g]
             total += leaf_value[~g]
         out[r] = total
+
+
+@njit(cache=True, nogil=True)
+def linear_terms(
+    values: np.ndarray,
+    cols: np.ndarray,
+    is_cat: np.ndarray,
+    params: np.ndarray,
+    lookup: np.ndarray,
+    lookup_at: np.ndarray,
+    centre: np.ndarray,
+    mode: int,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """The linear base's terms (:class:`leadml.model.linear.LinearBase`), row by row: term
+    ``t[j]`` of feature ``j < len(centre)`` is input column ``k``'s where ``cols[k] == j``, else
+    0. Mode 0 writes ``out[i, j] = t[j]``; mode 1 ``t[j] - centre[j]``; mode 2 adds that.
+
+    A numeric input's ``params[k]`` are ``fill, lo, hi, center, scale, coef, missing_coef``:
+    ``coef * (clip(x or fill, lo, hi) - center) / scale + missing_coef * missing``, with
+    ``np.clip``'s own rule (``NaN`` propagates from the value or a bound). A categorical
+    input holds codes (-1 missing) into ``lookup[lookup_at[k]:lookup_at[k + 1]]``, whose last
+    entry is the missing coefficient.
+    """
+    m = centre.shape[0]
+    t = np.zeros(m)
+    for i in range(values.shape[0]):
+        for k in range(values.shape[1]):
+            x = values[i, k]
+            if is_cat[k]:
+                c = int(x)
+                t[cols[k]] = lookup[lookup_at[k] + c] if c >= 0 else lookup[lookup_at[k + 1] - 1]
+                continue
+            missing = np.isnan(x)
+            v = params[k, 0] if missing else x
+            lo, hi = params[k, 1], params[k, 2]
+            v = v if (np.isnan(v) or v >= lo) else lo  # as np.clip: ties (-0.0, 0.0) keep v
+            v = v if (np.isnan(v) or v <= hi) else hi
+            z = (v - params[k, 3]) / params[k, 4]
+            t[cols[k]] = params[k, 5] * z + params[k, 6] * (1.0 if missing else 0.0)
+        if mode == 0:
+            for j in range(m):
+                out[i, j] = t[j]
+        elif mode == 1:
+            for j in range(m):
+                out[i, j] = t[j] - centre[j]
+        else:
+            for j in range(m):
+                out[i, j] += t[j] - centre[j]

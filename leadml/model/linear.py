@@ -45,6 +45,13 @@ CLIP_QUANTILES = (0.005, 0.995)
 _MISSING = "\x00missing"  # a level name no data can hold
 
 
+_NUMERIC_PARAMS = ("fill", "lo", "hi", "center", "scale", "coef", "missing_coef")
+
+
+def _numbers(col: pd.Series) -> np.ndarray:
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
 def _levels(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, level names) of a column: -1 = missing; categorical dtypes use their codes."""
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -70,26 +77,62 @@ class LinearBase:
     # ---------------------------------------------------------------------------- applying
 
     def _term(self, name: str, col: pd.Series) -> np.ndarray:
+        """One feature's term, in numpy: what :func:`leadml._kernels.linear_terms` computes
+        (kept as the reference its tests compare with)."""
         if name in self.numeric:
             q = self.numeric[name]
-            x = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+            x = _numbers(col)
             miss = np.isnan(x)
             z = (np.clip(np.where(miss, q["fill"], x), q["lo"], q["hi"]) - q["center"]) / q["scale"]
             return q["coef"] * z + q["missing_coef"] * miss
+        codes, lookup = self._lookup(name, col)
+        return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
+
+    def _lookup(self, name: str, col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """A categorical feature's codes (-1 missing) and its coefficient per code, the
+        missing coefficient last."""
         c = self.categorical[name]
         codes, names = _levels(col)
         lookup = np.array(
             [c["levels"].get(str(n), c["other"]) for n in names] + [c["missing"]], dtype="float64"
         )
-        return lookup[np.where(codes < 0, len(names), codes)]
+        return codes, lookup
 
     def terms(self, X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
         """Each feature's term, shape ``(rows, len(names))`` (zero for features without one)."""
-        out = np.zeros((len(X), len(names)))
-        for j, n in enumerate(names):
-            if n in self.numeric or n in self.categorical:
-                out[:, j] = self._term(n, X[n])
+        out = np.empty((len(X), len(names)))
+        self._apply(X, names, np.zeros(len(names)), 0, out)
         return out
+
+    def _apply(
+        self, X: pd.DataFrame, names: Sequence[str], centre: np.ndarray, mode: int, out: np.ndarray
+    ) -> None:
+        """:func:`leadml._kernels.linear_terms` over ``X``: one compiled pass writes the rows in
+        place (a column at a time over a row-major array would touch every row once per
+        feature), with :meth:`_term`'s values to the bit."""
+        from leadml._kernels import linear_terms
+
+        used = [j for j, n in enumerate(names) if n in self.numeric or n in self.categorical]
+        values = np.empty((len(X), len(used)), order="F")  # each column written whole
+        params = np.zeros((len(used), 7))
+        is_cat = np.zeros(len(used), dtype=np.uint8)
+        lookups: list[np.ndarray] = [np.zeros(0)]
+        lookup_at = np.zeros(len(used) + 1, dtype=np.int64)
+        for k, j in enumerate(used):
+            name = names[j]
+            lookup_at[k + 1] = lookup_at[k]
+            if name in self.numeric:
+                values[:, k] = _numbers(X[name])
+                params[k] = [self.numeric[name][p] for p in _NUMERIC_PARAMS]
+                continue
+            codes, lookup = self._lookup(name, X[name])
+            values[:, k] = codes
+            is_cat[k] = 1
+            lookups.append(lookup)
+            lookup_at[k + 1] += len(lookup)
+        cols = np.array(used, dtype=np.int64)
+        table = np.concatenate(lookups)
+        linear_terms(values, cols, is_cat, params, table, lookup_at, centre, mode, out)
 
     def margin(self, X: pd.DataFrame) -> np.ndarray:
         """The linear log-odds of every row."""
@@ -105,15 +148,14 @@ class LinearBase:
         """Exact Shapley values, laid out like TreeSHAP: ``(rows, len(names) + 1)``, the last
         column the expected value; each row sums to :meth:`margin`. ``add_to``: an array of
         that shape the values are added to, in place (the trees' own), and returned."""
-        t = self.terms(X, names)
         centre = np.array([self.expected.get(n, 0.0) for n in names])
         expected = self.intercept + float(np.sum([self.expected[k] for k in sorted(self.expected)]))
         if add_to is not None:
-            add_to[:, :-1] += t - centre
+            self._apply(X, names, centre, 2, add_to)  # add_to[:, :-1] += terms - centre
             add_to[:, -1] += expected
             return add_to
         out = np.empty((len(X), len(names) + 1))
-        out[:, :-1] = t - centre
+        self._apply(X, names, centre, 1, out)  # out[:, :-1] = terms - centre
         out[:, -1] = expected
         return out
 
