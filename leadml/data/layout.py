@@ -102,13 +102,15 @@ def _shares(
 ) -> dict[str, Any]:
     c = data.columns
     leads = data.leads
-    if as_of is not None:
-        leads = leads.loc[leads[c.created_at] < as_of]
+    # Only the fit columns are taken: a copy of the whole table would copy its text (names,
+    # e-mails) for nothing, at a million leads a few tenths of a second per model.
+    keep = None if as_of is None else (leads[c.created_at] < as_of).to_numpy()
+    n = len(leads) if keep is None else int(keep.sum())
     columns: dict[str, dict[str, float]] = {}
     for col in spec.fit_columns:
-        if col not in leads.columns or len(leads) == 0:
+        if col not in leads.columns or n == 0:
             continue
-        s = leads[col]
+        s = leads[col] if keep is None else leads[col][keep]
         entry = {"missing": float(s.isna().mean())}
         levels = spec.levels.get(col)
         if levels is not None:
