@@ -54,6 +54,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -491,28 +492,26 @@ def _check_layout(
 def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.DataFrame:
     c = data.columns
     ids = head["lead_id"].to_numpy()
-    lead_pos = pd.Index(data.leads[c.lead_id]).get_indexer(ids)
-    out = head.copy(deep=False)  # columns are added, none changed
-    for col in DISPLAY_COLUMNS:
-        if col in data.leads.columns and col not in (c.lead_id, c.created_at):
-            # Taken, then turned into text: only the scored leads, and no Python string per
-            # value (the columns stay Arrow-backed where pandas is).
-            values = data.leads[col]
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                text = _category_text(values.cat.codes.to_numpy()[lead_pos], values.dtype)
-            else:
-                text = values.take(lead_pos).astype("string").astype(_TEXT)
-            out[col] = text.set_axis(out.index)
-    # The latest event per lead before as_of; among simultaneous ones the first in the table.
-    # (numba compiles or loads its kernels on import: not before the data is read.)
-    from leadml._kernels import latest_before
-
-    ev = data.events
-    starts, run_pos = lead_runs(pd.Index(ids), ev[c.lead_id])
-    when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
-    limit = int(as_of.as_unit("ns").value)
-    best = latest_before(starts, run_pos, when.view(np.int64), limit, len(ids))
+    # Each lead's latest event is looked up in a thread (numpy and numba, without the GIL)
+    # while the display columns are taken here (Arrow, without the GIL either).
+    with ThreadPoolExecutor(1, thread_name_prefix="leadml-display") as pool:
+        latest = pool.submit(_latest_events, data, ids, as_of)
+        lead_pos = pd.Index(data.leads[c.lead_id]).get_indexer(ids)
+        out = head.copy(deep=False)  # columns are added, none changed
+        for col in DISPLAY_COLUMNS:
+            if col in data.leads.columns and col not in (c.lead_id, c.created_at):
+                # Taken, then turned into text: only the scored leads, and no Python string per
+                # value (the columns stay Arrow-backed where pandas is).
+                values = data.leads[col]
+                if isinstance(values.dtype, pd.CategoricalDtype):
+                    text = _category_text(values.cat.codes.to_numpy()[lead_pos], values.dtype)
+                else:
+                    text = values.take(lead_pos).astype("string").astype(_TEXT)
+                out[col] = text.set_axis(out.index)
+        best = latest.result()
     found = best >= 0
+    ev = data.events
+    when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]")
     t = np.full(len(ids), np.datetime64("NaT"), dtype="datetime64[ns]")
     t[found] = when[best[found]]
     out["last_activity_at"] = t
@@ -527,6 +526,19 @@ def _add_display(head: pd.DataFrame, data: CRMData, as_of: pd.Timestamp) -> pd.D
         kind[found] = types.iloc[best[found]].astype(str).to_numpy(dtype=object)
         out["last_activity_type"] = pd.array(kind, dtype="string")
     return out
+
+
+def _latest_events(data: CRMData, ids: np.ndarray, as_of: pd.Timestamp) -> np.ndarray:
+    """The row of each lead's latest event before ``as_of`` (among simultaneous ones the
+    first in the table), -1 for none."""
+    from leadml._kernels import latest_before
+
+    c = data.columns
+    ev = data.events
+    starts, run_pos = lead_runs(pd.Index(ids), ev[c.lead_id])
+    when = ev[c.occurred_at].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    limit = int(as_of.as_unit("ns").value)
+    return np.asarray(latest_before(starts, run_pos, when, limit, len(ids)))
 
 
 #: The display columns' dtype: what pandas makes of a column of text (``str`` from pandas 3).
