@@ -37,28 +37,6 @@ def test_equals_lightgbm_to_the_bit(data, rounds) -> None:
     np.testing.assert_array_equal(raw_margin(booster, M), compiled)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    seed=st.integers(0, 2**31 - 1),
-    weird=st.lists(
-        st.sampled_from([np.nan, -0.5, -1.0, -7.0, 0.0, 0.9, 2.7, 31.0, 32.0, 95.0, 3e9, 1e300]),
-        min_size=1,
-        max_size=12,
-    ),
-)
-def test_categorical_codes_route_like_lightgbm(seed, weird) -> None:
-    """Codes as numbers: NaN, negative, fractional and huge codes, beyond the bit set."""
-    rng = np.random.default_rng(seed)
-    n = 300
-    X = np.column_stack([rng.integers(0, 70, n).astype(float), rng.normal(size=n)])
-    y = ((X[:, 0] % 4 == 1) ^ (X[:, 1] > 0.5)).astype(int)
-    booster = _train(X, y, 4, categorical=[0], num_leaves=6, min_data_in_leaf=3)
-    M = X[: len(weird)].copy()
-    M[:, 0] = weird
-    M = prediction_matrix(M, None)
-    np.testing.assert_array_equal(raw_margin(booster, M), _lightgbm(booster, M))
-
-
 def test_uses_best_iteration_and_follows_a_booster_that_grows() -> None:
     rng = np.random.default_rng(3)
     X = rng.normal(size=(600, 4))

@@ -187,7 +187,10 @@ def test_matches_shap_tree_explainer(data, rounds) -> None:
 )
 def test_numpy_categorical_codes_route_like_lightgbm(seed, weird) -> None:
     """Categorical columns given as numbers (numpy input): NaN, negative, fractional and huge
-    codes, and codes beyond the split's bit set."""
+    codes, and codes beyond the split's bit set; the compiled margin
+    (:mod:`leadml.model.trees`) routes them as LightGBM does too, to the bit."""
+    from leadml.model.trees import raw_margin
+
     rng = np.random.default_rng(seed)
     n = 300
     X = np.column_stack([rng.integers(0, 70, n).astype(float), rng.normal(size=n)])
@@ -196,6 +199,8 @@ def test_numpy_categorical_codes_route_like_lightgbm(seed, weird) -> None:
     Xe = X[: len(weird)].copy()
     Xe[:, 0] = weird
     _check(booster, Xe, explain_margin(booster, Xe))
+    M = prediction_matrix(Xe, None)
+    np.testing.assert_array_equal(raw_margin(booster, M), booster.predict(M, raw_score=True))
 
 
 def _medium_model(n: int = 1500, rounds: int = 30) -> tuple[lgb.Booster, pd.DataFrame]:
