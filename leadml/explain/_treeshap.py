@@ -63,6 +63,7 @@ from leadml.model.trees import (
     category_words,
     n_iterations,
     node_decision,
+    per_booster,
 )
 
 __all__ = [
@@ -725,10 +726,5 @@ def explain_margin(
 
 
 def _cached_model(booster: lgb.Booster) -> TreeShapModel:
-    key = (booster.current_iteration(), int(booster.best_iteration or 0))
-    hit = _CACHE.get(booster)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    model = TreeShapModel.from_booster(booster)
-    _CACHE[booster] = (key, model)
+    model: TreeShapModel = per_booster(_CACHE, booster, TreeShapModel.from_booster)
     return model

@@ -76,18 +76,6 @@ class LinearBase:
 
     # ---------------------------------------------------------------------------- applying
 
-    def _term(self, name: str, col: pd.Series) -> np.ndarray:
-        """One feature's term, in numpy: what :func:`leadml._kernels.linear_terms` computes
-        (kept as the reference its tests compare with)."""
-        if name in self.numeric:
-            q = self.numeric[name]
-            x = _numbers(col)
-            miss = np.isnan(x)
-            z = (np.clip(np.where(miss, q["fill"], x), q["lo"], q["hi"]) - q["center"]) / q["scale"]
-            return q["coef"] * z + q["missing_coef"] * miss
-        codes, lookup = self._lookup(name, col)
-        return lookup[np.where(codes < 0, len(lookup) - 1, codes)]
-
     def _lookup(self, name: str, col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """A categorical feature's codes (-1 missing) and its coefficient per code, the
         missing coefficient last."""
@@ -109,7 +97,7 @@ class LinearBase:
     ) -> None:
         """:func:`leadml._kernels.linear_terms` over ``X``: one compiled pass writes the rows in
         place (a column at a time over a row-major array would touch every row once per
-        feature), with :meth:`_term`'s values to the bit."""
+        feature); the values are the numpy formula's to the bit (see the kernel)."""
         from leadml._kernels import linear_terms
 
         used = [j for j, n in enumerate(names) if n in self.numeric or n in self.categorical]

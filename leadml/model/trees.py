@@ -24,7 +24,14 @@ import numpy as np
 if TYPE_CHECKING:
     import lightgbm as lgb
 
-__all__ = ["CompiledTrees", "UnsupportedTrees", "n_iterations", "node_decision", "raw_margin"]
+__all__ = [
+    "CompiledTrees",
+    "UnsupportedTrees",
+    "n_iterations",
+    "node_decision",
+    "per_booster",
+    "raw_margin",
+]
 
 
 class UnsupportedTrees(ValueError):
@@ -185,23 +192,34 @@ class CompiledTrees:
         return out
 
 
+def per_booster(
+    cache: weakref.WeakKeyDictionary[Any, Any], booster: lgb.Booster, build: Any
+) -> Any:
+    """``build(booster)``, kept in ``cache`` (``booster -> (key, value)``) for as long as the
+    booster lives, and built again when it gains iterations or its best iteration changes."""
+    key = (booster.current_iteration(), int(booster.best_iteration or 0))
+    hit = cache.get(booster)
+    if hit is None or hit[0] != key:
+        hit = cache[booster] = (key, build(booster))
+    return hit[1]
+
+
 _CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[int, int], CompiledTrees | None]]
 _CACHE = weakref.WeakKeyDictionary()
+
+
+def _compiled(booster: lgb.Booster) -> CompiledTrees | None:
+    try:
+        return CompiledTrees.from_booster(booster)
+    except UnsupportedTrees:
+        return None
 
 
 def raw_margin(booster: lgb.Booster, M: np.ndarray) -> np.ndarray:
     """``booster.predict(M, raw_score=True)`` for a prediction matrix ``M``: compiled (cached
     for as long as the booster lives) where the model allows it, else LightGBM's own, which
     also reports a matrix of the wrong shape."""
-    key = (booster.current_iteration(), int(booster.best_iteration or 0))
-    hit = _CACHE.get(booster)
-    if hit is None or hit[0] != key:
-        try:
-            compiled: CompiledTrees | None = CompiledTrees.from_booster(booster)
-        except UnsupportedTrees:
-            compiled = None
-        _CACHE[booster] = hit = (key, compiled)
-    trees = hit[1]
+    trees: CompiledTrees | None = per_booster(_CACHE, booster, _compiled)
     fits = M.ndim == 2 and M.dtype == np.float64 and M.flags.c_contiguous
     if trees is None or not fits or M.shape[1] != trees.n_features or not len(M):
         return np.asarray(booster.predict(M, raw_score=True), dtype=float)
