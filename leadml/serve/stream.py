@@ -6,26 +6,30 @@
 1. Before any events are read: the models, the data's start and freshness, and the leads
    table's layout are checked on the whole CRM, as :func:`leadml.serve.scoring.score_to_file`
    checks them.
-2. For each range of ``N`` leads: its events are read and validated, then features,
-   probabilities and reasons are computed exactly as for the whole CRM (every feature of a lead
-   reads only that lead's rows), and its explained rows are spilled, in call order, to a
-   temporary directory beside the output. The events' layout counts, the skipped counts and the
-   drift profile's bin counts are summed over ranges.
+2. For each range of ``N`` leads: its events are read and validated, then features and
+   probabilities are computed exactly as for the whole CRM (every feature of a lead reads only
+   that lead's rows). Its rows (probabilities, score, display columns) and each row's model
+   features are spilled, in call order, to a temporary directory beside the output. The
+   events' layout counts, the skipped counts and the drift profile's bin counts are summed
+   over ranges.
 3. Once every range is done: the events' layout is checked on the sums (a refused layout
    writes nothing), then the ranges are merged on (score descending, lead_id) into the output,
-   ``scoring.chunk_size`` rows (one Parquet row group) at a time.
+   ``scoring.chunk_size`` rows (one Parquet row group) at a time. Each merged chunk is
+   explained as the one-shot run explains the same chunk, while the previous one is written
+   (the file's encoding hides behind the explaining, as it does one shot).
 
 The output is byte for byte the file the one-shot run writes (tested at several range sizes,
 with a lead's events spread over several files); memory holds one range's events and features,
-plus a few numbers per lead of the whole CRM for the merge. The spill is about the size of the
-uncompressed output and is removed when the run ends, whether it succeeded or not.
+plus a few numbers per lead of the whole CRM for the merge. The spill holds every scored lead's
+model features and output columns but its reasons (about 0.5 KB per lead with sixty features),
+and is removed when the run ends, whether it succeeded or not.
 
 Workers
     With ``scoring.workers`` above 1 (``--workers``), step 2 runs in that many worker processes
     at once (fresh interpreters; each gets its share of the cores for LightGBM and TreeSHAP),
     one range each at a time; without ``partition_leads`` the leads are split evenly among
-    them. Memory is then one range per worker. The file is the same. With workers, ``-v``
-    shows their time as one ``ranges`` stage.
+    them. Memory is then one range per worker. The explaining stays in this process (step 3).
+    The file is the same. With workers, ``-v`` shows their time as one ``ranges`` stage.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -55,10 +60,12 @@ from leadml.serve.scoring import (
     _check_fresh,
     _check_layout,
     _check_models,
+    _explain_rows,
     _file_writer,
     _given,
     _prepare,
     _score_into,
+    _with_reasons,
     check_start,
     run_info,
 )
@@ -110,17 +117,38 @@ class _Spill:
             self._in = None
 
 
+def _gather(spills: list[_Spill], src: np.ndarray) -> pd.DataFrame:
+    """The next rows of ``spills`` in merged order: row ``i`` is the next unread row of
+    ``spills[src[i]]`` (each spill's rows are read in order)."""
+    counts = np.bincount(src, minlength=len(spills))
+    used = np.flatnonzero(counts)
+    pieces = [spills[b].take(int(counts[b])) for b in used]
+    if len(pieces) == 1:
+        return pieces[0]
+    cat = pd.concat(pieces, ignore_index=True)
+    start = np.zeros(len(spills), dtype=np.int64)
+    start[used] = np.cumsum(counts[used]) - counts[used]
+    # A row's place in ``cat``: its spill's first row there + its rank in its spill.
+    rank = np.empty(len(src), dtype=np.int64)
+    for b in used:
+        at = np.flatnonzero(src == b)
+        rank[at] = start[b] + np.arange(len(at))
+    return cat.take(rank)
+
+
 class Streamed:
-    """A run scored one range of leads at a time, ready to be written (module docs): the
-    attributes a :class:`leadml.serve.scoring._Job` has, with the rows in spill files."""
+    """A run scored one range of leads at a time, ready to be explained and written (module
+    docs): the attributes a :class:`leadml.serve.scoring._Job` has, with the rows in spill
+    files."""
 
     def __init__(
         self,
         as_of: pd.Timestamp,
         models: dict[str, StageModel],
         columns: pd.DataFrame,
-        spills: list[_Spill],
+        spills: list[_RangeSpill],
         heads: list[pd.DataFrame],
+        next_t: list[np.ndarray],
         skipped: dict[str, int],
         features: dict[str, dict[str, Any]],
         config: LeadMLConfig,
@@ -135,6 +163,7 @@ class Streamed:
         self.head = whole.iloc[order].reset_index(drop=True)
         part = np.repeat(np.arange(len(heads), dtype=np.int32), [len(h) for h in heads])
         self._part = part[order]
+        self._next_t = np.concatenate(next_t)[order] if next_t else np.array([], dtype=object)
         self._features = features
         self.attrs = scores_attrs(
             models, as_of, skipped=skipped, row_group_size=config.scoring.chunk_size
@@ -171,32 +200,73 @@ class Streamed:
         engine: str | None = None,
         progress: bool | None = None,
         *,
-        arrow: bool = True,
+        arrow: bool = False,
     ) -> Iterator[pd.DataFrame]:
         """The output in final order, ``scoring.chunk_size`` rows at a time: the ranges'
-        spilled rows merged (already explained; the arguments are the one-shot job's)."""
+        spilled rows merged, then explained as :meth:`leadml.serve.scoring._Job.chunks`
+        explains the same rows (the arguments are its)."""
+        from tqdm.auto import tqdm
+
         size = config.scoring.chunk_size
         n = len(self.head)
         if n == 0:
             yield self._columns.copy()
             return
-        for s in range(0, n, size):
-            src = self._part[s : s + size]
-            counts = np.bincount(src, minlength=len(self._spills))
-            used = np.flatnonzero(counts)
-            with timed("merge"):
-                pieces = [self._spills[b].take(int(counts[b])) for b in used]
-                cat = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-                start = np.zeros(len(self._spills), dtype=np.int64)
-                start[used] = np.cumsum(counts[used]) - counts[used]
-                # A row's place in ``cat``: its range's first row there + its rank in its range.
-                rank = np.empty(len(src), dtype=np.int64)
-                for b in used:
-                    at = np.flatnonzero(src == b)
-                    rank[at] = start[b] + np.arange(len(at))
-                chunk = cat.take(rank)
-                chunk.index = pd.RangeIndex(s, s + len(chunk))
-            yield chunk
+        show = sys.stderr.isatty() if progress is None else progress
+        eng = engine or config.explain.engine
+        with tqdm(total=n, disable=not show, desc="scoring", unit="lead", leave=False) as bar:
+            for s in range(0, n, size):
+                src = self._part[s : s + size]
+                next_t = self._next_t[s : s + size]
+                with timed("merge"):
+                    head = _gather([sp.head for sp in self._spills], src)
+                    head.index = pd.RangeIndex(s, s + len(head))
+                    # Each model's rows, in this chunk's order: row i of ``frames[t]`` is the
+                    # chunk's i-th row that ``t`` explains.
+                    frames: dict[str, pd.DataFrame] = {}
+                    pos = np.zeros(len(src), dtype=np.int64)
+                    for t in self.models:
+                        at = np.flatnonzero(next_t == t)
+                        if len(at) and self._spills[0].features:
+                            frames[t] = _gather([sp.features[t] for sp in self._spills], src[at])
+                            pos[at] = np.arange(len(at))
+                why = _explain_rows(frames, self.models, pos, next_t, config, eng)
+                yield _with_reasons(head, why, arrow=arrow)
+                bar.update(len(head))
+
+
+class _RangeSpill:
+    """One range's spill: its output rows but the reasons, and per model the features of
+    the rows it explains; each in call order, ``scoring.chunk_size`` rows at a time."""
+
+    def __init__(self, base: Path, models: Mapping[str, Any], *, explained: bool, write: bool):
+        self.base = base
+        self.head = _Spill(base.with_name(base.name + "-head.pickle"), write=write)
+        self.features = (
+            {t: _Spill(base.with_name(f"{base.name}-{t}.pickle"), write=write) for t in models}
+            if explained
+            else {}
+        )
+
+    def write(self, job: Any, config: LeadMLConfig) -> None:
+        size = config.scoring.chunk_size
+        X = {t: m.features(job.frames[t]) for t, m in job.models.items()}
+        for s in range(0, len(job.head), size):
+            self.head.write(job.head.iloc[s : s + size])
+            next_t, pos = job.next_t[s : s + size], job.pos[s : s + size]
+            for t, out in self.features.items():
+                at = np.flatnonzero(next_t == t)
+                if len(at):
+                    out.write(X[t].iloc[pos[at]])
+        self.done()
+
+    def done(self) -> None:
+        for sp in (self.head, *self.features.values()):
+            sp.done()
+
+    def close(self) -> None:
+        for sp in (self.head, *self.features.values()):
+            sp.close()
 
 
 @dataclass
@@ -207,9 +277,15 @@ class _Scored:
     counted: EventCounts
     skipped: dict[str, int]
     head: pd.DataFrame | None
+    next_t: np.ndarray | None
     columns: pd.DataFrame | None
     features: dict[str, dict[str, Any]]
     spill: Path
+
+
+def _explains(config: LeadMLConfig) -> bool:
+    """Whether the run explains its scores (the spill then keeps the models' features)."""
+    return bool(config.explain.n_positive or config.explain.n_negative)
 
 
 def _score_range(
@@ -217,17 +293,15 @@ def _score_range(
     ts: pd.Timestamp,
     models: dict[str, StageModel],
     config: LeadMLConfig,
-    engine: str | None,
-    progress: bool | None,
     spill: Path,
     profile: bool,
 ) -> _Scored:
-    """Read, validate, score and explain one range; its explained rows, in call order, go to
-    ``spill`` (pickled chunks)."""
+    """Read, validate and score one range; its rows and their model features, in call order,
+    go to the spill files named after ``spill`` (pickled chunks)."""
     try:
         part = r.load()
     except DataContractError as e:
-        return _Scored(e.problems, EventCounts(0, {}), {}, None, None, {}, spill)
+        return _Scored(e.problems, EventCounts(0, {}), {}, None, None, None, {}, spill)
     with timed("layout"):
         counted = EventCounts.of(part, ts)
     job = _prepare(part, ts, models, config, checked=True)
@@ -238,13 +312,17 @@ def _score_range(
     if features:
         with timed("profile"):  # the drift profile's feature bins, summed over ranges
             _add_features(features, job)
-    out = _Spill(spill)
-    for chunk in job.chunks(config, engine or config.explain.engine, progress, arrow=True):
-        with timed("spill"):
-            out.write(chunk)
-    out.done()
+    with timed("spill"):
+        _RangeSpill(spill, models, explained=_explains(config), write=True).write(job, config)
     return _Scored(
-        [], counted, dict(job.skipped), job.head[list(_KEPT)], job.columns(), features, spill
+        [],
+        counted,
+        dict(job.skipped),
+        job.head[list(_KEPT)],
+        job.next_t,
+        job.columns(),
+        features,
+        spill,
     )
 
 
@@ -262,9 +340,7 @@ def _worker_start(threads: int, blob: bytes) -> None:
 
 def _worker_range(r: LeadRange, spill: Path) -> _Scored:
     w = _WORKER
-    return _score_range(
-        r, w["ts"], w["models"], w["config"], w["engine"], False, spill, w["profile"]
-    )
+    return _score_range(r, w["ts"], w["models"], w["config"], spill, w["profile"])
 
 
 def _scored(
@@ -272,8 +348,6 @@ def _scored(
     ts: pd.Timestamp,
     models: dict[str, StageModel],
     config: LeadMLConfig,
-    engine: str | None,
-    progress: bool | None,
     tmp: Path,
     profile: bool,
 ) -> Iterator[_Scored]:
@@ -281,7 +355,7 @@ def _scored(
     (fresh interpreters, each with its share of the cores) when more than one. After a range
     with problems, later ranges are only checked."""
     workers = min(config.scoring.workers, len(ranges))
-    spills = [tmp / f"range-{r.index:05d}.pickle" for r in ranges]
+    spills = [tmp / f"range-{r.index:05d}" for r in ranges]
     if workers <= 1:
         failed = False
         for r, spill in zip(ranges, spills, strict=True):
@@ -289,9 +363,9 @@ def _scored(
                 try:
                     r.load()
                 except DataContractError as e:
-                    yield _Scored(e.problems, EventCounts(0, {}), {}, None, None, {}, spill)
+                    yield _Scored(e.problems, EventCounts(0, {}), {}, None, None, None, {}, spill)
                 continue
-            done = _score_range(r, ts, models, config, engine, progress, spill, profile)
+            done = _score_range(r, ts, models, config, spill, profile)
             failed = bool(done.problems)
             yield done
         return
@@ -299,10 +373,7 @@ def _scored(
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    cfg = config.with_overrides({"explain": {"n_threads": threads}})
-    blob = pickle.dumps(
-        {"ts": ts, "models": models, "config": cfg, "engine": engine, "profile": profile}
-    )
+    blob = pickle.dumps({"ts": ts, "models": models, "config": config, "profile": profile})
     with (
         timed("ranges"),
         ProcessPoolExecutor(
@@ -322,15 +393,14 @@ def prepare_ranges(
     models: Mapping[str, StageModel] | None,
     config: LeadMLConfig,
     *,
-    engine: str | None = None,
-    progress: bool | None = None,
     spill_dir: str | Path | None = None,
     profile: bool = False,
 ) -> Iterator[Streamed]:
     """Score ``ranges`` range by range into a spill directory (in ``spill_dir``, default the
-    system's temporary directory) and give the run, ready to write; the spill is removed when
-    the block ends. ``profile``: also sum the drift profile a score history keeps. Once the
-    leads' layout is checked, ``ranges`` keeps only the leads columns scoring reads."""
+    system's temporary directory) and give the run, ready to explain and write
+    (:meth:`Streamed.chunks`); the spill is removed when the block ends. ``profile``: also
+    sum the drift profile a score history keeps. Once the leads' layout is checked,
+    ``ranges`` keeps only the leads columns scoring reads."""
     ts = to_as_of(as_of)
     ms = _check_models(_given(models))
     whole = ranges.whole
@@ -343,15 +413,16 @@ def prepare_ranges(
     ranges.keep_only([c.lead_id, c.created_at, *fit, *DISPLAY_COLUMNS])
     whole = ranges.whole
     tmp = Path(tempfile.mkdtemp(prefix=".leadml-spill-", dir=spill_dir))
-    spills: list[_Spill] = []
+    spills: list[_RangeSpill] = []
     try:
         heads: list[pd.DataFrame] = []
+        next_t: list[np.ndarray] = []
         skipped: dict[str, int] = {}
         counted = EventCounts(0, {})
         problems: list[Problem] = []
         features: dict[str, dict[str, Any]] = {}
         columns = None
-        for done in _scored(ranges.ranges(), ts, ms, config, engine, progress, tmp, profile):
+        for done in _scored(ranges.ranges(), ts, ms, config, tmp, profile):
             problems += done.problems
             if problems:
                 continue
@@ -360,17 +431,18 @@ def prepare_ranges(
                 skipped[k] = skipped.get(k, 0) + v
             _sum_features(features, done.features)
             columns = done.columns if columns is None else columns
-            assert done.head is not None
+            assert done.head is not None and done.next_t is not None
             heads.append(done.head)
-            spills.append(_Spill(done.spill, write=False))
+            next_t.append(done.next_t)
+            spills.append(_RangeSpill(done.spill, ms, explained=_explains(config), write=False))
         if problems:
             raise DataContractError(problems)
         with timed("layout"):
             _check_layout(whole, ts, ms, config, events=counted, tables=("events",))
         assert columns is not None
         with timed("merge"):
-            run = Streamed(ts, ms, columns, spills, heads, skipped, features, config)
-        del heads
+            run = Streamed(ts, ms, columns, spills, heads, next_t, skipped, features, config)
+        del heads, next_t
         yield run
     finally:
         for sp in spills:
@@ -415,8 +487,6 @@ def stream_to_file(
         as_of,
         models,
         config,
-        engine=engine,
-        progress=progress,
         spill_dir=path.parent,
         profile=history is not None,
     ) as run:
