@@ -21,8 +21,8 @@
 The output is byte for byte the file the one-shot run writes (tested at several range sizes,
 with a lead's events spread over several files); memory holds one range's events and features,
 plus a few numbers per lead of the whole CRM for the merge. The spill holds every scored lead's
-model features and output columns but its reasons (about 0.5 KB per lead with sixty features),
-and is removed when the run ends, whether it succeeded or not.
+model features (8 bytes each) and its output columns but the reasons, column by column (0.55 KB
+per lead with 47 features), and is removed when the run ends, whether it succeeded or not.
 
 Workers
     With ``scoring.workers`` above 1 (``--workers``), step 2 runs in that many worker processes
@@ -51,6 +51,7 @@ import pandas as pd
 from leadml._timing import stage as timed
 from leadml.config import LeadMLConfig
 from leadml.data.contracts import DataContractError, Problem
+from leadml.data.features import _MAX_BLOCKS
 from leadml.data.layout import EventCounts
 from leadml.data.partitions import LeadRange, LeadRanges
 from leadml.funnel import to_as_of
@@ -76,39 +77,65 @@ __all__ = ["Streamed", "stream_to_file"]
 _KEPT = ("lead_id", "stage", "score", "tier", "p_prospect", "p_opportunity")
 
 
+#: One column's values as spilled: a numpy array, a category column's codes, or an extension
+#: array (Arrow-backed text, zoned times).
+Values = Any
+
+
+def _values(col: pd.Series) -> Values:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return col.array.codes
+    return col.to_numpy() if isinstance(col.dtype, np.dtype) else col.array
+
+
+def _join(parts: list[Values]) -> Values:
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return type(parts[0])._concat_same_type(parts)
+
+
 class _Spill:
-    """One range's explained rows, pickled chunk after chunk; read back in order."""
+    """One range's rows, chunk after chunk, pickled as their columns' arrays (the first record
+    is the frame's columns and dtypes, without rows); read back in order, rows as taken."""
 
     def __init__(self, path: Path, *, write: bool = True):
         self.path = path
         self._out: BinaryIO | None = path.open("wb") if write else None
         self._in: BinaryIO | None = None
-        self._buf: pd.DataFrame | None = None
+        self.empty: pd.DataFrame | None = None  # the columns and their dtypes
+        self._buf: list[Values] = []
         self._at = 0
 
     def write(self, chunk: pd.DataFrame) -> None:
         assert self._out is not None
-        pickle.dump(chunk, self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.empty is None:
+            self.empty = chunk.iloc[:0]
+            pickle.dump(self.empty, self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        values = [_values(chunk.iloc[:, j]) for j in range(chunk.shape[1])]
+        pickle.dump(values, self._out, protocol=pickle.HIGHEST_PROTOCOL)
 
     def done(self) -> None:
         if self._out is not None:
             self._out.close()
             self._out = None
 
-    def take(self, n: int) -> pd.DataFrame:
-        """The next ``n`` rows."""
+    def take(self, n: int) -> list[Values]:
+        """The next ``n`` rows, column by column."""
         if self._in is None:
             self._in = self.path.open("rb")
-        pieces = []
+            self.empty = pickle.load(self._in)
+        pieces: list[list[Values]] = []
         while n > 0:
-            if self._buf is None or self._at == len(self._buf):
+            if not self._buf or self._at == len(self._buf[0]):
                 self._buf, self._at = pickle.load(self._in), 0
                 continue
-            k = min(n, len(self._buf) - self._at)
-            pieces.append(self._buf.iloc[self._at : self._at + k])
+            k = min(n, len(self._buf[0]) - self._at)
+            pieces.append([v[self._at : self._at + k] for v in self._buf])
             self._at += k
             n -= k
-        return pieces[0] if len(pieces) == 1 else pd.concat(pieces)
+        return [_join(list(col)) for col in zip(*pieces, strict=True)]
 
     def close(self) -> None:
         self.done()
@@ -122,18 +149,33 @@ def _gather(spills: list[_Spill], src: np.ndarray) -> pd.DataFrame:
     ``spills[src[i]]`` (each spill's rows are read in order)."""
     counts = np.bincount(src, minlength=len(spills))
     used = np.flatnonzero(counts)
-    pieces = [spills[b].take(int(counts[b])) for b in used]
-    if len(pieces) == 1:
-        return pieces[0]
-    cat = pd.concat(pieces, ignore_index=True)
-    start = np.zeros(len(spills), dtype=np.int64)
-    start[used] = np.cumsum(counts[used]) - counts[used]
-    # A row's place in ``cat``: its spill's first row there + its rank in its spill.
-    rank = np.empty(len(src), dtype=np.int64)
-    for b in used:
-        at = np.flatnonzero(src == b)
-        rank[at] = start[b] + np.arange(len(at))
-    return cat.take(rank)
+    taken = [spills[b].take(int(counts[b])) for b in used]
+    empty = spills[used[0]].empty
+    assert empty is not None
+    rows = [np.flatnonzero(src == b) for b in used] if len(used) > 1 else []
+    rank = None
+    columns: dict[Any, Any] = {}
+    for j, (name, dtype) in enumerate(empty.dtypes.items()):
+        parts = [t[j] for t in taken]
+        if len(parts) == 1:
+            values = parts[0]
+        elif isinstance(parts[0], np.ndarray):  # each spill's rows to their places
+            values = np.empty(len(src), dtype=parts[0].dtype)
+            for at, part in zip(rows, parts, strict=True):
+                values[at] = part
+        else:
+            if rank is None:  # a row's place in the parts joined: its part's first + its rank
+                rank = np.empty(len(src), dtype=np.int64)
+                first = 0
+                for at in rows:
+                    rank[at] = np.arange(first, first + len(at))
+                    first += len(at)
+            values = _join(parts).take(rank)
+        if isinstance(dtype, pd.CategoricalDtype):
+            values = pd.Categorical.from_codes(values, dtype=dtype, validate=False)
+        columns[name] = values
+    # Each column its own array, as in the frames spilled (a wide frame's are stacked).
+    return pd.DataFrame(columns, copy=False if len(columns) <= _MAX_BLOCKS else None)
 
 
 class Streamed:
