@@ -12,8 +12,10 @@
 3. Runs the nightly job, each in a fresh process: the ``--leads`` CRM in one shot (the
    baseline), then ``--partition-leads`` at a time, then in ranges half that size scored by
    ``--workers`` processes (both checked byte-identical with the baseline's file); then the big
-   CRM both ways. Prints seconds, leads per second, time per lead against the baseline, peak
-   memory (the sum over the process and its workers, sampled every 0.2 s) and each run's
+   CRM both ways. The baseline runs again after each run, and each run's time per lead is set
+   against the mean of the baseline runs just before and after it (this machine's speed drifts
+   by a third within minutes). Prints seconds, leads per second, time per lead against the
+   baseline, peak memory (the sum over the process and its workers, sampled every 0.2 s) and each run's
    breakdown (with workers, the parent's: their stages show as one ``ranges`` stage).
 """
 
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--big", type=int, default=5, help="The big CRM is this many times --leads.")
     ap.add_argument("--partition-leads", type=int, default=500_000)
     ap.add_argument("--workers", type=int, default=2, help="Worker processes of the last runs.")
-    ap.add_argument("--only", help="Comma-separated run numbers (1-4) beside the baseline (0).")
+    ap.add_argument("--only", help="Comma-separated run numbers (1-4) beside the baseline.")
     ap.add_argument("--workdir", type=Path, default=Path("data/interim/bench-scoring"))
     ap.add_argument("--step", nargs="+", help=argparse.SUPPRESS)  # internal: one child step
     a = ap.parse_args(argv)
@@ -196,26 +198,51 @@ def main(argv: list[str] | None = None) -> None:
             w,
         ),
     ]
-    only = {0, *(int(x) for x in a.only.split(","))} if a.only else set(range(len(runs)))
-    results = [
-        (label, _child([*common, "--step", "job", str(d), str(o), p, str(k)]))
-        for i, (label, d, o, p, k) in enumerate(runs)
-        if i in only
-    ]
+    only = {int(x) for x in a.only.split(",")} if a.only else set(range(1, len(runs)))
+    # The baseline runs before and after every other run: each run's time per lead is set
+    # against the mean of the two around it, so that a machine whose speed drifts during the
+    # benchmark (it does, by a third within minutes here) moves both sides alike.
+    order = [0]
+    for i in sorted(only - {0}):
+        order += [i, 0]
+    done: list[dict[str, Any]] = []
+    for i in order:
+        label, d, o, p, k = runs[i]
+        done.append(_child([*common, "--step", "job", str(d), str(o), p, str(k)]))
 
-    base = results[0][1]["seconds"] / results[0][1]["scored"]
+    def per(r: dict[str, Any]) -> float:
+        return r["seconds"] / r["scored"]
+
     print(
         f"(CRMs generated in {prep['seconds']:.0f} s, not counted; as_of {AS_OF}; each job in a "
-        "fresh process, reasons for every lead)\n"
+        "fresh process, reasons for every lead; the baseline runs before and after each run)\n"
     )
-    print("| run | leads scored | seconds | leads/s | time per lead vs baseline | peak RSS |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label, r in results:
-        per = r["seconds"] / r["scored"]
+    print(
+        "| run | leads scored | seconds | leads/s | baseline before, after | "
+        "time per lead vs baseline | peak RSS |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    results: list[tuple[str, dict[str, Any]]] = []
+    for j, i in enumerate(order):
+        r = done[j]
+        if i == 0:
+            continue
+        before, after = done[j - 1], done[j + 1]
+        ratio = per(r) / ((per(before) + per(after)) / 2)
+        label = runs[i][0]
+        results.append((label, r))
         print(
             f"| {label} | {r['scored']:,} | {r['seconds']:.1f} | {r['scored'] / r['seconds']:,.0f}"
-            f" | {per / base:.2f}x | {r['peak_rss_gb']:.2f} GB |"
+            f" | {before['seconds']:.1f}, {after['seconds']:.1f} s | {ratio:.2f}x "
+            f"| {r['peak_rss_gb']:.2f} GB |"
         )
+    bases = [done[j] for j, i in enumerate(order) if i == 0]
+    print(
+        f"\nthe baseline ({runs[0][0]}): "
+        + ", ".join(f"{r['seconds']:.1f}" for r in bases)
+        + f" s; peak RSS up to {max(r['peak_rss_gb'] for r in bases):.2f} GB"
+    )
+    results.insert(0, (runs[0][0], bases[0]))
     print(
         f"\n{n:,}-lead files vs one shot: range by range {_same(one, outs[0])}, with {w} "
         f"workers {_same(one, outs[1])}; the {n * a.big:,}-lead files, serial vs {w} "
