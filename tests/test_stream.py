@@ -337,3 +337,57 @@ def test_events_that_change_under_a_running_job_are_a_clear_error(
     with pytest.raises(DataContractError, match=r"could not read events for leads \d+ to \d+"):
         _run(data, out, bundles, 1500)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spilled_rows_come_back_in_merged_order_with_their_dtypes(tmp_path, seed) -> None:
+    """What the merge reads back from several ranges' spills is, row for row and dtype for
+    dtype, the rows it asked for: numbers (NaN, -0.0), times (with and without a zone),
+    categories (missing ones too), Arrow-backed and Python text; taken across the spills'
+    chunk boundaries, in any interleaving."""
+    from leadml.serve.stream import _gather, _Spill
+
+    rng = np.random.default_rng(seed)
+    sizes = [int(x) for x in rng.integers(0, 40, size=3)]
+    sizes[0] += 1  # at least one row
+
+    def frame(n: int, first: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "lead_id": np.arange(first, first + n, dtype=np.int64),
+                "x": rng.choice([0.5, -0.0, np.nan, 1e-300, np.inf], size=n),
+                "at": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 99, n), "h"),
+                "zoned": pd.date_range("2025-01-01", periods=n, freq="h", tz="Europe/Paris"),
+                "level": pd.Categorical(
+                    rng.choice(["a", "b", None], size=n), categories=["b", "a", "z"]
+                ),
+                "name": pd.array(rng.choice(["Ann", "Bo", None], size=n), dtype="str"),
+                "raw": pd.Series(rng.choice(["p", 3, None], size=n), dtype=object),
+                "flag": rng.random(n) < 0.5,
+            }
+        )
+
+    parts = [frame(n, 1000 * b) for b, n in enumerate(sizes)]
+    spills = []
+    for b, part in enumerate(parts):
+        sp = _Spill(tmp_path / f"s{b}")
+        step = int(rng.integers(1, 9))
+        for s in range(0, len(part), step):
+            sp.write(part.iloc[s : s + step])
+        sp.done()
+        spills.append(_Spill(tmp_path / f"s{b}", write=False))
+    src = rng.permutation(np.repeat(np.arange(3), sizes))
+    got, at = [], 0
+    while at < len(src):
+        k = int(rng.integers(1, 12))
+        got.append(_gather(spills, src[at : at + k]))
+        at += k
+    rank = np.zeros(len(src), dtype=np.int64)
+    for b in range(3):
+        rank[src == b] = np.arange(sizes[b])
+    want = pd.concat([parts[b].iloc[[r]] for b, r in zip(src, rank, strict=True)])
+    merged = pd.concat(got, ignore_index=True)
+    pd.testing.assert_frame_equal(merged, want.reset_index(drop=True), check_exact=True)
+    assert np.array_equal(np.signbit(merged["x"]), np.signbit(want["x"]))  # -0.0 stays
+    for sp in spills:
+        sp.close()
