@@ -55,7 +55,8 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from leadml.data.features import to_levels
-from leadml.explain.plots import global_importance, save_evaluation_plots
+from leadml.explain.plots import save_evaluation_plots
+from leadml.explain.reasons import global_importance
 from leadml.model.bundle import BundleError, load_bundle, save_bundle
 from leadml.model.evaluation import evaluate
 from leadml.model.stage import StageModel
@@ -367,7 +368,7 @@ def log_training_run(
             }
         )
         sample = result.test_frame.head(20_000)
-        importance = global_importance(model, sample)
+        importance = global_importance(model, sample)["mean_abs_shap"]
         plots = save_evaluation_plots(
             y,
             result.test_proba,

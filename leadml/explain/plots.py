@@ -11,7 +11,7 @@ import pandas as pd
 from leadml.funnel import TIERS
 from leadml.model.evaluation import calibration_table
 
-__all__ = ["global_importance", "save_evaluation_plots"]
+__all__ = ["save_evaluation_plots"]
 
 
 def _plt() -> Any:
@@ -30,23 +30,6 @@ def _plt() -> Any:
             del fig
 
     return _Offscreen
-
-
-def global_importance(model: Any, X: pd.DataFrame) -> pd.Series:
-    """Mean |SHAP| (log-odds) per reason group, largest first, from exact TreeSHAP
-    (LightGBM ``pred_contrib``, plus the linear base's values when there is one)."""
-    from leadml.explain.reasons import contributions
-
-    contrib = contributions(model, X, "lightgbm")[:, :-1]
-    spec = model.spec
-    groups = pd.Series([spec.groups[n] for n in spec.names])
-    by_group = pd.Series(
-        {
-            g: float(np.abs(contrib[:, (groups == g).to_numpy()].sum(axis=1)).mean())
-            for g in groups.unique()
-        }
-    )
-    return by_group.sort_values(ascending=False).rename("mean_abs_shap")
 
 
 def save_evaluation_plots(
