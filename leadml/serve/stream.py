@@ -26,7 +26,7 @@ per lead with 47 features), and is removed when the run ends, whether it succeed
 
 Workers
     With ``scoring.workers`` above 1 (``--workers``), step 2 runs in that many worker processes
-    at once (fresh interpreters; each gets its share of the cores for LightGBM and TreeSHAP),
+    at once (fresh interpreters; each gets its share of the cores for LightGBM and numba),
     one range each at a time; without ``partition_leads`` the leads are split evenly among
     them. Memory is then one range per worker. The explaining stays in this process (step 3).
     The file is the same. With workers, ``-v`` shows their time as one ``ranges`` stage.
@@ -79,16 +79,16 @@ _KEPT = ("lead_id", "stage", "score", "tier", "p_prospect", "p_opportunity")
 
 #: One column's values as spilled: a numpy array, a category column's codes, or an extension
 #: array (Arrow-backed text, zoned times).
-Values = Any
+_Values = Any
 
 
-def _values(col: pd.Series) -> Values:
+def _values(col: pd.Series) -> _Values:
     if isinstance(col.dtype, pd.CategoricalDtype):
         return col.array.codes
     return col.to_numpy() if isinstance(col.dtype, np.dtype) else col.array
 
 
-def _join(parts: list[Values]) -> Values:
+def _join(parts: list[_Values]) -> _Values:
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], np.ndarray):
@@ -105,7 +105,7 @@ class _Spill:
         self._out: BinaryIO | None = path.open("wb") if write else None
         self._in: BinaryIO | None = None
         self.empty: pd.DataFrame | None = None  # the columns and their dtypes
-        self._buf: list[Values] = []
+        self._buf: list[_Values] = []
         self._at = 0
 
     def write(self, chunk: pd.DataFrame) -> None:
@@ -121,12 +121,12 @@ class _Spill:
             self._out.close()
             self._out = None
 
-    def take(self, n: int) -> list[Values]:
+    def take(self, n: int) -> list[_Values]:
         """The next ``n`` rows, column by column."""
         if self._in is None:
             self._in = self.path.open("rb")
             self.empty = pickle.load(self._in)
-        pieces: list[list[Values]] = []
+        pieces: list[list[_Values]] = []
         while n > 0:
             if not self._buf or self._at == len(self._buf[0]):
                 self._buf, self._at = pickle.load(self._in), 0
@@ -293,14 +293,16 @@ class _RangeSpill:
     def write(self, job: Any, config: LeadMLConfig) -> None:
         size = config.scoring.chunk_size
         X = {t: m.features(job.frames[t]) for t, m in job.models.items()}
-        for s in range(0, len(job.head), size):
-            self.head.write(job.head.iloc[s : s + size])
-            next_t, pos = job.next_t[s : s + size], job.pos[s : s + size]
-            for t, out in self.features.items():
-                at = np.flatnonzero(next_t == t)
-                if len(at):
-                    out.write(X[t].iloc[pos[at]])
-        self.done()
+        try:
+            for s in range(0, len(job.head), size):
+                self.head.write(job.head.iloc[s : s + size])
+                next_t, pos = job.next_t[s : s + size], job.pos[s : s + size]
+                for t, out in self.features.items():
+                    at = np.flatnonzero(next_t == t)
+                    if len(at):
+                        out.write(X[t].iloc[pos[at]])
+        finally:
+            self.done()
 
     def done(self) -> None:
         for sp in (self.head, *self.features.values()):
