@@ -282,7 +282,6 @@ class _RangeSpill:
     the rows it explains; each in call order, ``scoring.chunk_size`` rows at a time."""
 
     def __init__(self, base: Path, models: Mapping[str, Any], *, explained: bool, write: bool):
-        self.base = base
         self.head = _Spill(base.with_name(base.name + "-head.pickle"), write=write)
         self.features = (
             {t: _Spill(base.with_name(f"{base.name}-{t}.pickle"), write=write) for t in models}
